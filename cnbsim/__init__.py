@@ -1,0 +1,1 @@
+"""cnbsim: the Cloud Native Buildpacks lifecycle, offline."""

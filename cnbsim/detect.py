@@ -1,0 +1,336 @@
+"""The detect phase: order expansion, running bin/detect, build-plan resolution.
+
+Follows lc:phase/detector.go (cnb-spec.md 2.4-2.9): groups are tried in order, composite
+buildpacks expand depth-first with the rest of the enclosing group appended, each
+bin/detect runs at most once, and the first group whose plan resolves wins.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnbsim import proc
+from cnbsim.buildpacks import BuildpackStore
+from cnbsim.errors import DetectError
+from cnbsim.log import Logger
+from cnbsim.model.api import ApiVersion
+from cnbsim.model.buildpack import BuildpackDescriptor
+from cnbsim.model.order import GroupElement, OrderGroup
+from cnbsim.model.plan import (DetectPlan, Plan, PlanDecodeError, PlanEntry, PlanOption, Provider, Require,
+                               parse_detect_plan)
+from cnbsim.platform import Platform
+
+PASS, FAIL, ERROR = "pass", "fail", "error"
+
+
+@dataclass(frozen=True)
+class DetectRun:
+    """One bin/detect run: 0 = pass, 100 = fail, anything else (or -1: could not run) = error."""
+
+    key: str
+    code: int
+    output: str = ""
+    error: str = ""
+    plan: DetectPlan = DetectPlan()
+
+    @property
+    def status(self) -> str:
+        return PASS if self.code == 0 else FAIL if self.code == 100 else ERROR
+
+
+@dataclass(frozen=True)
+class ElementOutcome:
+    id: str
+    version: str
+    optional: bool
+    status: str          # pass | fail | skip | error
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GroupOutcome:
+    """Why one (expanded) group passed or failed: per buildpack, and the plan resolution."""
+
+    elements: tuple[ElementOutcome, ...]
+    passed: bool
+    reasons: tuple[str, ...] = ()
+
+    def explain(self) -> str:
+        ids = ", ".join(f"{e.id}@{e.version}" + (" (optional)" if e.optional else "") for e in self.elements)
+        lines = [f"group [{ids}]: {'passed' if self.passed else 'failed'}"]
+        for e in self.elements:
+            lines.append(f"  {e.status}: {e.id}@{e.version}" + (f" - {e.detail}" if e.detail else ""))
+        lines.extend(f"  {r}" for r in self.reasons)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    group: tuple[GroupElement, ...]
+    plan: Plan
+    runs: dict[str, DetectRun] = field(hash=False)
+    groups: tuple[GroupOutcome, ...] = ()
+
+
+class DetectFailed(DetectError):
+    """No group passed: exit 20, or 21 when a buildpack errored (platform.md)."""
+
+    def __init__(self, groups: tuple[GroupOutcome, ...], runs: dict[str, DetectRun], bp_error: bool) -> None:
+        message = ("buildpack(s) failed with err" if bp_error else "no buildpacks participating")
+        super().__init__(message, exit_code=21 if bp_error else 20,
+                         hint="see why each group failed above")
+        self.groups = groups
+        self.runs = runs
+        self.bp_error = bp_error
+
+    def explain(self) -> str:
+        return "\n".join(g.explain() for g in self.groups)
+
+
+class _Failed(Exception):
+    def __init__(self, bp_error: bool) -> None:
+        self.bp_error = bp_error
+
+
+@dataclass
+class _Element:
+    el: GroupElement
+    desc: BuildpackDescriptor
+    run: DetectRun | None = None        # None: skipped before running (target mismatch)
+    skip_reason: str = ""
+
+
+def detect(order: tuple[OrderGroup, ...], store: BuildpackStore, platform: Platform,
+           log: Logger | None = None) -> DetectResult:
+    """Run the detect phase over `order`; raise `DetectFailed` when no group passes."""
+    log = log or Logger()
+    detector = _Detector(store, platform, log)
+    for group in order:          # lc verifyOrder: every top-level buildpack's API, before anything runs
+        for el in group.group:
+            store.lookup(el.id, el.version).api_version
+    try:
+        group, plan = detector.detect_order(order, [], [], optional=False)
+    except _Failed as failed:
+        log.replay(detector.buffer)
+        log.error("No buildpack groups passed detection.")
+        if not failed.bp_error:
+            log.error("Please check that you are running against the correct path.")
+        raise DetectFailed(tuple(detector.outcomes), detector.runs, failed.bp_error) from None
+    for level, message in detector.buffer:
+        log.log(level, message)
+    return DetectResult(group, plan, detector.runs, tuple(detector.outcomes))
+
+
+class _Detector:
+    def __init__(self, store: BuildpackStore, platform: Platform, log: Logger) -> None:
+        self.store = store
+        self.platform = platform
+        self.log = log
+        self.runs: dict[str, DetectRun] = {}
+        self.outcomes: list[GroupOutcome] = []
+        self.buffer: list[tuple[str, str]] = []
+
+    def detect_order(self, order: tuple[OrderGroup, ...], done: list[_Element], rest: list[GroupElement],
+                     optional: bool) -> tuple[tuple[GroupElement, ...], Plan]:
+        saw_bp_error = False
+        for group in order:
+            try:
+                return self.detect_group([*group.group, *rest], list(done))
+            except _Failed as failed:
+                saw_bp_error = saw_bp_error or failed.bp_error
+        if optional:
+            # An optional composite whose groups all fail: "a copy of the group without the entry".
+            return self.detect_group(list(rest), list(done))
+        raise _Failed(saw_bp_error)
+
+    def detect_group(self, elements: list[GroupElement], done: list[_Element]
+                     ) -> tuple[tuple[GroupElement, ...], Plan]:
+        for i, el in enumerate(elements):
+            if any(d.el.id == el.id for d in done):
+                continue  # the first occurrence of an id wins, whatever its version
+            desc = self.store.lookup(el.id, el.version)
+            if desc.is_composite:
+                return self.detect_order(desc.order, done, elements[i + 1:], el.optional)
+            el = GroupElement(el.id, desc.version, el.optional, desc.api, desc.info.homepage)
+            api = desc.api_version
+            if self.platform.api >= ApiVersion(0, 15) and self.platform.exec_env and api >= ApiVersion(0, 12) \
+                    and desc.info.exec_env and "*" not in desc.info.exec_env \
+                    and self.platform.exec_env not in desc.info.exec_env:
+                continue  # lc: skipped entirely for this exec-env, not even listed
+            if self.platform.api >= ApiVersion(0, 12) and not el.optional and not self._target_ok(desc):
+                # [IMPL] only a required buildpack's target is checked; an optional one still runs.
+                error = (f"unable to satisfy target os/arch constraints; run image: "
+                         f"{self.platform.target.describe()}, buildpack: {_targets_json(desc)}")
+                done.append(_Element(el, desc, DetectRun(el.key, -1, "", error)))
+                continue
+            if el.key not in self.runs:
+                self.runs[el.key] = self._run(desc)
+            done.append(_Element(el, desc, self.runs[el.key]))
+        return self.resolve(done)
+
+    def _target_ok(self, desc: BuildpackDescriptor) -> bool:
+        targets = desc.effective_targets()
+        return not targets or any(self.platform.target.satisfies(t) for t in targets)
+
+    def _run(self, desc: BuildpackDescriptor) -> DetectRun:
+        with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
+            plan_path = Path(tmp) / "plan.toml"
+            plan_path.touch()
+            env = self.platform.buildpack_env(self.platform.base_env, desc,
+                                              {"CNB_BUILD_PLAN_PATH": str(plan_path)})
+            argv = [str(desc.root / "bin" / "detect"), str(self.platform.platform_dir), str(plan_path)]
+            done = proc.run(argv, env=env, cwd=self.platform.app_dir, timeout=self.platform.detect_timeout)
+            if done.code != 0:
+                return DetectRun(desc.key, done.code, done.output, done.error)
+            try:
+                text = plan_path.read_text(encoding="utf-8")
+                plan = parse_detect_plan(text, f"build plan of {desc.key} ({desc.root}/bin/detect)", desc.id)
+            except PlanDecodeError as exc:
+                return DetectRun(desc.key, -1, done.output, str(exc))
+            except UnicodeDecodeError:
+                return DetectRun(desc.key, -1, done.output, f"the build plan of {desc.key} is not UTF-8 text")
+            return DetectRun(desc.key, 0, done.output, "", plan)
+
+    # -- group evaluation and plan resolution (lc DefaultDetectResolver.Resolve) --------------
+
+    def resolve(self, done: list[_Element]) -> tuple[tuple[GroupElement, ...], Plan]:
+        buf = self.buffer
+        outcomes: dict[str, ElementOutcome] = {}
+        for d in done:
+            assert d.run is not None
+            if d.run.output:
+                buf.append(("debug" if d.run.status != ERROR else "info", f"======== Output: {d.el.key} ========"))
+                buf.append(("debug" if d.run.status != ERROR else "info", d.run.output.rstrip("\n")))
+            if d.run.error:
+                buf.append(("info", f"======== Error: {d.el.key} ========"))
+                buf.append(("info", d.run.error))
+        buf.append(("debug", "======== Results ========"))
+        required_failed = any_error = False
+        passing: list[_Element] = []
+        for d in done:
+            run = d.run
+            assert run is not None
+            status = run.status
+            if status == PASS:
+                buf.append(("debug", f"pass: {d.el.key}"))
+                passing.append(d)
+                outcomes[d.el.id] = ElementOutcome(d.el.id, d.el.version, d.el.optional, PASS)
+                continue
+            detail = _last_line(run.error or run.output)
+            if status == FAIL:
+                buf.append(("debug", f"{'skip' if d.el.optional else 'fail'}: {d.el.key}"))
+                outcomes[d.el.id] = ElementOutcome(d.el.id, d.el.version, d.el.optional,
+                                                   "skip" if d.el.optional else FAIL, detail)
+            else:
+                any_error = True
+                buf.append(("info", f"err:  {d.el.key}" + (f" ({run.code})" if run.code != -1 else "")))
+                outcomes[d.el.id] = ElementOutcome(d.el.id, d.el.version, d.el.optional, ERROR,
+                                                   detail or f"exit code {run.code}")
+            if not d.el.optional:
+                required_failed = True
+        reasons: list[str] = []
+
+        def finish(passed: bool) -> None:
+            self.outcomes.append(GroupOutcome(tuple(outcomes[d.el.id] for d in done), passed, tuple(reasons)))
+
+        if required_failed:
+            finish(False)
+            raise _Failed(any_error)
+        if not passing:
+            buf.append(("debug", "fail: no viable buildpacks in group"))
+            reasons.append("fail: no viable buildpacks in group")
+            finish(False)
+            raise _Failed(False)
+        result = self._run_trials(passing, reasons)
+        if result is None:
+            finish(False)
+            raise _Failed(False)
+        trial, plan = result
+        finish(True)
+        if len(trial) < len(done):
+            self.buffer.append(("info", f"{len(trial)} of {len(done)} buildpacks participating"))
+        width = max(len(d.el.id) for d in trial)
+        for d in trial:
+            self.buffer.append(("info", f"{d.el.id:<{width}} {d.el.version}"))
+        return tuple(d.el.participating(d.desc.api, d.desc.info.homepage) for d in trial), plan
+
+    def _run_trials(self, passing: list[_Element], reasons: list[str]
+                    ) -> tuple[list[_Element], Plan] | None:
+        # Options per element: the primary plan, then each [[or]]; only the last option may drop
+        # an optional buildpack (cnb-spec.md 2.7.1). Trials: first element outermost.
+        per_element = []
+        for d in passing:
+            assert d.run is not None
+            options = d.run.plan.options
+            per_element.append([(d, opt, d.el.optional and i == len(options) - 1)
+                                for i, opt in enumerate(options)])
+        for n, trial in enumerate(itertools.product(*per_element), start=1):
+            self.buffer.append(("debug", f"Resolving plan... (try #{n})"))
+            trial_reasons: list[str] = []
+            result = _run_trial(list(trial), trial_reasons)
+            for r in trial_reasons:
+                self.buffer.append(("debug", r))
+            if result is not None:
+                return result
+            reasons.extend(f"try #{n}: {r}" for r in trial_reasons)
+        return None
+
+
+@dataclass
+class _Dep:
+    providers: list[int] = field(default_factory=list)
+    requires: list[tuple[int, Require]] = field(default_factory=list)
+    early_requires: list[int] = field(default_factory=list)
+    extra_provides: list[int] = field(default_factory=list)
+
+
+def _run_trial(trial: list[tuple[_Element, PlanOption, bool]], reasons: list[str]
+               ) -> tuple[list[_Element], Plan] | None:
+    """One trial (lc runTrial): drop optional buildpacks whose requires/provides are unmatched."""
+    while True:
+        deps: dict[str, _Dep] = {}
+        for idx, (_, option, _) in enumerate(trial):
+            for p in option.provides:
+                deps.setdefault(p.name, _Dep()).extra_provides.append(idx)
+            for r in option.requires:
+                dep = deps.setdefault(r.name, _Dep())
+                dep.providers.extend(dep.extra_provides)
+                dep.extra_provides = []
+                if not dep.providers:
+                    dep.early_requires.append(idx)
+                else:
+                    dep.requires.append((idx, r))
+        removed: set[int] = set()
+        for what, attr in (("requires", "early_requires"), ("provides unused", "extra_provides")):
+            for name, dep in deps.items():
+                for idx in getattr(dep, attr):
+                    d, _, optional = trial[idx]
+                    if optional:
+                        reasons.append(f"skip: {d.el.key} {what} {name}")
+                        removed.add(idx)
+                    else:
+                        reasons.append(f"fail: {d.el.key} {what} {name}")
+                        return None
+        if removed:
+            trial = [t for i, t in enumerate(trial) if i not in removed]
+            continue
+        if not trial:
+            reasons.append("fail: no viable buildpacks in group")
+            return None
+        entries = []
+        for dep in deps.values():
+            providers = tuple(Provider(trial[i][0].el.id, trial[i][0].el.version) for i in dep.providers)
+            entries.append(PlanEntry(providers, tuple(r for _, r in dep.requires)))
+        return [d for d, _, _ in trial], Plan(tuple(entries))
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _targets_json(desc: BuildpackDescriptor) -> str:
+    return "[" + ",".join(f'{{"os":"{t.os}","arch":"{t.arch}"}}' for t in desc.effective_targets()) + "]"

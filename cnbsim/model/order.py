@@ -1,0 +1,85 @@
+"""order.toml and group.toml (platform.md "order.toml", "group.toml")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cnbsim.model._fields import Fields
+from cnbsim.tomlio import read_toml
+
+
+@dataclass(frozen=True)
+class GroupElement:
+    """One entry of an order group, or of group.toml once `api` is known."""
+
+    id: str
+    version: str = ""
+    optional: bool = False
+    api: str = ""
+    homepage: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    def participating(self, api: str, homepage: str) -> "GroupElement":
+        return replace(self, optional=False, api=api, homepage=homepage)
+
+
+@dataclass(frozen=True)
+class OrderGroup:
+    group: tuple[GroupElement, ...]
+
+
+def parse_order_groups(top: Fields, path: Path, *, require_version: bool = True) -> tuple[OrderGroup, ...]:
+    groups = []
+    for order in top.tables("order"):
+        elements = []
+        for el in order.tables("group"):
+            elements.append(GroupElement(
+                id=el.str("id", required=True),
+                version=el.str("version", required=require_version,
+                               hint="add the buildpack's version; the lifecycle looks up <id>/<version>/buildpack.toml"),
+                optional=el.bool("optional")))
+        groups.append(OrderGroup(tuple(elements)))
+    return tuple(groups)
+
+
+def read_order_toml(path: Path) -> tuple[OrderGroup, ...]:
+    data = read_toml(path, what="order.toml")
+    return parse_order_groups(Fields(data, path), path)
+
+
+def order_to_toml(order: tuple[OrderGroup, ...]) -> dict[str, Any]:
+    out = []
+    for g in order:
+        entries = []
+        for el in g.group:
+            e: dict[str, Any] = {"id": el.id, "version": el.version}
+            if el.optional:
+                e["optional"] = True
+            entries.append(e)
+        out.append({"group": entries})
+    return {"order": out}
+
+
+def group_to_toml(group: tuple[GroupElement, ...]) -> dict[str, Any]:
+    """lc:platform/files WriteGroup: id, version, api, homepage (if set); never optional."""
+    entries = []
+    for el in group:
+        e = {"id": el.id, "version": el.version, "api": el.api}
+        if el.homepage:
+            e["homepage"] = el.homepage
+        entries.append(e)
+    return {"group": entries} if entries else {}
+
+
+def read_group_toml(path: Path) -> tuple[GroupElement, ...]:
+    """An empty file is a valid, empty group (cnb-spec.md 3.1.1)."""
+    top = Fields(read_toml(path, what="group.toml"), path)
+    return tuple(
+        GroupElement(id=e.str("id", required=True), version=e.str("version", required=True),
+                     api=e.str("api"), homepage=e.str("homepage"))
+        for e in top.tables("group"))

@@ -1,0 +1,159 @@
+"""Lifecycle-compatible phase commands: `cnbsim lifecycle detector|builder`.
+
+They take the real lifecycle's flags (single-dash, double-dash accepted), fall back to the
+`CNB_*` variables and defaults of platform.md, read and write the same files, and exit with
+the Platform API's codes — so a platform or a test can drive them like /cnb/lifecycle/*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from cnbsim import log as logmod
+from cnbsim.build import build
+from cnbsim.buildpacks import BuildpackStore
+from cnbsim.detect import DetectFailed, detect
+from cnbsim.errors import CnbsimError, PlatformApiError
+from cnbsim.model.api import SUPPORTED_PLATFORM_APIS, ApiVersion, supported_range
+from cnbsim.model.order import group_to_toml, read_group_toml, read_order_toml
+from cnbsim.model.plan import read_plan_toml
+from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform
+from cnbsim.tomlio import write_toml
+
+# flag -> (env var, default); "<layers>" in a default is the layers dir (platform.md "Inputs").
+FLAGS = {
+    "app": ("CNB_APP_DIR", "/workspace"),
+    "buildpacks": ("CNB_BUILDPACKS_DIR", "/cnb/buildpacks"),
+    "build-config": ("CNB_BUILD_CONFIG_DIR", "/cnb/build-config"),
+    "group": ("CNB_GROUP_PATH", "<layers>/group.toml"),
+    "layers": ("CNB_LAYERS_DIR", "/layers"),
+    "log-level": ("CNB_LOG_LEVEL", "info"),
+    "order": ("CNB_ORDER_PATH", None),
+    "plan": ("CNB_PLAN_PATH", "<layers>/plan.toml"),
+    "platform": ("CNB_PLATFORM_DIR", "/platform"),
+}
+PHASE_FLAGS = {
+    "detector": ("app", "buildpacks", "build-config", "group", "layers", "log-level", "order", "plan", "platform"),
+    "builder": ("app", "buildpacks", "build-config", "group", "layers", "log-level", "plan", "platform"),
+}
+
+
+def normalize_flags(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The lifecycle's Go flags use one dash (`-app DIR`, `-app=DIR`); argparse wants two."""
+    out = []
+    for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--") and arg.lstrip("-").split("=")[0] in names:
+            arg = "-" + arg
+        out.append(arg)
+    return out
+
+
+def _parser(phase: str) -> argparse.ArgumentParser:
+    descriptions = {
+        "detector": "Run the detect phase: find the first order group that passes and write group.toml and plan.toml.",
+        "builder": "Run the build phase: run each bin/build of group.toml, write the layers and config/metadata.toml.",
+    }
+    p = argparse.ArgumentParser(
+        prog=f"cnbsim lifecycle {phase}", description=descriptions[phase],
+        epilog="Flags take the lifecycle's single-dash form (-app DIR) or double-dash; each falls back to "
+               "its CNB_* variable, then to the default of platform.md. CNB_PLATFORM_API must be set.")
+    for name in PHASE_FLAGS[phase]:
+        env, default = FLAGS[name]
+        shown = default or "<layers>/order.toml if present, else /cnb/order.toml"
+        p.add_argument(f"--{name}", metavar="VALUE", help=f"(env {env}; default {shown})")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="kill a bin/detect or bin/build that runs longer (cnbsim extension; "
+                        f"defaults {DEFAULT_DETECT_TIMEOUT:g}s / {DEFAULT_BUILD_TIMEOUT:g}s)")
+    return p
+
+
+def _value(args: argparse.Namespace, name: str, layers: str = "") -> str:
+    given = getattr(args, name.replace("-", "_"))
+    if given:
+        return given
+    env, default = FLAGS[name]
+    value = os.environ.get(env) or default or ""
+    return value.replace("<layers>", layers)
+
+
+def platform_api_from_env() -> ApiVersion:
+    text = os.environ.get("CNB_PLATFORM_API", "")
+    if not text:
+        raise PlatformApiError("get platform API version; please set 'CNB_PLATFORM_API' to a supported platform API",
+                               hint=f"e.g. export CNB_PLATFORM_API=0.15 (supported: "
+                                    f"{supported_range(SUPPORTED_PLATFORM_APIS)})")
+    try:
+        api = ApiVersion.parse(text)
+    except ValueError as exc:
+        raise PlatformApiError(f"parse platform API: {exc}")
+    if api not in SUPPORTED_PLATFORM_APIS:
+        raise PlatformApiError(f"platform API version '{text}' is incompatible with the lifecycle",
+                               hint=f"supported: {supported_range(SUPPORTED_PLATFORM_APIS)}")
+    return api
+
+
+def _platform(args: argparse.Namespace, api: ApiVersion, layers: str) -> Platform:
+    build_config = Path(_value(args, "build-config"))
+    kwargs = {}
+    if args.timeout:
+        kwargs = {"detect_timeout": args.timeout, "build_timeout": args.timeout}
+    return Platform(app_dir=Path(_value(args, "app")).absolute(),
+                    platform_dir=Path(_value(args, "platform")).absolute(),
+                    layers_dir=Path(layers).absolute(),
+                    build_config_dir=build_config.absolute() if build_config.is_dir() else None,
+                    api=api, **kwargs)
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] not in ("detector", "builder", "launcher"):
+        print("usage: cnbsim lifecycle {detector,builder,launcher} [flags]\n\n"
+              "Lifecycle-compatible phases: run them like /cnb/lifecycle/<phase>.", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 3
+    phase, rest = argv[0], argv[1:]
+    if phase == "launcher":
+        from cnbsim.launch import lifecycle_launcher
+        return lifecycle_launcher(rest)
+    args = _parser(phase).parse_args(normalize_flags(rest, PHASE_FLAGS[phase] + ("timeout",)))
+    log = logmod.Logger(level=_value(args, "log-level"), stream=sys.stdout)
+    try:
+        api = platform_api_from_env()
+        layers = _value(args, "layers")
+        platform = _platform(args, api, layers)
+        if phase == "detector":
+            return _detector(args, platform, log)
+        return _builder(args, platform, log)
+    except DetectFailed as failed:
+        log.error(f"failed to detect: {failed.message}")
+        return failed.exit_code
+    except CnbsimError as exc:
+        log.error(str(exc))
+        return exc.exit_code
+
+
+def _detector(args: argparse.Namespace, platform: Platform, log: logmod.Logger) -> int:
+    layers = str(platform.layers_dir)
+    order_path = _value(args, "order")
+    if not order_path:
+        local = Path(layers) / "order.toml"
+        order_path = str(local) if local.exists() else "/cnb/order.toml"
+    store = BuildpackStore()
+    store.add_layout_dir(Path(_value(args, "buildpacks")))
+    order = read_order_toml(Path(order_path))
+    result = detect(order, store, platform, log)
+    write_toml(Path(_value(args, "group", layers)), group_to_toml(result.group))
+    write_toml(Path(_value(args, "plan", layers)), result.plan.to_toml())
+    return 0
+
+
+def _builder(args: argparse.Namespace, platform: Platform, log: logmod.Logger) -> int:
+    layers = str(platform.layers_dir)
+    store = BuildpackStore()
+    store.add_layout_dir(Path(_value(args, "buildpacks")))
+    group = read_group_toml(Path(_value(args, "group", layers)))
+    plan = read_plan_toml(Path(_value(args, "plan", layers)))
+    build(group, plan, store, platform, log)
+    return 0

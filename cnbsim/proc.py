@@ -1,0 +1,80 @@
+"""Running a buildpack executable: explicit argv, env and cwd, a timeout, the output captured."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class Completed:
+    code: int            # the exit code; -1 when it could not run or timed out (as lc reports spawn errors)
+    output: str          # stdout and stderr, interleaved as written
+    error: str = ""      # why it could not run, or that it timed out
+
+
+def check_executable(path: Path) -> str:
+    """'' when `path` can be executed, else a message that says what to do."""
+    if not path.exists():
+        return f"{path} does not exist (a buildpack needs an executable bin/{path.name})"
+    if not path.is_file():
+        return f"{path} is not a file"
+    if not os.access(path, os.X_OK):
+        return f"{path} is not executable (run: chmod +x {path})"
+    return ""
+
+
+def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: float,
+        on_line: Callable[[str], None] | None = None) -> Completed:
+    """Run argv[0] with stdout+stderr merged; kill its whole process group on timeout."""
+    problem = check_executable(Path(argv[0]))
+    if problem:
+        return Completed(-1, "", problem)
+    try:
+        proc = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    except OSError as exc:  # e.g. a bad #! line
+        return Completed(-1, "", f"cannot execute {argv[0]}: {exc.strerror} (check its #! line)")
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(timeout, kill)
+    timer.daemon = True
+    timer.start()
+    chunks: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            chunks.append(line)
+            if on_line is not None:
+                on_line(line)
+        proc.wait()
+    except BaseException:
+        kill()
+        proc.wait()
+        raise
+    finally:
+        timer.cancel()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    output = "".join(chunks)
+    if timed_out.is_set():
+        return Completed(-1, output, f"{argv[0]} timed out after {timeout:g}s and was killed "
+                         "(raise the limit with --timeout if it needs longer)")
+    code = proc.returncode
+    if code < 0:
+        return Completed(code, output, f"{argv[0]} was killed by signal {-code}")
+    return Completed(code, output)
