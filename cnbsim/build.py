@@ -93,7 +93,7 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
         bp_plan = remaining.for_buildpack(desc.id)
         bp_dir = platform.layers_dir / escape_id(desc.id)
         bp_dir.mkdir(parents=True, exist_ok=True)
-        env_from_layers = {k: v for k, v in env.vars.items() if platform.base_env.get(k) != v}
+        env_from_layers = env_changes(env, platform.base_env)
         output = _run_build(desc, bp_plan, bp_dir, env, platform, log)
         layers = _process_layers(desc, bp_dir)
         for layer in layers:  # the env later buildpacks see (cnb-spec.md 3.3.3)
@@ -126,6 +126,19 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
         labels=tuple(labels), slices=tuple(slices), default_process=default)
     write_toml(platform.layers_dir / "config" / "metadata.toml", metadata.to_toml(platform.api))
     return BuildOutcome(tuple(results), metadata, dict(env.vars))
+
+
+def env_changes(env: Env, base: Env) -> dict[str, str]:
+    """What buildpacks changed in `base`; a value that extends the base one shows it as `$NAME`."""
+    out = {}
+    for name, value in env.vars.items():
+        before = base.get(name)
+        if before == value:
+            continue
+        if before and value.endswith(before):
+            value = value[: -len(before)] + f"${name}"
+        out[name] = value
+    return out
 
 
 def _run_build(desc: BuildpackDescriptor, bp_plan: BuildpackPlan, bp_dir: Path, env: Env,

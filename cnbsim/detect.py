@@ -259,24 +259,39 @@ class _Detector:
 
     def _run_trials(self, passing: list[_Element], reasons: list[str]
                     ) -> tuple[list[_Element], Plan] | None:
-        # Options per element: the primary plan, then each [[or]]; only the last option may drop
-        # an optional buildpack (cnb-spec.md 2.7.1). Trials: first element outermost.
-        per_element = []
-        for d in passing:
-            assert d.run is not None
-            options = d.run.plan.options
-            per_element.append([(d, opt, d.el.optional and i == len(options) - 1)
-                                for i, opt in enumerate(options)])
-        for n, trial in enumerate(itertools.product(*per_element), start=1):
-            self.buffer.append(("debug", f"Resolving plan... (try #{n})"))
-            trial_reasons: list[str] = []
-            result = _run_trial(list(trial), trial_reasons)
-            for r in trial_reasons:
-                self.buffer.append(("debug", r))
-            if result is not None:
-                return result
-            reasons.extend(f"try #{n}: {r}" for r in trial_reasons)
-        return None
+        by_key = {d.el.key: d for d in passing}
+        result = resolve_plan([(d.el, d.run.plan) for d in passing if d.run is not None],
+                              reasons, self.buffer)
+        if result is None:
+            return None
+        group, plan = result
+        return [by_key[el.key] for el in group], plan
+
+
+def resolve_plan(passing: list[tuple[GroupElement, DetectPlan]], reasons: list[str] | None = None,
+                 log: list[tuple[str, str]] | None = None) -> tuple[list[GroupElement], Plan] | None:
+    """Build-plan resolution over the buildpacks that passed detection (cnb-spec.md 2.7).
+
+    Options per buildpack: the primary plan, then each [[or]]; only the last option may drop
+    an optional buildpack. Trials are the Cartesian product, first buildpack outermost; the
+    first trial that resolves wins. Returns the participating elements and the plan, or None.
+    """
+    reasons = [] if reasons is None else reasons
+    per_element = []
+    for el, plan in passing:
+        options = plan.options
+        per_element.append([(el, opt, el.optional and i == len(options) - 1) for i, opt in enumerate(options)])
+    for n, trial in enumerate(itertools.product(*per_element), start=1):
+        if log is not None:
+            log.append(("debug", f"Resolving plan... (try #{n})"))
+        trial_reasons: list[str] = []
+        result = _run_trial(list(trial), trial_reasons)
+        if log is not None:
+            log.extend(("debug", r) for r in trial_reasons)
+        if result is not None:
+            return result
+        reasons.extend(f"try #{n}: {r}" for r in trial_reasons)
+    return None
 
 
 @dataclass
@@ -287,8 +302,8 @@ class _Dep:
     extra_provides: list[int] = field(default_factory=list)
 
 
-def _run_trial(trial: list[tuple[_Element, PlanOption, bool]], reasons: list[str]
-               ) -> tuple[list[_Element], Plan] | None:
+def _run_trial(trial: list[tuple[GroupElement, PlanOption, bool]], reasons: list[str]
+               ) -> tuple[list[GroupElement], Plan] | None:
     """One trial (lc runTrial): drop optional buildpacks whose requires/provides are unmatched."""
     while True:
         deps: dict[str, _Dep] = {}
@@ -307,12 +322,12 @@ def _run_trial(trial: list[tuple[_Element, PlanOption, bool]], reasons: list[str
         for what, attr in (("requires", "early_requires"), ("provides unused", "extra_provides")):
             for name, dep in deps.items():
                 for idx in getattr(dep, attr):
-                    d, _, optional = trial[idx]
+                    el, _, optional = trial[idx]
                     if optional:
-                        reasons.append(f"skip: {d.el.key} {what} {name}")
+                        reasons.append(f"skip: {el.key} {what} {name}")
                         removed.add(idx)
                     else:
-                        reasons.append(f"fail: {d.el.key} {what} {name}")
+                        reasons.append(f"fail: {el.key} {what} {name}")
                         return None
         if removed:
             trial = [t for i, t in enumerate(trial) if i not in removed]
@@ -322,9 +337,9 @@ def _run_trial(trial: list[tuple[_Element, PlanOption, bool]], reasons: list[str
             return None
         entries = []
         for dep in deps.values():
-            providers = tuple(Provider(trial[i][0].el.id, trial[i][0].el.version) for i in dep.providers)
+            providers = tuple(Provider(trial[i][0].id, trial[i][0].version) for i in dep.providers)
             entries.append(PlanEntry(providers, tuple(r for _, r in dep.requires)))
-        return [d for d, _, _ in trial], Plan(tuple(entries))
+        return [el for el, _, _ in trial], Plan(tuple(entries))
 
 
 def _last_line(text: str) -> str:

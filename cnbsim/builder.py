@@ -1,0 +1,257 @@
+"""builder.toml (pack's builder configuration), `--buildpack` references and package.toml.
+
+A builder's buildpack URIs are resolved offline: a local path is used as is; a registry or
+`docker://` reference to a known Paketo buildpack resolves to its stub under
+`cnbsim/stubs/paketo/`; the PlanQK job-template's references resolve to this repository's
+buildpack. Anything else is an error that says how to provide the buildpack locally.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+from cnbsim.buildpacks import BuildpackStore
+from cnbsim.errors import ConfigError
+from cnbsim.log import Logger
+from cnbsim.model._fields import Fields
+from cnbsim.model.buildpack import BuildpackDescriptor, read_buildpack_toml
+from cnbsim.model.order import GroupElement, OrderGroup, parse_order_groups
+from cnbsim.tomlio import read_toml
+
+PACKAGE_DIR = Path(__file__).parent
+STUBS_DIR = PACKAGE_DIR / "stubs" / "paketo"
+BUILDERS_DIR = PACKAGE_DIR / "builders"
+DEFAULT_BUILDER = BUILDERS_DIR / "planqk" / "builder.toml"
+JOB_TEMPLATE_ID = "planqk-buildpacks/job-template"
+JOB_TEMPLATE_URIS = ("planqk-buildpack-job-template", "planqk-buildpacks/job-template")
+
+
+def job_template_dir() -> Path:
+    """The job-template buildpack: inside the package when installed from a wheel, else the repo's."""
+    for candidate in (PACKAGE_DIR / "_buildpack", PACKAGE_DIR.parent / "buildpack"):
+        if (candidate / "buildpack.toml").is_file():
+            return candidate
+    raise ConfigError("the job-template buildpack is missing from this installation",
+                      file=PACKAGE_DIR / "_buildpack", hint="reinstall cnbsim")
+
+
+@dataclass(frozen=True)
+class BuilderBuildpack:
+    uri: str
+    id: str = ""
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class Builder:
+    path: Path
+    buildpacks: tuple[BuilderBuildpack, ...]
+    order: tuple[OrderGroup, ...]
+    description: str = ""
+    # Recorded, not used: cnbsim has no images to pull.
+    stack: dict[str, Any] = field(default_factory=dict, hash=False)
+    build: dict[str, Any] = field(default_factory=dict, hash=False)
+    run: dict[str, Any] = field(default_factory=dict, hash=False)
+    lifecycle: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+def read_builder_toml(path: Path) -> Builder:
+    path = path.absolute()
+    top = Fields(read_toml(path, what="builder.toml"), path)
+    bps = tuple(BuilderBuildpack(b.str("uri"), b.str("id"), b.str("version")) for b in top.tables("buildpacks"))
+    for i, b in enumerate(bps):
+        if not b.uri and not b.id:
+            raise ConfigError("needs a uri (or an id)", file=path, field=f"buildpacks[{i}]",
+                              hint='add uri = "<path or image reference>"')
+    order = parse_order_groups(top, path, require_version=False)
+    if not order:
+        raise ConfigError("has no [[order]] groups", file=path, field="order",
+                          hint="add [[order]] with [[order.group]] id = \"...\" entries")
+    return Builder(path, bps, order, top.str("description"), top.table("stack"), top.table("build"),
+                   top.table("run"), top.table("lifecycle"))
+
+
+@lru_cache(maxsize=1)
+def _stubs() -> dict[str, Path]:
+    """Stub buildpack id -> directory."""
+    out = {}
+    for toml in sorted(STUBS_DIR.glob("*/buildpack.toml")):
+        out[read_buildpack_toml(toml).id] = toml.parent
+    return out
+
+
+_REF = re.compile(r"^(?:docker://|urn:cnb:registry:|urn:cnb:builder:)?(?P<name>[^:@]+?)(?::[\w.-]+)?(?:@sha256:[0-9a-f]+)?$")
+
+
+def stub_for_uri(uri: str) -> Path | None:
+    """A registry/docker reference of a known buildpack -> its local stand-in, else None.
+
+    `gcr.io/paketo-buildpacks/pip:0.20.0`, `docker://docker.io/paketobuildpacks/pip`,
+    `urn:cnb:registry:paketo-buildpacks/pip@0.20.0`, `paketo-buildpacks/pip` -> the pip stub.
+    """
+    match = _REF.match(uri.strip())
+    if not match:
+        return None
+    name = match.group("name").split("@")[0].rstrip("/")
+    parts = name.split("/")
+    if parts[-1] in JOB_TEMPLATE_URIS or name in JOB_TEMPLATE_URIS:
+        return job_template_dir()
+    if len(parts) >= 2 and parts[-2] in ("paketo-buildpacks", "paketobuildpacks"):
+        return _stubs().get(f"paketo-buildpacks/{parts[-1]}")
+    return None
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith(("file://", "/", "./", "../")) or uri in (".", "..")
+
+
+def _local_path(uri: str, base: Path) -> Path:
+    raw = uri[len("file://"):] if uri.startswith("file://") else uri
+    return (base / raw).resolve()
+
+
+@dataclass
+class Sources:
+    """The buildpacks and the order a build uses, with the notices resolution produced."""
+
+    store: BuildpackStore
+    order: tuple[OrderGroup, ...]
+    notices: list[str]
+    builder: Builder | None = None
+
+
+def _add_dir(store: BuildpackStore, path: Path, origin: str) -> list[BuildpackDescriptor]:
+    if (path / "buildpack.toml").is_file():
+        return store.add_path(path)
+    if path.name == "package.toml" and path.is_file():
+        return add_package(store, path)
+    if (path / "package.toml").is_file():
+        return add_package(store, path / "package.toml")
+    if path.is_dir():
+        return store.add_path(path)
+    raise ConfigError(f"buildpack not found: {origin}", file=path,
+                      hint="give a directory with buildpack.toml (or package.toml)")
+
+
+def add_package(store: BuildpackStore, package_toml: Path) -> list[BuildpackDescriptor]:
+    """package.toml (`pack buildpack package --config`): `[buildpack] uri` and `[[dependencies]] uri`."""
+    top = Fields(read_toml(package_toml, what="package.toml"), package_toml)
+    base = package_toml.parent
+    uri = top.sub("buildpack").str("uri", default=".")
+    added = _add_dir(store, _local_path(uri, base), f"{package_toml} [buildpack] uri")
+    for i, dep in enumerate(top.tables("dependencies")):
+        dep_uri = dep.str("uri", required=True)
+        stub = stub_for_uri(dep_uri) if not _is_local(dep_uri) else None
+        target = stub or _local_path(dep_uri, base)
+        added += _add_dir(store, target, f"{package_toml} dependencies[{i}].uri")
+    return added
+
+
+def _known_store() -> BuildpackStore:
+    store = BuildpackStore()
+    for path in _stubs().values():
+        store.add_path(path)
+    store.add_path(job_template_dir())
+    return store
+
+
+def resolve_builder(builder: Builder, log: Logger | None = None) -> Sources:
+    store = BuildpackStore()
+    notices: list[str] = []
+    base = builder.path.parent
+    for i, bp in enumerate(builder.buildpacks):
+        field_name = f"buildpacks[{i}].uri"
+        if bp.uri and _is_local(bp.uri):
+            added = _add_dir(store, _local_path(bp.uri, base), f"{builder.path} {field_name}")
+        else:
+            ref = bp.uri or bp.id
+            target = stub_for_uri(ref)
+            if target is None:
+                raise ConfigError(f"cannot resolve buildpack '{ref}' offline", file=builder.path,
+                                  field=field_name,
+                                  hint="point uri at a local directory with buildpack.toml "
+                                       "(uri = \"./my-buildpack\"), or pass it with --buildpack DIR")
+            added = store.add_path(target)
+            what = "the job-template buildpack of this repository" if target == job_template_dir() \
+                else f"the offline stub {added[0].key}"
+            notices.append(f"{ref}: using {what}")
+        # A version the builder pins that differs from the stand-in's: the stand-in plays it.
+        if bp.version and added and added[0].version != bp.version and bp.id in ("", added[0].id):
+            _alias(store, added[0], bp.version, notices)
+    _alias_order_versions(store, builder.order, notices)
+    order = tuple(OrderGroup(tuple(_pin(store, el) for el in g.group)) for g in builder.order)
+    for n in notices:
+        (log or Logger(stream=None)).info(f"Notice: {n}")
+    return Sources(store, order, notices, builder)
+
+
+def _alias(store: BuildpackStore, desc: BuildpackDescriptor, version: str, notices: list[str]) -> None:
+    if version in store.versions(desc.id):
+        return
+    store.add(replace(desc, info=replace(desc.info, version=version)))
+    notices.append(f"{desc.id}@{version} requested; the stand-in {desc.key} plays that version")
+
+
+def _alias_order_versions(store: BuildpackStore, order: tuple[OrderGroup, ...], notices: list[str]) -> None:
+    for g in order:
+        for el in g.group:
+            have = store.versions(el.id)
+            if el.version and have and el.version not in have and len(have) == 1:
+                _alias(store, store.lookup(el.id, have[0]), el.version, notices)
+
+
+def _pin(store: BuildpackStore, el: GroupElement) -> GroupElement:
+    """pack resolves an order entry without a version to the only version on the builder."""
+    if el.version:
+        return el
+    return replace(el, version=store.lookup(el.id).version)
+
+
+def resolve_sources(builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
+                    log: Logger | None = None) -> Sources:
+    """What `cnbsim build` uses: `--buildpack` refs (one group), a builder.toml, or the default builder."""
+    if not buildpacks:
+        return resolve_builder(read_builder_toml(Path(builder) if builder else DEFAULT_BUILDER), log)
+    known: BuildpackStore | None = None
+    store = BuildpackStore()
+    group = []
+    for ref in buildpacks:
+        text = str(ref)
+        path = Path(text)
+        if path.exists() or _is_local(text):
+            added = _add_dir(store, path.absolute(), f"--buildpack {text}")
+            # A package contributes its main buildpack to the group; a buildpacks dir all of its own.
+            is_package = path.name == "package.toml" or (
+                (path / "package.toml").is_file() and not (path / "buildpack.toml").is_file())
+            group.extend(GroupElement(d.id, d.version) for d in (added[:1] if is_package else added))
+            continue
+        bp_id, _, version = text.partition("@")
+        stub = stub_for_uri(text) if "/" in text and ("://" in text or ":" in text) else None
+        desc = store.add(read_buildpack_toml(stub / "buildpack.toml")) if stub else None
+        if desc is None:
+            if known is None:
+                known = resolve_builder(read_builder_toml(Path(builder)), log).store if builder else _known_store()
+            try:
+                desc = store.add(known.lookup(bp_id, version))
+            except ConfigError:
+                raise ConfigError(f"unknown buildpack '{text}'",
+                                  hint="give a buildpack directory, or one of: "
+                                       + ", ".join(sorted({d.id for d in known.all()})))
+        for inner in _composite_parts(known, desc) if known is not None else ():
+            store.add(inner)
+        group.append(GroupElement(desc.id, desc.version))
+    return Sources(store, (OrderGroup(tuple(group)),), [])
+
+
+def _composite_parts(known: BuildpackStore, desc: BuildpackDescriptor) -> list[BuildpackDescriptor]:
+    out = []
+    for g in desc.order:
+        for el in g.group:
+            inner = known.lookup(el.id, el.version)
+            out.append(inner)
+            out.extend(_composite_parts(known, inner))
+    return out

@@ -1,0 +1,263 @@
+"""The launcher: launch env, process selection, args, working dir, exec.d, profile.d, exec.
+
+Follows lc:launch/ and lc:cmd/launcher (cnb-spec.md 4.1-4.6). The env starts from the
+container's env; for each buildpack, all its launch layers' bin/ and lib/ first, then each
+layer's env/, env.launch/, env.launch/<type>/; then exec.d output; then the process runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from cnbsim.env import LAUNCH_ROOT_DIRS, Env
+from cnbsim.errors import CnbsimError, LaunchError
+from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
+from cnbsim.model.buildpack import escape_id
+from cnbsim.model.launch import Process
+from cnbsim.model.layer import LayerMetadata, parse_layer_toml
+from cnbsim.model.metadata import BuildMetadata, read_metadata_toml
+from cnbsim.tomlio import parse_toml, read_toml
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything needed to start the process: what `exec` would receive."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: Path
+    process: Process | None
+
+
+def launch_layers(layers_dir: Path, metadata: BuildMetadata) -> list[tuple[str, list[Path]]]:
+    """Per buildpack (group order), its launch layer dirs sorted by name (cnb-spec.md 4.4.2, 7.1.5).
+
+    In an image every layer dir is a launch layer; in a build output only those whose
+    `<layer>.toml` says `launch = true` would have been exported.
+    """
+    out = []
+    for bp in metadata.buildpacks:
+        bp_dir = layers_dir / escape_id(bp.id)
+        if not bp_dir.is_dir():
+            continue
+        api = _api(bp.api)
+        layers = []
+        for d in sorted((p for p in bp_dir.iterdir() if p.is_dir()), key=lambda p: p.name):
+            toml = bp_dir / f"{d.name}.toml"
+            if not toml.exists():
+                if d.name.endswith(".ignore") or (bp_dir / "launch.toml").exists() or any(bp_dir.glob("*.toml")):
+                    continue  # a build output: a dir without <layer>.toml is not a layer
+                layers.append(d)  # an unpacked image: toml files are not exported
+                continue
+            if _layer_meta(toml, api).types.launch:
+                layers.append(d)
+        out.append((bp.id, layers))
+    return out
+
+
+def _api(text: str) -> ApiVersion:
+    try:
+        return ApiVersion.parse(text)
+    except ValueError:
+        return ApiVersion(0, 12)
+
+
+def _layer_meta(toml: Path, api: ApiVersion) -> LayerMetadata:
+    try:
+        return parse_layer_toml(read_toml(toml, what="layer metadata file", error=LaunchError), toml, api)
+    except CnbsimError as exc:
+        raise LaunchError(str(exc), exit_code=82)
+
+
+def launch_env(layers_dir: Path, metadata: BuildMetadata, process_type: str | None,
+               environ: Mapping[str, str]) -> Env:
+    env = Env.for_launch(environ)
+    for _, layers in launch_layers(layers_dir, metadata):
+        for layer in layers:   # lc: all root dirs of a buildpack first ...
+            env.add_root_dir(layer, LAUNCH_ROOT_DIRS)
+        for layer in layers:   # ... then each layer's env dirs
+            env.add_env_dir(layer / "env")
+            env.add_env_dir(layer / "env.launch")
+            if process_type:
+                env.add_env_dir(layer / "env.launch" / process_type)
+    return env
+
+
+def run_exec_d(layers_dir: Path, metadata: BuildMetadata, process_type: str | None, env: Env,
+               app_dir: Path) -> None:
+    """lc:launch/exec_d.go: per layer, exec.d/* then exec.d/<type>/*; TOML on fd 3 overrides the env."""
+    for _, layers in launch_layers(layers_dir, metadata):
+        for layer in layers:
+            dirs = [layer / "exec.d"] + ([layer / "exec.d" / process_type] if process_type else [])
+            for d in dirs:
+                if not d.is_dir():
+                    continue
+                for path in sorted((p for p in d.iterdir() if p.is_file()), key=lambda p: p.name):
+                    _exec_d_one(path, env, app_dir)
+
+
+def _exec_d_one(path: Path, env: Env, app_dir: Path) -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        # fd 3 of the program is the pipe; sh sets it up, then becomes the program.
+        proc = subprocess.Popen(["/bin/sh", "-c", f'exec "$0" 3>&{write_fd}', str(path)],
+                                env=env.vars, cwd=app_dir, pass_fds=(write_fd,))
+    except OSError as exc:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise LaunchError(f"failed to execute exec.d file at path '{path}': {exc.strerror}")
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        data = fh.read()
+    if proc.wait() != 0:
+        raise LaunchError(f"failed to execute exec.d file at path '{path}': exit status {proc.returncode}",
+                          hint="every file in exec.d must be an executable that exits 0")
+    try:
+        table = parse_toml(data.decode("utf-8"), path=path, what="exec.d output", error=LaunchError)
+    except (UnicodeDecodeError, LaunchError):
+        raise LaunchError(f"failed to decode output from exec.d file at path '{path}'",
+                          hint='write NAME = "value" lines to fd 3')
+    for name, value in table.items():
+        if not isinstance(value, str):
+            raise LaunchError(f"failed to decode output from exec.d file at path '{path}': "
+                              f"{name} must be a string")
+        env.vars[name] = value
+
+
+def _profiles(layers_dir: Path, metadata: BuildMetadata, process_type: str | None, app_dir: Path) -> list[str]:
+    out = []
+    for _, layers in launch_layers(layers_dir, metadata):
+        for layer in layers:
+            for d in [layer / "profile.d"] + ([layer / "profile.d" / process_type] if process_type else []):
+                if d.is_dir():
+                    out.extend(str(p) for p in sorted(d.iterdir(), key=lambda p: p.name) if p.is_file())
+    if (app_dir / ".profile").is_file():
+        out.append(".profile")
+    return out
+
+
+def _user_args(process: Process, user_args: Sequence[str], bp_api: ApiVersion, platform_api: ApiVersion
+               ) -> tuple[str, tuple[str, ...]]:
+    """lc:launch/process.go handleUserArgs (cnb-spec.md 4.3): the command and its final args."""
+    if not process.command or not process.command[0]:
+        raise LaunchError(f'no command provided for process type "{process.type}"')
+    if platform_api < ApiVersion(0, 10):
+        return process.command[0], (*process.command[1:], *process.args, *user_args)
+    if len(process.command) > 1:
+        return process.command[0], (*process.command[1:], *(user_args or process.args))
+    if not user_args:
+        return process.command[0], process.args
+    if bp_api < ApiVersion(0, 9):
+        return process.command[0], (*process.args, *user_args)   # appended before Buildpack API 0.9
+    return process.command[0], tuple(user_args)                  # replaced from 0.9
+
+
+def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = None,
+                user_args: Sequence[str] = (), environ: Mapping[str, str] | None = None,
+                platform_api: ApiVersion = DEFAULT_PLATFORM_API, argv0: str = "launcher",
+                metadata: BuildMetadata | None = None) -> LaunchPlan:
+    """Work out what the launcher would exec; runs exec.d programs (they may change the env)."""
+    environ = dict(os.environ if environ is None else environ)
+    layers_dir, app_dir = layers_dir.absolute(), app_dir.absolute()
+    md = metadata or read_metadata_toml(layers_dir / "config" / "metadata.toml")
+    user_args = list(user_args)
+    if process_type is None and md.default_process:
+        process_type = md.default_process
+    process = None
+    if process_type is not None:
+        process = md.process(process_type)
+        if process is None:
+            known = ", ".join(p.type for p in md.processes) or "none"
+            raise LaunchError(f"process type {process_type} was not found", hint=f"known types: {known}")
+    elif not user_args:
+        raise LaunchError("when there is no default process a command is required",
+                          hint="name a process type or give a command")
+    env = launch_env(layers_dir, md, process_type, environ)
+    run_exec_d(layers_dir, md, process_type, env, app_dir)
+    if process is None:
+        direct = user_args[0] == "--"
+        if direct:
+            user_args = user_args[1:]
+            if not user_args:
+                raise LaunchError("when there is no default process a command is required")
+        process = Process(type="", command=(user_args[0],), args=tuple(user_args[1:]), direct=direct)
+        command, args = process.command[0], process.args
+        cwd = app_dir
+        process_for_plan = None
+    else:
+        bp = md.buildpack(process.buildpack_id)
+        if bp is None:
+            raise LaunchError(f"failed to find buildpack for process {process.type} with buildpack ID "
+                              f"{process.buildpack_id}")
+        command, args = _user_args(process, user_args, _api(bp.api), platform_api)
+        cwd = app_dir / process.working_dir if process.working_dir else app_dir
+        process_for_plan = process
+    if process.direct:
+        resolved = shutil.which(command, path=env.get("PATH")) if "/" not in command else command
+        if not resolved:
+            raise LaunchError(f"determine start command: path lookup: exec: \"{command}\": "
+                              "executable file not found in $PATH",
+                              hint="is the program installed by a launch layer (bin/ on PATH)?")
+        return LaunchPlan((resolved, command, *args), env.vars, cwd, process_for_plan)
+    script = "".join(f'source "{p}"\n' for p in _profiles(layers_dir, md, process_type, app_dir))
+    script += f'cd "{cwd}"\n'
+    if args:
+        quoted = " ".join('"$(eval echo \\"$0\\")"' if i == 0 else f'"$(eval echo \\"${{{i}}}\\")"'
+                          for i in range(len(args) + 1))
+        script += f"exec bash -c '{quoted}' \"${{@:1}}\""
+    else:
+        script += 'exec bash -c "$@"'
+    bash = shutil.which("bash", path=env.get("PATH")) or "/bin/bash"
+    return LaunchPlan((bash, argv0, "-c", script, argv0, command, *args), env.vars, app_dir, process_for_plan)
+
+
+def exec_plan(plan: LaunchPlan) -> None:
+    """Replace this process with the launched one (as the real launcher does)."""
+    os.chdir(plan.cwd)
+    try:
+        os.execve(plan.argv[0], list(plan.argv[1:]), plan.env)
+    except OSError as exc:
+        raise LaunchError(f"exec {plan.argv[1]}: {exc.strerror}")
+
+
+def lifecycle_launcher(argv: Sequence[str]) -> int:
+    """`cnbsim lifecycle launcher [--process TYPE] [ARGS...]`, as /cnb/lifecycle/launcher or /cnb/process/TYPE."""
+    args = list(argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print("usage: cnbsim lifecycle launcher [--process TYPE] [--] [ARGS...]\n\n"
+              "Behaves as /cnb/lifecycle/launcher (the default process, or a command when there is none),\n"
+              "or with --process TYPE as /cnb/process/TYPE. Reads CNB_LAYERS_DIR (default /layers),\n"
+              "CNB_APP_DIR (default /workspace) and CNB_PLATFORM_API; exits with the process's code,\n"
+              "or 80-89 when it cannot launch.")
+        return 0
+    process_type = None
+    if args[:1] == ["--process"] and len(args) >= 2:
+        process_type, args = args[1], args[2:]
+    elif args and args[0].startswith("--process="):
+        process_type, args = args[0].split("=", 1)[1], args[1:]
+    try:
+        api_text = os.environ.get("CNB_PLATFORM_API", "")
+        platform_api = ApiVersion.parse(api_text) if api_text else DEFAULT_PLATFORM_API
+        if os.environ.get("CNB_PROCESS_TYPE"):
+            # [IMPL] the lifecycle no longer honours CNB_PROCESS_TYPE: it only warns (cnb-spec.md 4.2.1).
+            t = os.environ["CNB_PROCESS_TYPE"]
+            print(f"Warning: CNB_PROCESS_TYPE is not supported in Platform API {platform_api}", file=sys.stderr)
+            print(f"Warning: Run with ENTRYPOINT '{t}' to invoke the '{t}' process type", file=sys.stderr)
+        layers = Path(os.environ.get("CNB_LAYERS_DIR") or "/layers")
+        app = Path(os.environ.get("CNB_APP_DIR") or "/workspace")
+        plan = plan_launch(layers, app, process_type=process_type, user_args=args, platform_api=platform_api)
+        sys.stdout.flush()
+        exec_plan(plan)
+    except ValueError as exc:
+        print(f"ERROR: failed to launch: {exc}", file=sys.stderr)
+        return 82
+    except CnbsimError as exc:
+        print(f"ERROR: failed to launch: {exc}", file=sys.stderr)
+        return exc.exit_code if 80 <= exc.exit_code <= 89 else 82
+    return 0  # not reached: exec replaced this process
