@@ -22,6 +22,8 @@ from cnbsim import report as reportmod
 from cnbsim.build import BuildOutcome, BuildpackBuild, Layer
 from cnbsim.build import build as build_phase
 from cnbsim.builder import Sources, resolve_sources
+from cnbsim.cache import Cache, restore
+from cnbsim.cache import finish as cache_finish
 from cnbsim.detect import DetectResult
 from cnbsim.detect import detect as detect_phase
 from cnbsim.errors import ConfigError
@@ -246,8 +248,12 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
 
 def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
           output: Path | str | None = None, options: BuildOptions | None = None, log: Logger | None = None,
-          **kwargs: Any) -> BuildResult:
-    """Detect and build `app`; returns a BuildResult, or raises a CnbsimError (with its exit code)."""
+          cache_dir: Path | str | None = None, clear_cache: bool = False, **kwargs: Any) -> BuildResult:
+    """Detect and build `app`; returns a BuildResult, or raises a CnbsimError (with its exit code).
+
+    `cache_dir` keeps `cache = true` layers between builds (None: no cache); the previous
+    output at `output`, if any, is the "previous image" whose launch layers can be reused.
+    """
     options = options or BuildOptions(**kwargs)
     log = log or Logger(stream=None)
     app = _check_app(Path(app))
@@ -264,14 +270,29 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                             api=options.platform_api, detect_timeout=options.detect_timeout,
                             build_timeout=options.build_timeout)
         t0 = time.perf_counter()
+        log.phase("DETECTING")
         detected = detect_phase(sources.order, sources.store, platform, log)
         write_toml(layers / "group.toml", group_to_toml(detected.group))
         write_toml(layers / "plan.toml", detected.plan.to_toml())
         t1 = time.perf_counter()
-        outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
+        cache = Cache(Path(cache_dir)) if cache_dir else None
+        if cache and clear_cache:
+            cache.clear()
+        previous = target.previous / "layers" if (target.previous / "layers").is_dir() else None
+        log.phase("RESTORING")
+        restored = restore(detected.group, layers, previous, cache, log)
         t2 = time.perf_counter()
+        log.phase("BUILDING")
+        outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
+        status = cache_finish(outcome, previous, restored, log)
+        t3 = time.perf_counter()
+        if cache:
+            log.phase("CACHING")
+            cache.save(outcome, log)
         result = BuildResult(app=app, output=target.path, sources=sources, detect=detected, outcome=outcome,
-                             log=log.text, timings={"detect": t1 - t0, "build": t2 - t1})
+                             log=log.text, layer_status=status,
+                             timings={"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2,
+                                      "cache": time.perf_counter() - t3})
         normalize = reportmod.Normalizer(
             {str(layers): "/layers", str(workspace): "/workspace", str(target.path): "/output",
              str(Path(tmp)): "/platform"},

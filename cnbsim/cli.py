@@ -1,9 +1,150 @@
-"""The `cnbsim` command: pack-like verbs and the lifecycle-compatible phases."""
+"""The `cnbsim` command: pack-like verbs (build, detect, run, inspect, serve, export) and the
+lifecycle-compatible phases (`cnbsim lifecycle detector|builder|launcher`).
+
+Every error is one line on stderr (`ERROR: ...`) and an exit code from the Platform API
+where it names one (20/21 detect, 51/52 build, 12 buildpack API, 82 launch); never a traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import shutil
 import sys
-from typing import Sequence
+import time
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from cnbsim import __version__
+from cnbsim.errors import CnbsimError, ConfigError
+
+EPILOG = "Docs: README.md of the cnbsim repository. Exit codes follow the CNB Platform API."
+
+
+def _color(stream: TextIO) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def _bold(text: str, on: bool) -> str:
+    return f"\033[1m{text}\033[0m" if on else text
+
+
+def parse_env(pairs: Sequence[str], env_file: str | None) -> dict[str, str]:
+    """`--env K=V` (or `--env K`, taken from this shell, like pack) and `--env-file FILE` lines."""
+    out: dict[str, str] = {}
+    if env_file:
+        path = Path(env_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read env file: {exc.strerror}", file=path, hint="check the --env-file path")
+        for n, line in enumerate(lines, start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"line {n} is not KEY=VALUE", file=path, hint="write one KEY=VALUE per line")
+            out[key.strip()] = value
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not key:
+            raise ConfigError(f"'{pair}' is not KEY=VALUE", field="--env")
+        if not sep:
+            if key not in os.environ:
+                raise ConfigError(f"'{key}' has no value and is not set in this shell", field="--env",
+                                  hint=f"write --env {key}=VALUE")
+            value = os.environ[key]
+        out[key] = value
+    return out
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("app", metavar="APP", help="the app (project) directory; it is copied, never modified")
+    p.add_argument("--builder", metavar="FILE", help="a builder.toml (default: the embedded PlanQK builder)")
+    p.add_argument("--buildpack", "-b", dest="buildpacks", action="append", default=[], metavar="DIR|ID",
+                   help="a buildpack dir, package.toml or id[@version]; repeat to form one group (like pack)")
+    p.add_argument("--env", "-e", action="append", default=[], metavar="K=V",
+                   help="a platform env var for the buildpacks (repeatable; K alone takes it from this shell)")
+    p.add_argument("--env-file", metavar="FILE", help="KEY=VALUE lines, as platform env vars")
+    p.add_argument("--installer", choices=("stub", "real"), default="stub",
+                   help="stub: package managers record what they would install (fast, default); "
+                        "real: install into the layers with virtualenv + pip")
+    p.add_argument("--wheelhouse", metavar="DIR", help="real mode: install from these wheels only (offline)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="kill a bin/detect or bin/build that runs longer (defaults 60s / 1800s)")
+    p.add_argument("--json", action="store_true", help="print the JSON result on stdout, logs on stderr")
+    p.add_argument("-v", "--verbose", action="store_true", help="show debug lines (detect output, plan tries)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cnbsim",
+        description="Build, run, inspect and serve Cloud Native Buildpacks apps offline, without Docker: "
+                    "the CNB lifecycle in Python, with the PlanQK job-template buildpack and offline "
+                    "stand-ins for the Paketo Python buildpacks.",
+        epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"cnbsim {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+
+    b = sub.add_parser("build", help="detect and build an app into an output dir (like pack build)",
+                       description="Copy APP into a workspace, run detect and build as the CNB lifecycle does, "
+                                   "and write OUTPUT with workspace/, layers/ and report.json.", epilog=EPILOG)
+    _add_source_args(b)
+    b.add_argument("--output", "-o", metavar="DIR", help="where to write the build (default ./cnbsim-out/<app name>)")
+    b.add_argument("--cache-dir", metavar="DIR", help="the layer cache (default: per app under ~/.cache/cnbsim)")
+    b.add_argument("--clear-cache", action="store_true", help="empty the cache first (a cold build)")
+    b.add_argument("--report", metavar="FILE", help="also write the report JSON to FILE")
+    b.add_argument("--oci", metavar="DIR", help="also export an OCI image layout to DIR")
+    b.add_argument("--tag", metavar="NAME", help="with --oci: the image's tag")
+    b.add_argument("--secret-env", action="append", default=[], metavar="NAME",
+                   help="treat this env var as a secret for the leak check (besides *TOKEN*, *SECRET*, "
+                        "*PASSWORD*, *_KEY)")
+
+    d = sub.add_parser("detect", help="run detection alone and say which group passes, or why none does",
+                       epilog=EPILOG)
+    _add_source_args(d)
+
+    r = sub.add_parser("run", usage="cnbsim run OUTPUT [options] [-- ARGS...]",
+                       help="run a built service like docker run (PlanQK inputs, result block)",
+                       description="Start a process of a build output through the launcher. With --data/--params "
+                                   "(plain JSON files) it does what `docker run -e BASE64_ENCODED=false -v "
+                                   "data.json:/var/input/data/data.json -v params.json:/var/input/params/"
+                                   "params.json IMAGE` does, then prints the PlanQK result.", epilog=EPILOG)
+    r.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
+    r.add_argument("--process", "-p", metavar="TYPE", help="the process type (default: the default process)")
+    r.add_argument("--data", metavar="FILE", help="JSON input data (mounted at /var/input/data/data.json)")
+    r.add_argument("--params", metavar="FILE", help="JSON params (mounted at /var/input/params/params.json)")
+    r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="a container env var")
+    r.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto",
+                   help="run inside bubblewrap: /workspace, /layers, /var/input, no network "
+                        "(auto: when bwrap works here)")
+    r.add_argument("--writable-workspace", action="store_true", help="let the process write /workspace")
+    r.add_argument("--json", action="store_true", help="stdout holds only the result JSON; the rest goes to stderr")
+    r.set_defaults(args=[])
+
+    i = sub.add_parser("inspect", help="show buildpacks, processes, layers and launch env of a build (like pack inspect)",
+                       epilog=EPILOG)
+    i.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
+    i.add_argument("--json", action="store_true", help="print the report JSON")
+
+    s = sub.add_parser("serve", help="serve a built PlanQK service over HTTP like `planqk serve`", epilog=EPILOG)
+    s.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
+    s.add_argument("--port", type=int, default=8081, help="the port (default 8081)")
+    s.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1)")
+    s.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto", help="as for `run`")
+
+    x = sub.add_parser("export", help="write a build output as an OCI image layout", epilog=EPILOG)
+    x.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
+    x.add_argument("--oci", required=True, metavar="DIR", help="the OCI image layout dir to write")
+    x.add_argument("--tag", metavar="NAME", help="the image's tag (index.json ref name)")
+    x.add_argument("--run-image", metavar="OCI-DIR", help="an OCI layout to put the layers on top of")
+    x.add_argument("--uncompressed", action="store_true", help="write uncompressed tar layers")
+
+    sub.add_parser("lifecycle", help="lifecycle-compatible phases: detector, builder, launcher",
+                   add_help=False)
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -11,8 +152,218 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "lifecycle":
         from cnbsim.phases import main as phases_main
         return phases_main(argv[1:])
-    print("usage: cnbsim lifecycle {detector,builder} ...", file=sys.stderr)
-    return 3
+    parser = _parser()
+    process_args: list[str] = []
+    if argv and argv[0] == "run" and "--" in argv:   # `cnbsim run OUT [opts] -- ARGS`: ARGS go to the process
+        cut = argv.index("--")
+        argv, process_args = argv[:cut], argv[cut + 1:]
+    args = parser.parse_args(argv)
+    if args.verb == "run":
+        args.args = process_args
+    if not args.verb:
+        parser.print_help()
+        return 0
+    handler = {"build": cmd_build, "detect": cmd_detect, "run": cmd_run, "inspect": cmd_inspect,
+               "serve": cmd_serve, "export": cmd_export}[args.verb]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("ERROR: interrupted; nothing was left half-written", file=sys.stderr)
+        return 130
+    except CnbsimError as exc:
+        from cnbsim.detect import DetectFailed
+        if isinstance(exc, DetectFailed):
+            print(exc.explain(), file=sys.stderr)
+            print(f"ERROR: failed to detect: {exc.message}", file=sys.stderr)
+        else:
+            print(f"ERROR: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOptions
+    from cnbsim.api import BuildOptions
+    kwargs: dict[str, Any] = dict(env=parse_env(args.env, args.env_file), installer=args.installer,
+                                  wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None, **extra)
+    if args.timeout:
+        kwargs.update(detect_timeout=args.timeout, build_timeout=args.timeout)
+    return BuildOptions(**kwargs)
+
+
+def _logger(args: argparse.Namespace):  # noqa: ANN202 - Logger
+    from cnbsim.log import Logger
+    stream = sys.stderr if args.json else sys.stdout
+    return Logger(level="debug" if args.verbose else "info", stream=stream, banners=True, color=_color(stream))
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from cnbsim.api import build
+    from cnbsim.report import dumps
+    started = time.perf_counter()
+    log = _logger(args)
+    options = _options(args, secret_env=tuple(args.secret_env))
+    from cnbsim.cache import default_cache_dir
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(Path(args.app))
+    result = build(args.app, builder=args.builder, buildpacks=args.buildpacks or None, output=args.output,
+                   options=options, log=log, cache_dir=cache_dir, clear_cache=args.clear_cache)
+    if args.report:
+        Path(args.report).write_text(dumps(result.report), encoding="utf-8")
+    if args.oci:
+        _export(result.output, Path(args.oci), args.tag, None, False, log)
+    if args.json:
+        sys.stdout.write(dumps(result.report))
+        return 0
+    color = _color(sys.stdout)
+    print(_bold("===> SUMMARY", color) if log.banners else "")
+    print("Processes:")
+    for p in result.processes:
+        mark = " (default)" if p.type == result.default_process else ""
+        print(f"  {p.type}{mark}: {' '.join([*p.command, *p.args])}")
+    if not result.processes:
+        print("  (none)")
+    print("Layers:")
+    for layer in result.layers:
+        types = [t for t in ("launch", "build", "cache") if getattr(layer, t)]
+        status = result.layer_status.get((layer.buildpack_id, layer.name))
+        print(f"  {layer.buildpack_id}:{layer.name} [{', '.join(types)}]" + (f" ({status})" if status else ""))
+    print(f"Output: {_shown(result.output)}")
+    print(f"Built in {time.perf_counter() - started:.2f}s")
+    return 0
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from cnbsim.api import detect
+    log = _logger(args)
+    result = detect(args.app, builder=args.builder, buildpacks=args.buildpacks or None,
+                    options=_options(args), log=log)
+    if args.json:
+        json.dump({"group": [{"id": e.id, "version": e.version, "api": e.api} for e in result.group],
+                   "plan": [{"providers": [p.id for p in e.providers], "requires": [r.name for r in e.requires]}
+                            for e in result.plan.entries]}, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"Detection passed: {len(result.group)} buildpacks in the group.")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cnbsim.runner import BuiltOutput, RunRequest, parse_result, read_json_input, start
+    output = BuiltOutput.open(args.output)
+    user_args = args.args
+    req = RunRequest(
+        output=output, process_type=args.process, args=tuple(user_args), env=parse_env(args.env, None),
+        data=read_json_input(args.data, "data") if args.data else None,
+        params=read_json_input(args.params, "params") if args.params else None,
+        sandbox=args.sandbox, writable_workspace=args.writable_workspace)
+    import subprocess
+    job = start(req, stdout=subprocess.PIPE, stderr=None if not args.json else sys.stderr)
+    chunks = []
+    user_out = sys.stderr if args.json else sys.stdout
+    try:
+        assert job.process.stdout is not None
+        for raw in iter(job.process.stdout.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            chunks.append(line)
+            user_out.write(line)
+            user_out.flush()
+        code = job.process.wait()
+    except KeyboardInterrupt:
+        job.process.terminate()
+        job.process.wait()
+        raise
+    finally:
+        job.close()
+    found, value = parse_result("".join(chunks))
+    if args.json:
+        if found:
+            json.dump(value, sys.stdout, indent=2, sort_keys=True)
+            print()
+    elif found:
+        print(_bold("===> RESULT", _color(sys.stdout)))
+        print(json.dumps(value, indent=2, sort_keys=True))
+    if code != 0:
+        print(f"cnbsim: the process exited with code {code}", file=sys.stderr)
+    return code
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from cnbsim.runner import BuiltOutput
+    output = BuiltOutput.open(args.output)
+    report_path = output.path / "report.json"
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read the build report: {exc}", file=report_path, hint="rebuild with cnbsim build")
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        return 0
+    color = _color(sys.stdout)
+    print(_bold("Buildpacks:", color))
+    width = max((len(b["id"]) for b in report["buildpacks"]), default=0)
+    for b in report["buildpacks"]:
+        print(f"  {b['id']:<{width}}  {b['version']}  (API {b['api']})")
+    print(_bold("Processes:", color))
+    for p in report["processes"]:
+        mark = " (default)" if p["default"] else ""
+        print(f"  {p['type']}{mark}: {' '.join(p['command'] + p['args'])}  [{p['buildpack_id']}]"
+              + ("" if p["direct"] else " (shell)"))
+    print(_bold("Layers:", color))
+    for b in report["buildpacks"]:
+        for layer in b["layers"]:
+            types = [t for t, on in layer["types"].items() if on]
+            size = _dir_size(output.layers / b["id"].replace("/", "_") / layer["name"])
+            print(f"  {b['id']}:{layer['name']}  [{', '.join(types)}]  {_human(size)}, {layer['files']} files")
+    print(_bold("Launch env:", color))
+    for ptype, env in report["launch_env"].items():
+        print(f"  {ptype}:")
+        for k, v in env.items():
+            print(f"    {k}={v}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cnbsim.runner import BuiltOutput
+    from cnbsim.serve import serve
+    return serve(BuiltOutput.open(args.output), host=args.host, port=args.port, sandbox_mode=args.sandbox)
+
+
+def _export(output: Path, oci: Path, tag: str | None, run_image: str | None, uncompressed: bool, log) -> None:
+    from cnbsim.export import export_oci
+    result = export_oci(output, oci, tag=tag, run_image=Path(run_image) if run_image else None,
+                        compress=not uncompressed, log=log)
+    log.info(f"Exported {oci} ({result.manifest_digest})")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cnbsim.log import Logger
+    _export(Path(args.output), Path(args.oci), args.tag, args.run_image, args.uncompressed,
+            Logger(stream=sys.stdout))
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,11 +16,20 @@ class Logger:
     level: str = "info"
     stream: TextIO | None = field(default_factory=lambda: sys.stdout)
     records: list[tuple[str, str]] = field(default_factory=list)
+    banners: bool = False          # pack's `===> DETECTING` phase lines (the lifecycle prints none)
+    color: bool = False
+
+    def phase(self, name: str) -> None:
+        if self.banners and self.stream is not None:
+            self._write(f"\033[1;36m===> {name}\033[0m" if self.color else f"===> {name}")
 
     def log(self, level: str, message: str) -> None:
         self.records.append((level, message))
         if self.stream is not None and LEVELS[level] >= LEVELS.get(self.level, 1):
-            self._write(_prefix(level) + message)
+            prefix = _prefix(level)
+            if self.color and prefix:
+                prefix = f"\033[{'31' if level == 'error' else '33'}m{prefix}\033[0m"
+            self._write(prefix + message)
 
     def _write(self, text: str) -> None:
         assert self.stream is not None
