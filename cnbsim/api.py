@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from cnbsim import leaks
 from cnbsim import report as reportmod
 from cnbsim.build import BuildOutcome, BuildpackBuild, Layer
 from cnbsim.build import build as build_phase
@@ -39,8 +40,6 @@ from cnbsim.tomlio import write_toml
 INSTALLERS = ("stub", "real")
 OUTPUT_MARKER = "report.json"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-# A platform env var whose name marks it as secret (issue: secret-leak check).
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|_KEY$|^KEY$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -75,9 +74,8 @@ class BuildOptions:
             values["CNBSIM_WHEELHOUSE"] = str(wheelhouse)
         return values
 
-    def secret_values(self) -> list[str]:
-        return [v for k, v in self.env.items()
-                if v and (_SECRET_NAME.search(k) or k in self.secret_env)]
+    def secrets(self) -> dict[str, str]:
+        return leaks.secret_values(self.env, self.secret_env)
 
 
 def base_python() -> str:
@@ -235,6 +233,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
     """Run detection alone on a copy of `app`; raises DetectFailed when no group passes."""
     options = options or BuildOptions(**kwargs)
     log = log or Logger(stream=None)
+    log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
     app = _check_app(Path(app))
     sources = resolve_sources(builder, buildpacks, log)
     with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
@@ -259,6 +258,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     app = _check_app(Path(app))
     started = time.perf_counter()
     platform_values = options.platform_env()
+    log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
     sources = resolve_sources(builder, buildpacks, log)
     out = Path(output) if output else default_output(app)
     with OutputDir(out) as target, tempfile.TemporaryDirectory(prefix="cnbsim-platform-") as tmp:
@@ -285,6 +285,10 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         log.phase("BUILDING")
         outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
         status = cache_finish(outcome, previous, restored, log)
+        secrets = options.secrets()
+        for warning in leaks.check(secrets, layers=layers, workspace=workspace, source=app,
+                                   texts={"the build log": log.text}, shown_root=target.path):
+            log.warn(warning)
         t3 = time.perf_counter()
         if cache:
             log.phase("CACHING")
@@ -296,7 +300,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         normalize = reportmod.Normalizer(
             {str(layers): "/layers", str(workspace): "/workspace", str(target.path): "/output",
              str(Path(tmp)): "/platform"},
-            options.secret_values())
+            secrets.values())
         report = reportmod.build_report(result, normalize)
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (target.path / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")

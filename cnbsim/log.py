@@ -18,6 +18,12 @@ class Logger:
     records: list[tuple[str, str]] = field(default_factory=list)
     banners: bool = False          # pack's `===> DETECTING` phase lines (the lifecycle prints none)
     color: bool = False
+    secrets: tuple[str, ...] = ()  # values never shown on the stream (records keep them for the leak check)
+
+    def _redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
 
     def phase(self, name: str) -> None:
         if self.banners and self.stream is not None:
@@ -33,6 +39,7 @@ class Logger:
 
     def _write(self, text: str) -> None:
         assert self.stream is not None
+        text = self._redact(text)
         self.stream.write(text if text.endswith("\n") else text + "\n")
         self.stream.flush()
 
@@ -52,7 +59,7 @@ class Logger:
         """Buildpack output: passed through as written (lc streams bin/build output)."""
         self.records.append(("output", text))
         if self.stream is not None:
-            self.stream.write(text)
+            self.stream.write(self._redact(text))
             self.stream.flush()
 
     def replay(self, records: list[tuple[str, str]]) -> None:

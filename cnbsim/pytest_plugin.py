@@ -1,1 +1,174 @@
-"""pytest plugin."""
+"""pytest plugin (entry point `pytest11`): build, run and compare CNB builds in tests.
+
+Fixtures: `cnb_build`, `cnb_detect`, `cnb_run`, `assert_matches_golden`. Options:
+`--cnb-update-golden` rewrites golden files instead of comparing; `--cnb-registry` runs
+tests marked `registry`. Markers: `bwrap` (skipped without a working bubblewrap),
+`registry` (skipped unless `--cnb-registry`). Builds run in `tmp_path`, so the fixtures
+are safe under pytest-xdist.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cnbsim", "cnbsim: Cloud Native Buildpacks builds in tests")
+    group.addoption("--cnb-update-golden", action="store_true", default=False,
+                    help="rewrite golden files from the current results instead of comparing")
+    group.addoption("--cnb-registry", action="store_true", default=False,
+                    help="run tests marked 'registry' (they need the Python package registry)")
+    parser.addini("cnb_golden_dir", "directory of golden files, relative to the rootdir",
+                  default="fixtures/golden")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "bwrap: needs a working bubblewrap (bwrap); skipped otherwise")
+    config.addinivalue_line("markers", "registry: needs the Python package registry; run with --cnb-registry")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("registry") and not config.getoption("--cnb-registry"):
+            item.add_marker(pytest.mark.skip(reason="needs the package registry: run with --cnb-registry"))
+        if item.get_closest_marker("bwrap"):
+            from cnbsim.sandbox import available
+            reason = available()
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=f"sandbox tests skipped: {reason}"))
+
+
+@pytest.fixture
+def cnb_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """`cnb_build(app, builder=None, buildpacks=None, env=None, installer="stub", **options) -> BuildResult`."""
+    import cnbsim
+
+    def build(app: Path | str, builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
+              env: Mapping[str, str] | None = None, installer: str = "stub", output: Path | None = None,
+              cache_dir: Path | None = None, **options: Any) -> cnbsim.BuildResult:
+        out = output or tmp_path_factory.mktemp("cnb-build") / Path(app).name
+        return cnbsim.build(app, builder=builder, buildpacks=buildpacks, output=out, cache_dir=cache_dir,
+                            options=cnbsim.BuildOptions(env=dict(env or {}), installer=installer, **options))
+    return build
+
+
+@pytest.fixture
+def cnb_detect() -> Callable[..., Any]:
+    """`cnb_detect(app, builder=None, buildpacks=None, env=None) -> DetectResult` (raises DetectFailed)."""
+    import cnbsim
+
+    def detect(app: Path | str, builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
+               env: Mapping[str, str] | None = None, **options: Any) -> cnbsim.DetectResult:
+        return cnbsim.detect(app, builder=builder, buildpacks=buildpacks,
+                             options=cnbsim.BuildOptions(env=dict(env or {}), **options))
+    return detect
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `cnb_run` observed: the exit code, the output, and the PlanQK result if one was printed."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    found: bool
+    result: Any
+
+
+@pytest.fixture
+def cnb_run() -> Callable[..., RunResult]:
+    """`cnb_run(result_or_output, data=None, params=None, process=None, env=None, args=(), sandbox="never")`."""
+    from cnbsim.runner import BuiltOutput, RunRequest, parse_result, start
+
+    def run(built: Any, data: Any = None, params: Any = None, process: str | None = None,
+            env: Mapping[str, str] | None = None, args: Sequence[str] = (), sandbox: str = "never",
+            timeout: float = 120) -> RunResult:
+        output = BuiltOutput.open(getattr(built, "output", built))
+        job = start(RunRequest(output, process, tuple(args), dict(env or {}), data, params, sandbox),
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = job.process.communicate(timeout=timeout)
+        finally:
+            if job.process.poll() is None:
+                job.process.kill()
+            job.close()
+        stdout = out.decode("utf-8", errors="replace")
+        found, value = parse_result(stdout)
+        return RunResult(job.process.returncode, stdout, err.decode("utf-8", errors="replace"), found, value)
+    return run
+
+
+def golden_view(subject: Any) -> dict[str, Any]:
+    """What a golden file holds: the report without timings, or the failure (exit code, message)."""
+    from cnbsim.errors import CnbsimError
+    from cnbsim.report import without_timings
+    if isinstance(subject, CnbsimError):
+        from cnbsim.detect import DetectFailed
+        failure: dict[str, Any] = {"exit_code": subject.exit_code, "error": type(subject).__name__,
+                                   "message": subject.message}
+        if isinstance(subject, DetectFailed):
+            failure["groups"] = [g.explain() for g in subject.groups]
+        return {"failure": failure}
+    report = getattr(subject, "report", subject)
+    return without_timings(report)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def describe_changes(expected: Any, actual: Any, path: str = "") -> list[str]:
+    """One line per changed value, addressed like `buildpacks[2].layers[0].types.launch`."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        out = []
+        for key in sorted(set(expected) | set(actual)):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in actual:
+                out.append(f"{sub}: removed (was {json.dumps(expected[key])[:80]})")
+            elif key not in expected:
+                out.append(f"{sub}: added {json.dumps(actual[key])[:80]}")
+            else:
+                out.extend(describe_changes(expected[key], actual[key], sub))
+        return out
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        out = []
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            out.extend(describe_changes(e, a, f"{path}[{i}]"))
+        return out
+    if expected != actual:
+        return [f"{path or '(root)'}: {json.dumps(expected)[:120]} -> {json.dumps(actual)[:120]}"]
+    return []
+
+
+@pytest.fixture
+def assert_matches_golden(request: pytest.FixtureRequest) -> Callable[[Any, str], None]:
+    """`assert_matches_golden(result_or_error, name)`: compare with `<golden dir>/<name>.json`."""
+    import difflib
+    config = request.config
+    golden_dir = Path(config.rootpath) / config.getini("cnb_golden_dir")
+
+    def check(subject: Any, name: str) -> None:
+        path = golden_dir / f"{name}.json"
+        actual = golden_view(subject)
+        if config.getoption("--cnb-update-golden"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_dumps(actual), encoding="utf-8")
+            return
+        if not path.exists():
+            pytest.fail(f"no golden file {path}; create it with: pytest --cnb-update-golden", pytrace=False)
+        expected = json.loads(path.read_text(encoding="utf-8"))
+        if expected == actual:
+            return
+        changes = describe_changes(expected, actual)
+        diff = "".join(difflib.unified_diff(_dumps(expected).splitlines(True), _dumps(actual).splitlines(True),
+                                            fromfile=f"golden/{name}.json", tofile="actual", n=2))
+        pytest.fail(f"build of '{name}' differs from {path}:\n  " + "\n  ".join(changes[:40])
+                    + f"\n\n{diff}\nIf the change is intended, rewrite the golden file: pytest --cnb-update-golden",
+                    pytrace=False)
+    return check
