@@ -1,0 +1,233 @@
+"""The `cnbsim` command in a subprocess: each verb and each error a user can hit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUNTIME = r'''import json, os, sys
+root = os.environ.get("PLANQK_INPUT_ROOT", "/var/input")
+def load(name):
+    try:
+        with open(os.path.join(root, name, name + ".json")) as fh:
+            return json.load(fh)
+    except OSError:
+        return {}
+data, params = load("data"), load("params")
+print("user output")
+value = {"sum": sum(data.get("values", [])), "args": sys.argv[1:]}
+print()
+print("PlanQK:Job:MultilineResult")
+print(json.dumps(value, indent=2))
+print("PlanQK:Job:MultilineResult")
+sys.exit(int(params.get("exit", 0)))
+'''
+
+
+def cnbsim(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnbsim.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def service(bps, tmp_path):
+    """A buildpack that makes a python process imitating the PlanQK runtime, and an app for it."""
+    bp = bps("test/runtime", build=f'''
+mkdir -p "$CNB_LAYERS_DIR/rt"
+cat > "$CNB_LAYERS_DIR/rt/runtime.py" <<'PY'
+{RUNTIME}
+PY
+printf '[types]\\nlaunch = true\\n[metadata]\\nversion = "1"\\n' > "$CNB_LAYERS_DIR/rt.toml"
+cat > "$CNB_LAYERS_DIR/launch.toml" <<TOML
+[[processes]]
+type = "web"
+command = ["python3", "$CNB_LAYERS_DIR/rt/runtime.py"]
+default = true
+TOML
+echo "runtime installed"
+''')
+    app = tmp_path / "svc"
+    app.mkdir()
+    (app / "data.json").write_text('{"values": [1, 5.2, 20, 7, 9.8]}')
+    (app / "params.json").write_text('{}')
+    return app, bp
+
+
+def test_build_prints_pack_shaped_output_and_writes_the_output_dir(service, tmp_path):
+    app, bp = service
+    res = cnbsim("build", str(app), "-b", str(bp), "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"),
+                 cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "===> DETECTING"
+    assert "test/runtime 1.0" in lines
+    assert "===> BUILDING" in lines and "runtime installed" in lines
+    assert "  web (default): python3 " + str(tmp_path / "out" / "layers" / "test_runtime" / "rt" / "runtime.py") in lines
+    assert "  test/runtime:rt [launch] (rebuilt)" in lines
+    assert any(line.startswith("Built in ") for line in lines)
+    for name in ("workspace", "layers", "report.json"):
+        assert (tmp_path / "out" / name).exists()
+    assert (tmp_path / "out" / "layers" / "config" / "metadata.toml").is_file()
+    assert "\x1b[" not in res.stdout   # no colour when not on a terminal
+
+
+def test_build_json_prints_only_the_report(service, tmp_path):
+    app, bp = service
+    res = cnbsim("build", str(app), "-b", str(bp), "-o", str(tmp_path / "out"), "--json", cwd=tmp_path)
+    assert res.returncode == 0
+    report = json.loads(res.stdout)
+    assert report["group"] == [{"id": "test/runtime", "version": "1.0", "api": "0.10"}]
+    assert "===> BUILDING" in res.stderr
+
+
+def test_source_app_is_never_modified(service, tmp_path):
+    app, bp = service
+    before = sorted(p.name for p in app.rglob("*"))
+    assert cnbsim("build", str(app), "-b", str(bp), "-o", str(tmp_path / "out"), cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in app.rglob("*")) == before
+
+
+def test_default_output_is_cnbsim_out_app_name(service, tmp_path):
+    app, bp = service
+    assert cnbsim("build", str(app), "-b", str(bp), cwd=tmp_path).returncode == 0
+    assert (tmp_path / "cnbsim-out" / "svc" / "report.json").is_file()
+
+
+def test_failed_build_leaves_the_previous_output_untouched(service, bps, tmp_path):
+    app, bp = service
+    out = tmp_path / "out"
+    assert cnbsim("build", str(app), "-b", str(bp), "-o", str(out), cwd=tmp_path).returncode == 0
+    before = (out / "report.json").read_text()
+    bad = bps("test/bad", build="echo 'half a layer' > \"$CNB_LAYERS_DIR/x\"; exit 2")
+    res = cnbsim("build", str(app), "-b", str(bad), "-o", str(out), cwd=tmp_path)
+    assert res.returncode == 51
+    assert "ERROR: " in res.stderr and "exit status 2" in res.stderr
+    assert (out / "report.json").read_text() == before
+    assert not list(tmp_path.glob("out.cnbsim-*"))
+
+
+def test_refuses_to_replace_a_directory_that_is_not_a_cnbsim_output(service, tmp_path):
+    app, bp = service
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    res = cnbsim("build", str(app), "-b", str(bp), "-o", str(precious), cwd=tmp_path)
+    assert res.returncode == 1
+    assert "refusing to replace it" in res.stderr
+    assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+@pytest.mark.parametrize("detect, code, text", [
+    ("echo 'no planqk.json'; exit 100", 20, "no buildpacks participating"),
+    ("exit 5", 21, "buildpack(s) failed with err"),
+])
+def test_build_detect_failures_use_the_lifecycle_exit_codes(bps, app, tmp_path, detect, code, text):
+    bp = bps("x", detect=detect)
+    res = cnbsim("build", str(app), "-b", str(bp), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert res.returncode == code
+    assert text in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unsupported_buildpack_api_is_exit_12(bps, app, tmp_path):
+    bp = bps("x", api="0.2")
+    res = cnbsim("build", str(app), "-b", str(bp), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert res.returncode == 12
+
+
+@pytest.mark.parametrize("args, message", [
+    (["build", "does-not-exist"], "app directory does not exist"),
+    (["build", ".", "-b", "no/such-buildpack"], "unknown buildpack 'no/such-buildpack'"),
+    (["build", ".", "--env", "=x"], "is not KEY=VALUE"),
+    (["build", ".", "--env-file", "missing.env"], "cannot read env file"),
+    (["run", "not-an-output"], "is not a cnbsim build output"),
+    (["inspect", "not-an-output"], "is not a cnbsim build output"),
+])
+def test_bad_input_is_one_line_error(tmp_path, args, message):
+    res = cnbsim(*args, cwd=tmp_path)
+    assert res.returncode != 0
+    assert res.stderr.count("ERROR:") == 1 and message in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_detect_verb_explains_why_each_group_failed(bps, app, tmp_path):
+    bp = bps("x", detect="echo 'Could not find planqk.json'; exit 100")
+    res = cnbsim("detect", str(app), "-b", str(bp), cwd=tmp_path)
+    assert res.returncode == 20
+    assert "fail: x@1.0 - Could not find planqk.json" in res.stderr
+
+
+def test_run_with_data_and_params_prints_output_then_result(service, tmp_path):
+    app, bp = service
+    out = tmp_path / "out"
+    assert cnbsim("build", str(app), "-b", str(bp), "-o", str(out), cwd=tmp_path).returncode == 0
+    res = cnbsim("run", str(out), "--data", str(app / "data.json"), "--params", str(app / "params.json"),
+                 "--sandbox", "never", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.index("user output") < res.stdout.index("===> RESULT")
+    result_text = res.stdout.split("===> RESULT\n", 1)[1]
+    assert json.loads(result_text) == {"sum": 43, "args": []}
+
+
+def test_run_json_prints_only_the_result_and_passes_args_and_exit_code(service, tmp_path):
+    app, bp = service
+    out = tmp_path / "out"
+    assert cnbsim("build", str(app), "-b", str(bp), "-o", str(out), cwd=tmp_path).returncode == 0
+    (tmp_path / "p.json").write_text('{"exit": 3}')
+    res = cnbsim("run", str(out), "--params", str(tmp_path / "p.json"), "--json", "--sandbox", "never",
+                 "--", "a", "b", cwd=tmp_path)
+    assert res.returncode == 3
+    assert json.loads(res.stdout) == {"sum": 0, "args": ["a", "b"]}
+    assert "user output" in res.stderr
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: None, "data file not found"),
+    (lambda d: (d / "in.json").write_text("{not json"), "data is not valid JSON"),
+    (lambda d: (d / "in.json").mkdir(), "must be a file"),
+])
+def test_run_rejects_bad_data_files(service, tmp_path, make, message):
+    app, bp = service
+    out = tmp_path / "out"
+    assert cnbsim("build", str(app), "-b", str(bp), "-o", str(out), cwd=tmp_path).returncode == 0
+    make(tmp_path)
+    res = cnbsim("run", str(out), "--data", str(tmp_path / "in.json"), cwd=tmp_path)
+    assert res.returncode == 1
+    assert message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_run_unknown_process_type_is_a_launch_error(service, tmp_path):
+    app, bp = service
+    out = tmp_path / "out"
+    assert cnbsim("build", str(app), "-b", str(bp), "-o", str(out), cwd=tmp_path).returncode == 0
+    res = cnbsim("run", str(out), "--process", "nope", cwd=tmp_path)
+    assert res.returncode == 82
+    assert "process type nope was not found (this build has: web)" in res.stderr
+
+
+def test_inspect_shows_buildpacks_processes_layers_and_env(service, tmp_path):
+    app, bp = service
+    out = tmp_path / "out"
+    assert cnbsim("build", str(app), "-b", str(bp), "-o", str(out), cwd=tmp_path).returncode == 0
+    res = cnbsim("inspect", str(out), cwd=tmp_path)
+    assert res.returncode == 0
+    assert "  test/runtime  1.0  (API 0.10)" in res.stdout
+    assert "  web (default): python3 /layers/test_runtime/rt/runtime.py  [test/runtime]" in res.stdout
+    assert "  test/runtime:rt  [launch]" in res.stdout
+    as_json = json.loads(cnbsim("inspect", str(out), "--json", cwd=tmp_path).stdout)
+    assert as_json["default_process"] == "web"
+
+
+@pytest.mark.parametrize("verb", ["build", "detect", "run", "inspect", "serve", "export"])
+def test_every_verb_has_help(tmp_path, verb):
+    res = cnbsim(verb, "--help", cwd=tmp_path)
+    assert res.returncode == 0 and "usage: cnbsim" in res.stdout
+
+
+def test_lifecycle_help_lists_the_phases(tmp_path):
+    res = cnbsim("lifecycle", "--help", cwd=tmp_path)
+    assert res.returncode == 0 and "detector" in res.stderr + res.stdout
