@@ -75,7 +75,7 @@ class Env:
     def add_root_dir(self, layer_dir: Path, mapping: Mapping[str, tuple[str, ...]]) -> None:
         """AddRootDir: `<layer>/bin` prepends PATH, `<layer>/lib` the library paths, ..."""
         for sub, names in mapping.items():
-            if (layer_dir / sub).is_dir():
+            if (layer_dir / sub).exists():  # lc: any entry of that name, as os.Stat finds it
                 for name in names:
                     self.prepend_path(name, str((layer_dir / sub).absolute()))
 
@@ -94,7 +94,7 @@ class Env:
         out = self.copy()
         if platform_dir is not None:
             for path in _env_files(platform_dir / "env"):
-                value = path.read_text(encoding="utf-8", errors="surrogateescape")
+                value = _raw(path)
                 if path.name in POSIX_PATH_VARS:
                     out.prepend_path(path.name, value)
                 else:
@@ -106,8 +106,12 @@ class Env:
 
 def read_platform_env(platform_dir: Path) -> dict[str, str]:
     """The variables `<platform>/env` gives (file name -> raw content)."""
-    return {p.name: p.read_text(encoding="utf-8", errors="surrogateescape")
-            for p in _env_files(platform_dir / "env")}
+    return {p.name: _raw(p) for p in _env_files(platform_dir / "env")}
+
+
+def _raw(path: Path) -> str:
+    """The file's bytes as they are (no newline translation): values are never trimmed (cnb-spec.md 3.3.8)."""
+    return path.read_bytes().decode("utf-8", errors="surrogateescape")
 
 
 def _env_files(env_dir: Path) -> list[Path]:
@@ -134,6 +138,6 @@ def read_env_dir(env_dir: Path, default_action: str = OVERRIDE) -> Iterable[tupl
             continue
         delim = ""
         if f"{name}.delim" in names:
-            delim = (env_dir / f"{name}.delim").read_text(encoding="utf-8", errors="surrogateescape")
-        value = path.read_text(encoding="utf-8", errors="surrogateescape")
+            delim = _raw(env_dir / f"{name}.delim")
+        value = _raw(path)
         yield name, action, value, delim

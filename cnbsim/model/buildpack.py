@@ -21,7 +21,7 @@ RESERVED_IDS = frozenset({"app", "config", "generated", "sbom"})
 
 
 def check_id(value: str, fields: Fields, key: str = "id") -> str:
-    if not _ID.match(value) or value in {".", ".."} or "/../" in f"/{value}/" or value.startswith("/"):
+    if not _ID.fullmatch(value) or value in {".", ".."} or "/../" in f"/{value}/" or value.startswith("/"):
         raise fields.fail(key, f"'{value}' is not a valid buildpack id",
                           "use only letters, digits, '.', '/' and '-' (e.g. 'my-org/my-buildpack')")
     if value in RESERVED_IDS:
