@@ -1,0 +1,228 @@
+"""bin/detect of the job-template buildpack, run as the lifecycle runs it: verdicts and messages per
+fixture app, with and without python3 on PATH, the build plan it writes, and that plan resolving
+in each group of PlanQK's builder."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+BUILDPACK = Path(__file__).resolve().parents[2] / "buildpack"
+PLAN = {"requires": [{"name": "cpython", "metadata": {"launch": True}}],
+        "or": [{"requires": [{"name": "conda-environment", "metadata": {"launch": True}}]}]}
+NOT_FOUND = "Could not find 'planqk.json' file"
+PASSING = ["planqk-pip", "planqk-pipenv", "planqk-conda", "planqk-poetry", "planqk-stdlib", "planqk-base64",
+           "planqk-error-response", "planqk-exception", "planqk-missing-program", "planqk-no-run", "planqk-procfile",
+           "planqk-pip-and-conda", "planqk-shadow-app"]
+FAILING = {
+    "no-planqk-json": NOT_FOUND,
+    "plain-python": NOT_FOUND,
+    "planqk-invalid-json": "planqk.json: is not valid JSON",
+    "planqk-docker-runtime": "planqk.json: field 'runtime' is 'DOCKER': a DOCKER service is built from its own "
+                             "Dockerfile",
+}
+
+
+@pytest.fixture(params=["python3", "no-python"])
+def path_mode(request, tools) -> str | None:
+    """Detect with the host PATH (python3 present), or with bash alone on PATH (a build image before cpython)."""
+    return None if request.param == "python3" else tools("bash")
+
+
+@pytest.mark.parametrize("name", PASSING)
+def test_a_planqk_service_passes_and_requires_python_at_launch(fixture_app, detect, path_mode, name):
+    result = detect(fixture_app(name), path=path_mode)
+    assert result.returncode == 0, result.output
+    assert "Found 'planqk.json' file (runtime PYTHON_TEMPLATE" in result.stdout
+    assert result.plan == PLAN
+
+
+@pytest.mark.parametrize("name", sorted(FAILING))
+def test_anything_else_fails_detection_with_the_reason(fixture_app, detect, path_mode, name):
+    result = detect(fixture_app(name), path=path_mode)
+    assert result.returncode == 100, result.output
+    assert FAILING[name] in result.output
+    assert result.plan_path.read_text() == ""
+
+
+def test_invalid_json_is_located_when_python_is_there(fixture_app, detect):
+    result = detect(fixture_app("planqk-invalid-json"))
+    assert "planqk.json: is not valid JSON: Expecting property name enclosed in double quotes at line 7 column 3" \
+           in result.stderr
+
+
+def test_without_python_the_shell_check_says_so(fixture_app, detect, tools):
+    result = detect(fixture_app("planqk-pip"), path=tools("bash"))
+    assert "checked with a shell check (no python3 on PATH)" in result.stdout
+
+
+def test_a_python3_that_cannot_run_the_check_falls_back_to_the_shell_check(fixture_app, detect, fake_python3):
+    path = fake_python3('echo "SyntaxError: future feature annotations is not defined" >&2\nexit 1\n')
+    result = detect(fixture_app("planqk-docker-runtime"), path=f"{path}:/usr/bin:/bin")
+    assert result.returncode == 100
+    assert "field 'runtime' is 'DOCKER'" in result.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"name": "svc"}', None),
+    ('{"name": "svc", "runtime": "PYTHON"}', "planqk.json: field 'runtime' is 'PYTHON', which PlanQK does not know"),
+    ('{"runtime": 1}', "planqk.json: field 'runtime' must be a string"),
+    ('[{"runtime": "PYTHON_TEMPLATE"}]', "planqk.json: "),
+    ("", "planqk.json: "),
+    ('\ufeff{"runtime": "PYTHON_TEMPLATE"}', "planqk.json: "),
+    ('{\n  "name": "svc",\n  "runtime":\n    "PYTHON_TEMPLATE"\n}\n', None),
+])
+def test_planqk_json_contents(tmp_path, detect, path_mode, text, message):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "planqk.json").write_text(text, encoding="utf-8")
+    result = detect(app, path=path_mode)
+    if message is None:
+        assert result.returncode == 0, result.output
+        assert result.plan == PLAN
+    else:
+        assert result.returncode == 100, result.output
+        assert message in result.stderr
+
+
+def test_a_missing_runtime_field_is_taken_as_python_template(tmp_path, detect):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "planqk.json").write_text('{"name": "svc"}')
+    assert "planqk.json has no 'runtime' field: building it as a PYTHON_TEMPLATE service" in detect(app).stdout
+
+
+def test_the_plan_path_may_come_as_the_second_argument_only(fixture_app, tmp_path):
+    app, plan = fixture_app("planqk-pip"), tmp_path / "plan.toml"
+    proc = subprocess.run([str(BUILDPACK / "bin" / "detect"), str(tmp_path), str(plan)], cwd=app,
+                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert tomllib.loads(plan.read_text()) == PLAN
+
+
+def test_without_any_plan_path_detect_errors(fixture_app):
+    proc = subprocess.run([str(BUILDPACK / "bin" / "detect")], cwd=fixture_app("planqk-pip"),
+                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "No build plan path" in proc.stderr
+
+
+# ------------------------------------------------------------------ in PlanQK's builder groups
+
+def paketo_plan(*, provides: tuple[str, ...] = (), requires: tuple[str, ...] = (), needs: str = "") -> str:
+    """A bin/detect body (Buildpack API 0.7: the plan path is $2) writing the plan of a Paketo buildpack
+    (paketo-python.md §2, §3)."""
+    body = f'[[ -e {needs} ]] || exit 100\n' if needs else ""
+    toml = "".join(f'[[provides]]\nname = "{p}"\n' for p in provides)
+    toml += "".join(f'[[requires]]\nname = "{r}"\n[requires.metadata]\nbuild = true\n' for r in requires)
+    return body + f"cat >> \"$2\" <<'TOML'\n{toml}TOML\n"
+
+
+PYTHON_START = '''
+for trigger in environment.yml requirements.txt package-list.txt pyproject.toml *.py; do
+  [[ -e $trigger ]] && found=1
+done
+[[ -n ${found:-} ]] || exit 100
+cat >> "$2" <<'TOML'
+[[requires]]
+name = "cpython"
+[requires.metadata]
+launch = true
+[[requires]]
+name = "site-packages"
+[requires.metadata]
+launch = true
+[[or]]
+[[or.requires]]
+name = "conda-environment"
+[or.requires.metadata]
+launch = true
+[[or]]
+[[or.requires]]
+name = "cpython"
+[or.requires.metadata]
+launch = true
+TOML
+'''
+PAKETO = {  # id: (version, detect body)
+    "paketo-buildpacks/cpython": ("1.11.0", paketo_plan(provides=("cpython",))),
+    "paketo-buildpacks/pip": ("0.20.0", paketo_plan(provides=("pip",), requires=("cpython",))),
+    "paketo-buildpacks/pip-install": ("0.6.1", paketo_plan(provides=("site-packages",), requires=("cpython", "pip"),
+                                                           needs="requirements.txt")),
+    "paketo-buildpacks/pipenv": ("1.20.0", paketo_plan(provides=("pipenv",), requires=("pip", "cpython"))),
+    "paketo-buildpacks/pipenv-install": ("0.6.19", paketo_plan(provides=("site-packages",),
+                                                               requires=("cpython", "pipenv"), needs="Pipfile")),
+    "paketo-buildpacks/miniconda": ("0.9.0", paketo_plan(provides=("conda",))),
+    "paketo-buildpacks/conda-env-update": ("0.7.13", paketo_plan(provides=("conda-environment",), requires=("conda",),
+                                                                 needs="environment.yml")),
+    "paketo-buildpacks/python-start": ("0.14.15", PYTHON_START),
+}
+JOB_TEMPLATE = "planqk-buildpacks/job-template"
+GROUPS = {  # PlanQK's planqk-base/builder.toml without its optional buildpacks (paketo-python.md §4.3)
+    "pipenv": ["cpython", "pip", "pipenv", "pipenv-install", "python-start"],
+    "pip": ["cpython", "pip", "pip-install", "python-start"],
+    "conda": ["miniconda", "conda-env-update", "python-start"],
+}
+
+
+@pytest.fixture
+def planqk_builder(bps):
+    """The buildpacks dir and the order of PlanQK's builder: Paketo doubles plus the real job-template."""
+    for bp_id, (version, body) in PAKETO.items():
+        bps(bp_id, version, api="0.7", detect=body)
+    version = tomllib.loads((BUILDPACK / "buildpack.toml").read_text())["buildpack"]["version"]
+    home = bps.root / JOB_TEMPLATE.replace("/", "_")
+    home.mkdir()
+    (home / version).symlink_to(BUILDPACK)
+
+    def order(groups: list[list[str]]) -> Path:
+        return bps.order([[(f"paketo-buildpacks/{n}", PAKETO[f"paketo-buildpacks/{n}"][0]) for n in group]
+                          + [(JOB_TEMPLATE, version)] for group in groups])
+    return bps.root, order
+
+
+def lifecycle_detect(app: Path, buildpacks: Path, order: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess,
+                                                                                      Path]:
+    layers = tmp_path / "layers"
+    layers.mkdir(exist_ok=True)
+    (tmp_path / "platform").mkdir(exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "cnbsim.cli", "lifecycle", "detector", "-app", str(app),
+                           "-buildpacks", str(buildpacks), "-order", str(order), "-layers", str(layers),
+                           "-platform", str(tmp_path / "platform"), "-log-level", "debug"],
+                          env={"PATH": "/usr/bin:/bin", "CNB_PLATFORM_API": "0.15"}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    return proc, layers
+
+
+@pytest.mark.parametrize("name, group", [("planqk-pipenv", "pipenv"), ("planqk-pip", "pip"), ("planqk-conda", "conda"),
+                                         ("planqk-pip-and-conda", "pip"), ("planqk-shadow-app", "pip")])
+def test_the_plan_resolves_in_the_planqk_builder_group_of_the_app(planqk_builder, fixture_app, tmp_path, name, group):
+    buildpacks, order = planqk_builder
+    proc, layers = lifecycle_detect(fixture_app(name), buildpacks, order(list(GROUPS.values())), tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ids = [bp["id"] for bp in tomllib.loads((layers / "group.toml").read_text())["group"]]
+    assert ids == [f"paketo-buildpacks/{n}" for n in GROUPS[group]] + [JOB_TEMPLATE]
+    python = "conda-environment" if group == "conda" else "cpython"
+    entries = tomllib.loads((layers / "plan.toml").read_text())["entries"]
+    requirers = next(e["requires"] for e in entries if e["requires"][0]["name"] == python)
+    assert {"name": python, "metadata": {"launch": True}} in requirers
+
+
+@pytest.mark.parametrize("name", ["planqk-stdlib", "planqk-poetry", "plain-python"])
+def test_apps_no_planqk_group_takes_fail_detection(planqk_builder, fixture_app, tmp_path, name):
+    buildpacks, order = planqk_builder
+    proc, _ = lifecycle_detect(fixture_app(name), buildpacks, order(list(GROUPS.values())), tmp_path)
+    assert proc.returncode == 20, proc.stdout + proc.stderr
+
+
+def test_the_job_template_alone_does_not_pass_because_it_needs_a_python(planqk_builder, fixture_app, tmp_path):
+    buildpacks, order = planqk_builder
+    proc, _ = lifecycle_detect(fixture_app("planqk-pip"), buildpacks, order([[]]), tmp_path)
+    assert proc.returncode == 20, proc.stdout + proc.stderr
+    assert re.search(rf"fail: {JOB_TEMPLATE}@\S+ requires cpython\n.*\nfail: {JOB_TEMPLATE}@\S+ requires conda-environment",
+                     proc.stdout)
