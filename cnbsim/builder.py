@@ -176,12 +176,14 @@ def resolve_builder(builder: Builder, log: Logger | None = None) -> Sources:
                                   hint="point uri at a local directory with buildpack.toml "
                                        "(uri = \"./my-buildpack\"), or pass it with --buildpack DIR")
             added = store.add_path(target)
+            for desc in added:   # a stand-in composite brings the stand-ins its order names
+                for inner in _composite_parts(_known_store(), desc):
+                    store.add(inner)
             what = "the job-template buildpack of this repository" if target == job_template_dir() \
                 else f"the offline stub {added[0].key}"
             notices.append(f"{ref}: using {what}")
-        # A version the builder pins that differs from the stand-in's: the stand-in plays it.
-        if bp.version and added and added[0].version != bp.version and bp.id in ("", added[0].id):
-            _alias(store, added[0], bp.version, notices)
+        # A `version` under [[buildpacks]] pins nothing (pack pulls the image as it is); only an
+        # order entry's version must be found, and a stand-in plays it when it differs.
     _alias_order_versions(store, builder.order, notices)
     order = tuple(OrderGroup(tuple(_pin(store, el) for el in g.group)) for g in builder.order)
     for n in notices:

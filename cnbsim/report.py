@@ -43,8 +43,19 @@ class Normalizer:
         return value
 
 
-def tree_digest(root: Path) -> tuple[str, int]:
-    """A content digest of a directory (names, types, modes' x bit, contents, link targets) and its file count."""
+def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = ()) -> tuple[str, int]:
+    """A content digest of a directory (names, types, modes' x bit, contents, link targets) and its file count.
+
+    `replace` maps host paths to image paths in contents and link targets first, so the digest is
+    that of the layer as built at `/layers` (where a real build writes it), not of this host's path.
+    """
+    pairs = [(h.encode(), i.encode()) for h, i in sorted(replace, key=lambda p: -len(p[0])) if h]
+
+    def fix(data: bytes) -> bytes:
+        for host, image in pairs:
+            if host in data:
+                data = data.replace(host, image)
+        return data
     h = hashlib.sha256()
     count = 0
     if not root.is_dir():
@@ -58,13 +69,12 @@ def tree_digest(root: Path) -> tuple[str, int]:
             rel = os.path.normpath(os.path.join(rel_dir, name))
             count += 1
             if os.path.islink(path):
-                h.update(f"l {rel} {os.readlink(path)}\n".encode())
+                h.update(f"l {rel} ".encode() + fix(os.readlink(path).encode()) + b"\n")
                 continue
             st = os.stat(path)
             h.update(f"f {rel} {'x' if st.st_mode & 0o111 else '-'} ".encode())
             with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+                h.update(fix(fh.read()) if pairs else fh.read())
             h.update(b"\n")
     return "sha256:" + h.hexdigest(), count
 
@@ -76,7 +86,7 @@ def build_report(result: "BuildResult", normalize: Normalizer) -> dict[str, Any]
     for bp in outcome.buildpacks:
         layers = []
         for layer in bp.layers:
-            digest, files = tree_digest(layer.path)
+            digest, files = tree_digest(layer.path, normalize.pairs)
             layers.append({
                 "name": layer.name,
                 "types": {"launch": layer.launch, "build": layer.build, "cache": layer.cache},
