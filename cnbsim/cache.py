@@ -9,6 +9,11 @@ Before the build (cnb-spec.md 5.3, buildpack.md "Layer Types"), for each buildpa
   image layer;
 - `store.toml` comes back from the previous output.
 After the build, every `cache = true` layer is saved to the cache (written aside, then swapped in).
+
+A real lifecycle always builds in `/layers`, so absolute paths that buildpacks write into
+layers (env files, virtualenv scripts, symlinks) stay valid. cnbsim builds in the output dir,
+which may differ from one build to the next: a layer restored from a cache saved by a build
+elsewhere is relocated, its old layers path replaced by the new one in files and link targets.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from cnbsim.tomlio import write_toml
 
 RESTORED, REUSED, REBUILT = "restored", "reused", "rebuilt"
 INDEX = "index.json"
+LAYERS_KEY = "layers-dir"     # in the index: where the cached layers were built
 
 
 def default_cache_dir(app: Path) -> Path:
@@ -77,17 +83,20 @@ class Cache:
     def layers(self) -> Path:
         return self.path / "layers"
 
+    def built_in(self) -> str:
+        return self.index().get(LAYERS_KEY, "")
+
     def index(self) -> dict[str, str]:
         try:
             return json.loads((self.path / INDEX).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             return {}
 
-    def save(self, outcome: BuildOutcome, log: Logger) -> None:
+    def save(self, outcome: BuildOutcome, layers_dir: Path, log: Logger) -> None:
         staging = self.path.with_name(self.path.name + ".staging")
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "layers").mkdir(parents=True)
-        index = {}
+        index = {LAYERS_KEY: str(layers_dir)}
         for bp in outcome.buildpacks:
             for layer in bp.layers:
                 if not layer.cache:
@@ -137,6 +146,10 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             bp_dir.mkdir(parents=True, exist_ok=True)
             _metadata_only(bp_dir / f"{name}.toml", meta)
             shutil.copytree(src, bp_dir / name, symlinks=True)
+            built_in = cache.built_in() if cache else ""
+            if built_in and built_in != str(layers_dir):
+                relocate(bp_dir / name, built_in, str(layers_dir))
+                digest = tree_digest(bp_dir / name)[0]
             restored[(el.id, name)] = Restored((el.id, name), "cache", digest)
             log.debug(f"Restoring data for \"{key}\" from cache")
         for name, meta in prev.items():
@@ -148,6 +161,32 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             restored[(el.id, name)] = Restored((el.id, name), "previous", "")
             log.debug(f"Restoring metadata for \"{el.id}:{name}\" from app image")
     return restored
+
+
+def relocate(root: Path, old: str, new: str) -> None:
+    """Replace the path `old` by `new` in the files and link targets under `root`."""
+    old_b, new_b = old.encode(), new.encode()
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                target = os.readlink(path)
+                if old in target:
+                    path.unlink()
+                    path.symlink_to(target.replace(old, new))
+                continue
+            data = path.read_bytes()
+            if old_b in data:
+                mode = path.stat().st_mode
+                path.write_bytes(data.replace(old_b, new_b))
+                path.chmod(mode)
+    for dirpath, dirnames, _ in os.walk(root):
+        for name in dirnames:
+            path = Path(dirpath, name)
+            if path.is_symlink() and old in os.readlink(path):
+                target = os.readlink(path)
+                path.unlink()
+                path.symlink_to(target.replace(old, new))
 
 
 def finish(outcome: BuildOutcome, previous: Path | None, restored: dict[tuple[str, str], Restored],

@@ -1,0 +1,128 @@
+"""Rebuilds with the cache and the previous output, and the secret-leak check."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import cnbsim
+from cnbsim.leaks import SecretLeakError
+
+REPO = Path(__file__).resolve().parents[2]
+PIP_APP = REPO / "fixtures" / "apps" / "planqk-pip"
+
+
+def statuses(result) -> dict[str, str]:
+    return {f"{k[0].split('/')[1]}:{k[1]}": v for k, v in result.layer_status.items()}
+
+
+@pytest.fixture
+def app(tmp_path):
+    path = tmp_path / "planqk-pip"
+    shutil.copytree(PIP_APP, path)
+    return path
+
+
+def test_second_build_restores_cached_layers_and_reuses_launch_layers(app, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    first = cnbsim.build(app, output=out, cache_dir=cache)
+    assert set(statuses(first).values()) == {"rebuilt"}
+    second = cnbsim.build(app, output=out, cache_dir=cache)
+    s = statuses(second)
+    assert s["cpython:cpython"] == "restored"                 # cache = true, reused by the buildpack
+    assert s["pip-install:packages"] == "restored"            # unchanged requirements.txt
+    assert s["job-template:job-template"] == "reused"         # launch-only: contents from the previous output
+    assert "Reusing layer 'planqk-buildpacks/job-template:job-template'" in second.log
+    assert second.report["buildpacks"][-1]["layers"][0]["cache"] == "reused"
+    assert second.launch_env("web") == first.launch_env("web")
+
+
+def test_changed_requirements_rebuild_the_packages_layer(app, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cnbsim.build(app, output=out, cache_dir=cache)
+    (app / "requirements.txt").write_text("loguru==0.7.3\n")
+    s = statuses(cnbsim.build(app, output=out, cache_dir=cache))
+    assert s["pip-install:packages"] == "rebuilt"
+    assert s["cpython:cpython"] == "restored"
+
+
+def test_clear_cache_forces_a_cold_build(app, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cnbsim.build(app, output=out, cache_dir=cache)
+    s = statuses(cnbsim.build(app, output=tmp_path / "other", cache_dir=cache, clear_cache=True))
+    assert set(s.values()) == {"rebuilt"}
+
+
+def test_a_cache_restored_into_another_output_is_relocated(app, tmp_path):
+    cache = tmp_path / "cache"
+    cnbsim.build(app, output=tmp_path / "a", cache_dir=cache)
+    second = cnbsim.build(app, output=tmp_path / "b", cache_dir=cache)
+    assert statuses(second)["cpython:cpython"] == "restored"
+    paths = second.launch_env("web")["PYTHONPATH"].split(":")
+    assert all(p.startswith(str(tmp_path / "b")) for p in paths), paths
+    for path in (tmp_path / "b" / "layers").rglob("*"):
+        if path.is_file():
+            assert str(tmp_path / "a") not in path.read_text(errors="replace"), path
+
+
+def test_without_a_cache_dir_nothing_is_restored(app, tmp_path):
+    cnbsim.build(app, output=tmp_path / "out")
+    s = statuses(cnbsim.build(app, output=tmp_path / "out2"))
+    assert set(s.values()) == {"rebuilt"}
+
+
+def test_cli_uses_a_per_app_cache_by_default(app, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    for _ in range(2):
+        res = subprocess.run([sys.executable, "-m", "cnbsim.cli", "build", str(app), "-o", str(tmp_path / "o")],
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+    assert "paketo-buildpacks/cpython:cpython [launch, build, cache] (restored)" in res.stdout
+    assert len(list((tmp_path / "xdg" / "cnbsim").iterdir())) == 1
+
+
+TOKEN = "glpat-Zx81secretvalue"
+
+
+@pytest.mark.parametrize("where, script, named", [
+    ("layer file", 'mkdir -p "$CNB_LAYERS_DIR/l"; printf "[types]\\nlaunch = true\\n" > "$CNB_LAYERS_DIR/l.toml"; '
+                   'echo "token=$BP_GITLAB_TOKEN" > "$CNB_LAYERS_DIR/l/config.ini"', "layers/leaky/l/config.ini"),
+    ("env file", 'mkdir -p "$CNB_LAYERS_DIR/l/env"; printf "[types]\\nlaunch = true\\n" > "$CNB_LAYERS_DIR/l.toml"; '
+                 'printf %s "$BP_GITLAB_TOKEN" > "$CNB_LAYERS_DIR/l/env/GIT_TOKEN"', "layers/leaky/l/env/GIT_TOKEN"),
+    ("process command", 'printf "[[processes]]\\ntype = \\"web\\"\\ncommand = [\\"git\\", \\"clone\\", \\"%s\\"]\\n" '
+                        '"$BP_GITLAB_TOKEN" > "$CNB_LAYERS_DIR/launch.toml"', "layers/leaky/launch.toml"),
+    ("output", 'echo "cloning with $BP_GITLAB_TOKEN"', "the build log"),
+])
+def test_a_leaked_secret_fails_the_build_naming_the_file_and_not_the_value(bps, tmp_path, where, script, named):
+    bp = bps("leaky", build=script)
+    app = tmp_path / "app"
+    app.mkdir()
+    out = tmp_path / "out"
+    with pytest.raises(SecretLeakError) as info:
+        cnbsim.build(app, buildpacks=[bp], output=out, env={"BP_GITLAB_TOKEN": TOKEN})
+    message = str(info.value)
+    assert named in message and "BP_GITLAB_TOKEN" in message
+    assert TOKEN not in message
+    assert not out.exists()   # nothing with the secret is left behind
+
+
+def test_secret_env_names_extend_the_check(bps, tmp_path):
+    bp = bps("leaky", build='echo "$MY_CRED"')
+    app = tmp_path / "app"
+    app.mkdir()
+    cnbsim.build(app, buildpacks=[bp], output=tmp_path / "ok", env={"MY_CRED": "hunter2-long"})
+    with pytest.raises(SecretLeakError):
+        cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out", env={"MY_CRED": "hunter2-long"},
+                     secret_env=("MY_CRED",))
+
+
+def test_the_job_template_never_leaks_the_gitlab_token(app, tmp_path):
+    result = cnbsim.build(app, output=tmp_path / "out", env={"BP_GITLAB_TOKEN": TOKEN})
+    for path in result.output.rglob("*"):
+        if path.is_file():
+            assert TOKEN not in path.read_text(errors="replace"), path
+    assert TOKEN not in result.log
