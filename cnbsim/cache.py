@@ -123,6 +123,9 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             log: Logger) -> dict[tuple[str, str], Restored]:
     """Put back layer metadata (and cached contents) for the buildpacks of the group."""
     restored: dict[tuple[str, str], Restored] = {}
+    if cache and cache.layers.exists() and not cache.built_in():
+        log.warn(f"ignoring the cache at {cache.path}: it was written by another cnbsim version")
+        cache = None
     cache_index = cache.index() if cache else {}
     for el in group:
         api = ApiVersion.parse(el.api) if el.api else ApiVersion(0, 10)
