@@ -34,11 +34,11 @@ from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
 from cnbsim.model.order import GroupElement, group_to_toml
 from cnbsim.model.plan import Plan
+from cnbsim.output import OutputDir
 from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform
 from cnbsim.tomlio import write_toml
 
 INSTALLERS = ("stub", "real")
-OUTPUT_MARKER = "report.json"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
@@ -179,38 +179,6 @@ def _check_app(app: Path) -> Path:
     if not app.is_dir():
         raise ConfigError("app must be a directory", file=app, hint="give the project folder, not a file")
     return app.absolute()
-
-
-class OutputDir:
-    """Build in place, but keep the previous output until the new one is complete.
-
-    Buildpacks write absolute paths into layers (virtualenvs, env files), so the output is
-    built at its final path; the previous output is moved aside and put back on failure.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.absolute()
-        self.previous = self.path.with_name(self.path.name + ".cnbsim-previous")
-
-    def __enter__(self) -> "OutputDir":
-        if self.previous.exists() and not self.path.exists():
-            self.previous.rename(self.path)          # a crash left it aside: it is still the last good one
-        shutil.rmtree(self.previous, ignore_errors=True)
-        if self.path.exists():
-            if not self.path.is_dir() or (any(self.path.iterdir()) and not (self.path / OUTPUT_MARKER).exists()):
-                raise ConfigError("output exists and is not a cnbsim output; refusing to replace it",
-                                  file=self.path, hint="choose another --output directory")
-            self.path.rename(self.previous)
-        self.path.mkdir(parents=True)
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            shutil.rmtree(self.previous, ignore_errors=True)
-            return
-        shutil.rmtree(self.path, ignore_errors=True)
-        if self.previous.exists():
-            self.previous.rename(self.path)
 
 
 def write_platform_dir(platform_dir: Path, values: Mapping[str, str]) -> None:

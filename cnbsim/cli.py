@@ -253,7 +253,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cnbsim.runner import BuiltOutput, RunRequest, parse_result, read_json_input, start
+    from cnbsim.output import BuiltOutput
+    from cnbsim.runner import RunRequest, parse_result, read_json_input, start
     output = BuiltOutput.open(args.output)
     user_args = args.args
     req = RunRequest(
@@ -312,7 +313,7 @@ def _human(n: int) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from cnbsim.runner import BuiltOutput
+    from cnbsim.output import BuiltOutput
     output = BuiltOutput.open(args.output)
     report_path = output.path / "report.json"
     try:
@@ -336,7 +337,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for b in report["buildpacks"]:
         for layer in b["layers"]:
             types = [t for t, on in layer["types"].items() if on]
-            size = _dir_size(output.layers / b["id"].replace("/", "_") / layer["name"])
+            size = _dir_size(output.layers_dir / b["id"].replace("/", "_") / layer["name"])
             print(f"  {b['id']}:{layer['name']}  [{', '.join(types)}]  {_human(size)}, {layer['files']} files")
     print(_bold("Launch env:", color))
     for ptype, env in report["launch_env"].items():
@@ -347,7 +348,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from cnbsim.runner import BuiltOutput
+    from cnbsim.output import BuiltOutput
     from cnbsim.serve import serve
     return serve(BuiltOutput.open(args.output), host=args.host, port=args.port, sandbox_mode=args.sandbox)
 

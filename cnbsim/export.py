@@ -36,7 +36,8 @@ from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.launch import FORBIDDEN_TYPE_CHARS, Process, Slice, read_store_toml
 from cnbsim.model.layer import LayerTypes, parse_layer_toml
-from cnbsim.model.metadata import BuildMetadata, read_metadata_toml
+from cnbsim.model.metadata import BuildMetadata
+from cnbsim.output import BuiltOutput
 from cnbsim.model.order import GroupElement
 from cnbsim.platform import RunTarget
 from cnbsim.tomlio import read_toml
@@ -210,33 +211,24 @@ class _LaunchLayer:
 
 
 @dataclass(frozen=True)
-class _BuildOutput:
-    root: Path
-    metadata: BuildMetadata
-    layers: tuple[tuple[GroupElement, tuple[_LaunchLayer, ...], dict[str, Any] | None], ...]  # bp, layers, store
+class _BuildOutput(BuiltOutput):
+    """A build output with, per buildpack of the group, its launch layers and store.toml metadata."""
 
-    @property
-    def layers_dir(self) -> Path:
-        return self.root / "layers"
-
-    @property
-    def workspace(self) -> Path:
-        return self.root / "workspace"
+    layers: tuple[tuple[GroupElement, tuple[_LaunchLayer, ...], dict[str, Any] | None], ...] = ()
 
     @classmethod
     def read(cls, root: Path) -> "_BuildOutput":
-        metadata_toml = root / "layers" / "config" / "metadata.toml"
-        if not metadata_toml.is_file() or not (root / "workspace").is_dir():
-            raise ExportError("not a cnbsim build output (no layers/config/metadata.toml and workspace/)",
-                              file=root, hint="run cnbsim build first, and give its --output directory")
         try:
-            metadata = read_metadata_toml(metadata_toml)
-            per_bp = tuple((bp, *_buildpack_layers(root / "layers", bp)) for bp in metadata.buildpacks)
+            built = BuiltOutput.open(root)
+            if not built.workspace.is_dir():
+                raise ExportError("not a cnbsim build output (no workspace/)", file=root,
+                                  hint="run cnbsim build first, and give its --output directory")
+            per_bp = tuple((bp, *_buildpack_layers(built.layers_dir, bp)) for bp in built.metadata.buildpacks)
         except ExportError:
             raise
         except CnbsimError as exc:
             raise ExportError(exc.message, file=exc.file, field=exc.field, hint=exc.hint) from None
-        return cls(root, metadata, per_bp)
+        return cls(built.path, built.metadata, per_bp)
 
 
 def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[_LaunchLayer, ...], dict[str, Any] | None]:

@@ -84,7 +84,8 @@ class RunResult:
 @pytest.fixture
 def cnb_run() -> Callable[..., RunResult]:
     """`cnb_run(result_or_output, data=None, params=None, process=None, env=None, args=(), sandbox="never")`."""
-    from cnbsim.runner import BuiltOutput, RunRequest, parse_result, start
+    from cnbsim.output import BuiltOutput
+    from cnbsim.runner import RunRequest, parse_result, start
 
     def run(built: Any, data: Any = None, params: Any = None, process: str | None = None,
             env: Mapping[str, str] | None = None, args: Sequence[str] = (), sandbox: str = "never",

@@ -20,37 +20,12 @@ from typing import Any, Mapping, Sequence
 
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
-from cnbsim.model.metadata import BuildMetadata, read_metadata_toml
+from cnbsim.output import BuiltOutput
 
 RESULT_MARKER = "PlanQK:Job:MultilineResult"
 INPUT_ROOT_VAR = "PLANQK_INPUT_ROOT"      # the runtime's configurable input root (default /var/input)
 IMAGE_INPUT_ROOT = "/var/input"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@dataclass(frozen=True)
-class BuiltOutput:
-    """A `cnbsim build` output dir: what an image holds."""
-
-    path: Path
-    metadata: BuildMetadata
-
-    @classmethod
-    def open(cls, path: Path | str) -> "BuiltOutput":
-        path = Path(path).absolute()
-        md = path / "layers" / "config" / "metadata.toml"
-        if not md.is_file():
-            raise ConfigError("is not a cnbsim build output (no layers/config/metadata.toml)", file=path,
-                              hint="run `cnbsim build APP --output DIR` first and pass that DIR")
-        return cls(path, read_metadata_toml(md))
-
-    @property
-    def workspace(self) -> Path:
-        return self.path / "workspace"
-
-    @property
-    def layers(self) -> Path:
-        return self.path / "layers"
 
 
 def read_json_input(path: Path | str, what: str) -> Any:
@@ -122,10 +97,10 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
     if sandboxed:
         env.update({"CNB_LAYERS_DIR": "/layers", "CNB_APP_DIR": "/workspace"})
         argv = sandbox.wrap(launcher, output=req.output.path, workspace=req.output.workspace,
-                            layers=req.output.layers, inputs=inputs, writable_workspace=req.writable_workspace)
+                            layers=req.output.layers_dir, inputs=inputs, writable_workspace=req.writable_workspace)
         cwd = None
     else:
-        env.update({"CNB_LAYERS_DIR": str(req.output.layers), "CNB_APP_DIR": str(req.output.workspace),
+        env.update({"CNB_LAYERS_DIR": str(req.output.layers_dir), "CNB_APP_DIR": str(req.output.workspace),
                     INPUT_ROOT_VAR: str(Path(tmp.name) / "input")})
         argv, cwd = launcher, req.output.workspace
     try:

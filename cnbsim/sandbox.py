@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -48,6 +49,19 @@ def use_sandbox(mode: str) -> bool:
     return not reason
 
 
+def _host_paths_needed() -> list[str]:
+    """This interpreter, its venv and cnbsim itself, when they live where the sandbox has a
+    private dir (e.g. a checkout in /tmp): the launcher inside runs from them."""
+    package_root = Path(__file__).resolve().parent.parent
+    out = []
+    for path in sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), sys.prefix,
+                        str(package_root)}):
+        top = Path(path).parts[1] if len(Path(path).parts) > 1 else ""
+        if top in SKIP_TOP_LEVEL and os.path.isdir(path):
+            out.append(path)
+    return out
+
+
 def wrap(argv: Sequence[str], *, output: Path, workspace: Path, layers: Path,
          inputs: Mapping[str, Path], writable_workspace: bool = False, network: bool = False) -> list[str]:
     """The bwrap command line that runs `argv` with the image layout; `inputs` maps image paths to files."""
@@ -63,8 +77,10 @@ def wrap(argv: Sequence[str], *, output: Path, workspace: Path, layers: Path,
             args += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
-    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var",
-             # the build output at its host path too: buildpacks write absolute paths into layers
+    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var"]
+    for path in _host_paths_needed():
+        args += ["--ro-bind", path, path]
+    args += [# the build output at its host path too: buildpacks write absolute paths into layers
              "--ro-bind", str(output), str(output),
              "--ro-bind", str(layers), "/layers",
              "--bind" if writable_workspace else "--ro-bind", str(workspace), "/workspace"]

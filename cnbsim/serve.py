@@ -39,7 +39,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from cnbsim import sandbox
 from cnbsim.errors import CnbsimError, ConfigError
-from cnbsim.runner import BuiltOutput, Job, RunRequest, parse_result, start
+from cnbsim.output import BuiltOutput
+from cnbsim.runner import Job, RunRequest, parse_result, start
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"      # planqk serve's format, local time

@@ -23,7 +23,7 @@ import pytest
 import cnbsim
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError
-from cnbsim.runner import BuiltOutput
+from cnbsim.output import BuiltOutput
 from cnbsim.serve import serve
 
 # What the job-template runtime does (planqk-runtime.md §1.4-1.9), driven by fields of `data`.
