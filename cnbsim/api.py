@@ -260,7 +260,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         t3 = time.perf_counter()
         if cache:
             log.phase("CACHING")
-            cache.save(outcome, layers, log)
+            cache.save(outcome, layers, status, log)
         result = BuildResult(app=app, output=target.path, sources=sources, detect=detected, outcome=outcome,
                              log=log.text, layer_status=status,
                              timings={"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2,

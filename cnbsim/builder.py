@@ -177,8 +177,9 @@ def resolve_builder(builder: Builder, log: Logger | None = None) -> Sources:
                                        "(uri = \"./my-buildpack\"), or pass it with --buildpack DIR")
             added = store.add_path(target)
             for desc in added:   # a stand-in composite brings the stand-ins its order names
-                for inner in _composite_parts(_known_store(), desc):
-                    store.add(inner)
+                if desc.is_composite:
+                    for inner in _composite_parts(_known_store(), desc):
+                        store.add(inner)
             what = "the job-template buildpack of this repository" if target == job_template_dir() \
                 else f"the offline stub {added[0].key}"
             notices.append(f"{ref}: using {what}")

@@ -92,10 +92,14 @@ class Cache:
         except (OSError, json.JSONDecodeError):
             return {}
 
-    def save(self, outcome: BuildOutcome, layers_dir: Path, log: Logger) -> None:
+    def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
+             log: Logger) -> None:
+        """Write the new cache aside, then swap it in. A layer restored from the cache and left as it
+        was keeps its cached copy (the lifecycle's "Reusing cache layer"); others are copied."""
         staging = self.path.with_name(self.path.name + ".staging")
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "layers").mkdir(parents=True)
+        before = self.index()
         index = {LAYERS_KEY: str(layers_dir)}
         for bp in outcome.buildpacks:
             for layer in bp.layers:
@@ -107,9 +111,18 @@ class Cache:
                     continue
                 dest = staging / "layers" / escape_id(bp.element.id)
                 dest.mkdir(parents=True, exist_ok=True)
-                shutil.copytree(layer.path, dest / layer.name, symlinks=True)
+                cached = self.layers / escape_id(bp.element.id) / layer.name
+                if status.get((bp.element.id, layer.name)) == RESTORED and name in before and cached.is_dir() \
+                        and before.get(LAYERS_KEY) == str(layers_dir):
+                    cached.rename(dest / layer.name)          # unchanged: keep the cached copy
+                    index[name] = before[name]
+                    log.debug(f"Reusing cache layer '{name}'")
+                else:
+                    # a copy, never links: the cache must not change with the output
+                    shutil.copytree(layer.path, dest / layer.name, symlinks=True)
+                    index[name] = tree_digest(layer.path)[0]
+                    log.debug(f"Adding cache layer '{name}'")
                 shutil.copy2(layer.path.with_name(layer.name + ".toml"), dest / f"{layer.name}.toml")
-                index[name] = tree_digest(layer.path)[0]
         (staging / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")
         old = self.path.with_name(self.path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -117,6 +130,15 @@ class Cache:
             self.path.rename(old)
         staging.rename(self.path)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Restore by hard link where the filesystem allows it (fast); the digest check on the next
+    restore catches a cached file that a buildpack changed in place."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | None, cache: Cache | None,
@@ -148,7 +170,7 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
                 continue
             bp_dir.mkdir(parents=True, exist_ok=True)
             _metadata_only(bp_dir / f"{name}.toml", meta)
-            shutil.copytree(src, bp_dir / name, symlinks=True)
+            shutil.copytree(src, bp_dir / name, symlinks=True, copy_function=_link_or_copy)
             built_in = cache.built_in() if cache else ""
             if built_in and built_in != str(layers_dir):
                 relocate(bp_dir / name, built_in, str(layers_dir))
@@ -181,6 +203,7 @@ def relocate(root: Path, old: str, new: str) -> None:
             data = path.read_bytes()
             if old_b in data:
                 mode = path.stat().st_mode
+                path.unlink()                      # it may be a hard link into the cache
                 path.write_bytes(data.replace(old_b, new_b))
                 path.chmod(mode)
     for dirpath, dirnames, _ in os.walk(root):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,16 @@ def _exec_env(bp: Fields) -> tuple[str, ...]:
 
 def read_buildpack_toml(path: Path) -> BuildpackDescriptor:
     path = path.absolute()
+    try:
+        st = path.stat()
+    except OSError:
+        return parse_buildpack_toml(read_toml(path, what="buildpack.toml"), path)  # reports the error
+    return _read_cached(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=512)
+def _read_cached(path: Path, mtime_ns: int, size: int) -> BuildpackDescriptor:
+    """Descriptors are immutable: one parse per file version (builders list the same ones often)."""
     return parse_buildpack_toml(read_toml(path, what="buildpack.toml"), path)
 
 

@@ -118,7 +118,9 @@ def tools_dir(root: Path, names: Sequence[str]) -> str:
     """A PATH of one dir with links to the given host tools only (e.g. to hide python3)."""
     root.mkdir(parents=True, exist_ok=True)
     for name in names:
-        found = shutil.which(name)
+        # python3: the real interpreter, not a version manager's shim that needs more of PATH
+        found = os.path.realpath(getattr(sys, "_base_executable", sys.executable)) if name == "python3" \
+            else shutil.which(name)
         assert found, f"{name} is needed on the test machine"
         if not (root / name).exists():
             (root / name).symlink_to(found)

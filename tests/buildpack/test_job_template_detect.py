@@ -10,6 +10,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import shutil
+
 import pytest
 
 BUILDPACK = Path(__file__).resolve().parents[2] / "buildpack"
@@ -28,10 +30,12 @@ FAILING = {
 }
 
 
-@pytest.fixture(params=["python3", "no-python"])
+@pytest.fixture(params=["jq", "python3", "no-python"])
 def path_mode(request, tools) -> str | None:
-    """Detect with the host PATH (python3 present), or with bash alone on PATH (a build image before cpython)."""
-    return None if request.param == "python3" else tools("bash")
+    """Detect with jq (and bash), with python3 (no jq), or with bash alone (a build image before cpython)."""
+    if request.param == "jq" and not shutil.which("jq"):
+        pytest.skip("jq is not installed here")
+    return tools(*{"jq": ("bash", "jq"), "python3": ("bash", "python3"), "no-python": ("bash",)}[request.param])
 
 
 @pytest.mark.parametrize("name", PASSING)
@@ -50,20 +54,27 @@ def test_anything_else_fails_detection_with_the_reason(fixture_app, detect, path
     assert result.plan_path.read_text() == ""
 
 
-def test_invalid_json_is_located_when_python_is_there(fixture_app, detect):
-    result = detect(fixture_app("planqk-invalid-json"))
+def test_invalid_json_is_located_when_python_is_there(fixture_app, detect, tools):
+    result = detect(fixture_app("planqk-invalid-json"), path=tools("bash", "python3"))
     assert "planqk.json: is not valid JSON: Expecting property name enclosed in double quotes at line 7 column 3" \
            in result.stderr
 
 
+def test_invalid_json_is_located_when_jq_is_there(fixture_app, detect, tools):
+    if not shutil.which("jq"):
+        pytest.skip("jq is not installed here")
+    result = detect(fixture_app("planqk-invalid-json"), path=tools("bash", "jq"))
+    assert "planqk.json: is not valid JSON: Expected another key-value pair at line 7, column 3" in result.stderr
+
+
 def test_without_python_the_shell_check_says_so(fixture_app, detect, tools):
     result = detect(fixture_app("planqk-pip"), path=tools("bash"))
-    assert "checked with a shell check (no python3 on PATH)" in result.stdout
+    assert "checked with a shell check (no jq or python3 on PATH)" in result.stdout
 
 
-def test_a_python3_that_cannot_run_the_check_falls_back_to_the_shell_check(fixture_app, detect, fake_python3):
+def test_a_python3_that_cannot_run_the_check_falls_back_to_the_shell_check(fixture_app, detect, fake_python3, tools):
     path = fake_python3('echo "SyntaxError: future feature annotations is not defined" >&2\nexit 1\n')
-    result = detect(fixture_app("planqk-docker-runtime"), path=f"{path}:/usr/bin:/bin")
+    result = detect(fixture_app("planqk-docker-runtime"), path=f"{path}:{tools('bash')}")
     assert result.returncode == 100
     assert "field 'runtime' is 'DOCKER'" in result.stderr
 
