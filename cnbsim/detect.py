@@ -100,7 +100,6 @@ class _Element:
     el: GroupElement
     desc: BuildpackDescriptor
     run: DetectRun | None = None        # None: skipped before running (target mismatch)
-    skip_reason: str = ""
 
 
 def detect(order: tuple[OrderGroup, ...], store: BuildpackStore, platform: Platform,
