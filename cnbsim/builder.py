@@ -84,7 +84,8 @@ def _stubs() -> dict[str, Path]:
     return out
 
 
-_REF = re.compile(r"^(?:docker://|urn:cnb:registry:|urn:cnb:builder:)?(?P<name>[^:@]+?)(?::[\w.-]+)?(?:@sha256:[0-9a-f]+)?$")
+_REF = re.compile(r"^(?:docker://|urn:cnb:registry:|urn:cnb:builder:)?(?P<name>[^:@]+?)(?::[\w.-]+)?"
+                  r"(?:@(?:sha256:[0-9a-f]+|[\w.-]+))?$")
 
 
 def stub_for_uri(uri: str) -> Path | None:
