@@ -231,3 +231,25 @@ def test_every_verb_has_help(tmp_path, verb):
 def test_lifecycle_help_lists_the_phases(tmp_path):
     res = cnbsim("lifecycle", "--help", cwd=tmp_path)
     assert res.returncode == 0 and "detector" in res.stderr + res.stdout
+
+
+def test_ctrl_c_during_a_build_stops_it_and_keeps_the_previous_output(service, bps, tmp_path):
+    import signal
+    import time
+    app, bp = service
+    out = tmp_path / "out"
+    assert cnbsim("build", str(app), "-b", str(bp), "-o", str(out), cwd=tmp_path).returncode == 0
+    before = (out / "report.json").read_text()
+    slow = bps("test/slow", build=f"touch {tmp_path}/started; sleep 30")
+    proc = subprocess.Popen([sys.executable, "-m", "cnbsim.cli", "build", str(app), "-b", str(slow), "-o", str(out)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "ERROR: interrupted; nothing was left half-written"
+    assert "Traceback" not in err
+    assert (out / "report.json").read_text() == before
+    assert not list(tmp_path.glob("out.cnbsim-*"))
