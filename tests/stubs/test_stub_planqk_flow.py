@@ -47,19 +47,17 @@ def detect_all_groups(lc: Lifecycle) -> tuple[dict[str, int], float]:
     return codes, seconds
 
 
-def test_planqk_pip_app_detects_and_builds_with_the_stubs_in_well_under_half_a_second(lc: Lifecycle) -> None:
+def test_planqk_pip_app_detects_in_the_right_groups_and_builds_with_the_stubs(lc: Lifecycle) -> None:
+    # how long it takes is measured by bench/ (make bench), never asserted by a test
     planqk_app(lc)
-    codes, elapsed = detect_all_groups(lc)
+    codes, _ = detect_all_groups(lc)
     for stub, entries in PIP_GROUP_BUILD:
         run = lc.build(stub, entries)
         assert run.code == 0, run.stderr
         lc.with_layers_env(run)
-        elapsed += run.seconds
     assert codes == {"ca-certificates": 0, "watchexec": 0, "cpython": 0, "pip": 0, "pipenv": 0,
                      "pipenv-install": 100, "python-start": 0, "pip-install": 0,
                      "environment-variables": 100, "image-labels": 100, "miniconda": 0, "conda-env-update": 100}
-    # the time of the 17 bin/detect and bin/build processes, from spawn to exit
-    assert elapsed < 0.5, f"detect over all groups + build took {elapsed:.3f}s"
 
 
 def test_the_built_pip_app_runs_the_host_python_at_launch(lc: Lifecycle) -> None:

@@ -1,6 +1,6 @@
 """Time every stub's bin/detect and bin/build (a measurement, not a test).
 
-Usage: python tests/stubs/timing.py [RUNS]
+Usage: .venv/bin/python bench/stubs.py [RUNS]
 Prints, per stub, the median wall time of RUNS runs (default 15) from process spawn to exit,
 for detect and for a first (fresh) and a repeated (reusing) build of a typical plan.
 """
@@ -12,7 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from stubrun import Lifecycle, entry
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "stubs"))
+
+from stubrun import Lifecycle, entry  # noqa: E402  (the stub test harness)
 
 APP = {"requirements.txt": "flask==3.1.3\ngunicorn\n", "app.py": "print('hi')\n", "planqk.json": "{}\n",
        "Pipfile": '[packages]\nflask = "*"\n', "environment.yml": "dependencies:\n  - flask=2.0\n",
