@@ -25,9 +25,10 @@ from cnbsim.build import build as build_phase
 from cnbsim.builder import Sources, resolve_sources
 from cnbsim.cache import Cache, restore
 from cnbsim.cache import finish as cache_finish
-from cnbsim.detect import DetectResult
+from cnbsim.detect import DetectFailed, DetectResult
 from cnbsim.detect import detect as detect_phase
 from cnbsim.errors import ConfigError
+from cnbsim.fs import special_files
 from cnbsim.launch import launch_env
 from cnbsim.log import Logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
@@ -164,9 +165,10 @@ def _prepare_workspace(app: Path, workspace: Path, output: Path) -> None:
     skip = {out_real, out_real.with_name(out_real.name + ".cnbsim-previous")}
 
     def ignore(dirpath: str, names: list[str]) -> list[str]:
-        if not str(out_real).startswith(dirpath.rstrip("/") + "/"):
-            return []
-        return [n for n in names if Path(dirpath, n) in skip]
+        left_out = special_files(dirpath, names)    # sockets and FIFOs: an image holds none
+        if str(out_real).startswith(dirpath.rstrip("/") + "/"):
+            left_out += [n for n in names if Path(dirpath, n) in skip]
+        return left_out
     try:
         shutil.copytree(app.resolve(), workspace, symlinks=True, ignore=ignore)
     except shutil.Error as exc:
@@ -195,6 +197,15 @@ def default_output(app: Path) -> Path:
     return Path.cwd() / "cnbsim-out" / app.absolute().name
 
 
+def _detect_redacted(sources: Sources, platform: Platform, log: Logger) -> DetectResult:
+    """The detect phase; a failure's account of buildpack output hides the build's secrets."""
+    try:
+        return detect_phase(sources.order, sources.store, platform, log)
+    except DetectFailed as failed:
+        failed.secrets = log.secrets
+        raise
+
+
 def detect(app: Path | str, *, builder: Path | str | None = None,
            buildpacks: Sequence[Path | str] | None = None, options: BuildOptions | None = None,
            log: Logger | None = None, **kwargs: Any) -> DetectResult:
@@ -210,7 +221,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
         write_platform_dir(platform_dir, options.platform_env())
         platform = Platform(app_dir=workspace, platform_dir=platform_dir, layers_dir=Path(tmp) / "layers",
                             api=options.platform_api, detect_timeout=options.detect_timeout)
-        return detect_phase(sources.order, sources.store, platform, log)
+        return _detect_redacted(sources, platform, log)
 
 
 def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
@@ -239,7 +250,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                             build_timeout=options.build_timeout)
         t0 = time.perf_counter()
         log.phase("DETECTING")
-        detected = detect_phase(sources.order, sources.store, platform, log)
+        detected = _detect_redacted(sources, platform, log)
         write_toml(layers / "group.toml", group_to_toml(detected.group))
         write_toml(layers / "plan.toml", detected.plan.to_toml())
         t1 = time.perf_counter()
@@ -268,7 +279,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         normalize = reportmod.Normalizer(
             {str(layers): "/layers", str(workspace): "/workspace", str(target.path): "/output",
              str(Path(tmp)): "/platform"},
-            secrets.values())
+            log.secrets)
         report = reportmod.build_report(result, normalize)
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (target.path / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cnbsim.build import BuildOutcome
 from cnbsim.errors import BuildError
+from cnbsim.fs import is_regular, special_files
 from cnbsim.log import Logger
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import escape_id
@@ -94,9 +95,25 @@ class Cache:
 
     def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
              log: Logger) -> None:
-        """Write the new cache aside, then swap it in. A layer restored from the cache and left as it
-        was keeps its cached copy (the lifecycle's "Reusing cache layer"); others are copied."""
+        """Write the new cache aside, then swap it in; on any failure the previous cache stays as it was
+        (a warning, as the lifecycle gives: the build itself succeeded). A layer restored from the cache
+        and left as it was keeps its cached files (the lifecycle's "Reusing cache layer")."""
         staging = self.path.with_name(self.path.name + ".staging")
+        try:
+            self._write(staging, outcome, layers_dir, status, log)
+        except (OSError, shutil.Error) as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            log.warn(f"failed to save the cache to {self.path}: {exc}; the previous cache is kept")
+            return
+        old = self.path.with_name(self.path.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.path.exists():
+            self.path.rename(old)
+        staging.rename(self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
+               log: Logger) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "layers").mkdir(parents=True)
         before = self.index()
@@ -114,27 +131,20 @@ class Cache:
                 cached = self.layers / escape_id(bp.element.id) / layer.name
                 if status.get((bp.element.id, layer.name)) == RESTORED and name in before and cached.is_dir() \
                         and before.get(LAYERS_KEY) == str(layers_dir):
-                    cached.rename(dest / layer.name)          # unchanged: keep the cached copy
+                    # unchanged: the new cache shares the cached files (never written in place: restore copies)
+                    shutil.copytree(cached, dest / layer.name, symlinks=True, copy_function=_link_or_copy)
                     index[name] = before[name]
                     log.debug(f"Reusing cache layer '{name}'")
                 else:
-                    # a copy, never links: the cache must not change with the output
-                    shutil.copytree(layer.path, dest / layer.name, symlinks=True)
-                    index[name] = tree_digest(layer.path)[0]
+                    shutil.copytree(layer.path, dest / layer.name, symlinks=True, ignore=special_files)
+                    index[name] = tree_digest(dest / layer.name)[0]   # of what is cached (no sockets, FIFOs)
                     log.debug(f"Adding cache layer '{name}'")
                 shutil.copy2(layer.path.with_name(layer.name + ".toml"), dest / f"{layer.name}.toml")
         (staging / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")
-        old = self.path.with_name(self.path.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.path.exists():
-            self.path.rename(old)
-        staging.rename(self.path)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
-    """Restore by hard link where the filesystem allows it (fast); the digest check on the next
-    restore catches a cached file that a buildpack changed in place."""
+    """Between two cache generations, files are shared by hard link where the filesystem allows."""
     try:
         os.link(src, dst)
     except OSError:
@@ -170,7 +180,9 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
                 continue
             bp_dir.mkdir(parents=True, exist_ok=True)
             _metadata_only(bp_dir / f"{name}.toml", meta)
-            shutil.copytree(src, bp_dir / name, symlinks=True, copy_function=_link_or_copy)
+            # a copy, never links: a buildpack may change a restored file in place, even in a build
+            # that then fails, and the cache must not change with it
+            shutil.copytree(src, bp_dir / name, symlinks=True, ignore=special_files)
             built_in = cache.built_in() if cache else ""
             if built_in and built_in != str(layers_dir):
                 relocate(bp_dir / name, built_in, str(layers_dir))
@@ -194,6 +206,8 @@ def relocate(root: Path, old: str, new: str) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             path = Path(dirpath, name)
+            if not path.is_symlink() and not is_regular(str(path)):
+                continue
             if path.is_symlink():
                 target = os.readlink(path)
                 if old in target:
@@ -203,7 +217,7 @@ def relocate(root: Path, old: str, new: str) -> None:
             data = path.read_bytes()
             if old_b in data:
                 mode = path.stat().st_mode
-                path.unlink()                      # it may be a hard link into the cache
+                path.unlink()
                 path.write_bytes(data.replace(old_b, new_b))
                 path.chmod(mode)
     for dirpath, dirnames, _ in os.walk(root):

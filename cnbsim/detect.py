@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cnbsim import proc
 from cnbsim.buildpacks import BuildpackStore
-from cnbsim.errors import DetectError
+from cnbsim.errors import ConfigError, DetectError
 from cnbsim.log import Logger
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor
@@ -85,9 +85,13 @@ class DetectFailed(DetectError):
         self.groups = groups
         self.runs = runs
         self.bp_error = bp_error
+        self.secrets: tuple[str, ...] = ()
 
     def explain(self) -> str:
-        return "\n".join(g.explain() for g in self.groups)
+        text = "\n".join(g.explain() for g in self.groups)
+        for secret in self.secrets:   # buildpack output quoted here must not show a build-time secret
+            text = text.replace(secret, "<redacted>")
+        return text
 
 
 class _Failed(Exception):
@@ -150,21 +154,27 @@ class _Detector:
         for i, el in enumerate(elements):
             if any(d.el.id == el.id for d in done):
                 continue  # the first occurrence of an id wins, whatever its version
-            desc = self.store.lookup(el.id, el.version)
+            try:
+                desc = self.store.lookup(el.id, el.version)
+            except ConfigError as exc:
+                # the top-level order was verified before detection: this one is inside a composite
+                raise DetectError(f"failed to detect: {exc.message}", file=exc.file, hint=exc.hint,
+                                  exit_code=22) from None
             if desc.is_composite:
                 return self.detect_order(desc.order, done, elements[i + 1:], el.optional)
             el = GroupElement(el.id, desc.version, el.optional, desc.api, desc.info.homepage)
             api = desc.api_version
-            if self.platform.api >= ApiVersion(0, 15) and self.platform.exec_env and api >= ApiVersion(0, 12) \
-                    and desc.info.exec_env and "*" not in desc.info.exec_env \
-                    and self.platform.exec_env not in desc.info.exec_env:
-                continue  # lc: skipped entirely for this exec-env, not even listed
+            # lc detectGroup: the target check first, then exec-env
             if self.platform.api >= ApiVersion(0, 12) and not el.optional and not self._target_ok(desc):
                 # [IMPL] only a required buildpack's target is checked; an optional one still runs.
                 error = (f"unable to satisfy target os/arch constraints; run image: "
                          f"{self.platform.target.describe()}, buildpack: {_targets_json(desc)}")
                 done.append(_Element(el, desc, DetectRun(el.key, -1, "", error)))
                 continue
+            if self.platform.api >= ApiVersion(0, 15) and self.platform.exec_env and api >= ApiVersion(0, 12) \
+                    and desc.info.exec_env and "*" not in desc.info.exec_env \
+                    and self.platform.exec_env not in desc.info.exec_env:
+                continue  # lc: skipped entirely for this exec-env, not even listed
             if el.key not in self.runs:
                 self.runs[el.key] = self._run(desc)
             done.append(_Element(el, desc, self.runs[el.key]))
@@ -186,11 +196,15 @@ class _Detector:
                 return DetectRun(desc.key, done.code, done.output, done.error)
             try:
                 text = plan_path.read_text(encoding="utf-8")
+            except OSError as exc:   # it removed or replaced its plan file: an error, like a decode failure
+                return DetectRun(desc.key, -1, done.output, f"cannot read the build plan of {desc.key}: "
+                                 f"{exc.strerror} ({plan_path})")
+            except UnicodeDecodeError:
+                return DetectRun(desc.key, -1, done.output, f"the build plan of {desc.key} is not UTF-8 text")
+            try:
                 plan = parse_detect_plan(text, f"build plan of {desc.key} ({desc.root}/bin/detect)", desc.id)
             except PlanDecodeError as exc:
                 return DetectRun(desc.key, -1, done.output, str(exc))
-            except UnicodeDecodeError:
-                return DetectRun(desc.key, -1, done.output, f"the build plan of {desc.key} is not UTF-8 text")
             return DetectRun(desc.key, 0, done.output, "", plan)
 
     # -- group evaluation and plan resolution (lc DefaultDetectResolver.Resolve) --------------

@@ -158,6 +158,17 @@ def _user_args(process: Process, user_args: Sequence[str], bp_api: ApiVersion, p
     return process.command[0], tuple(user_args)                  # replaced from 0.9
 
 
+def _eligible_process(md: BuildMetadata, ptype: str, exec_env: str, platform_api: ApiVersion) -> Process | None:
+    """The first process of the type that may run in this exec-env (Platform API >= 0.15, cnb-spec.md 4.2.3):
+    one without `exec-env`, or whose list holds `*` or CNB_EXEC_ENV (default production)."""
+    for p in md.processes:
+        if p.type != ptype:
+            continue
+        if platform_api < ApiVersion(0, 15) or not p.exec_env or "*" in p.exec_env or exec_env in p.exec_env:
+            return p
+    return None
+
+
 def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = None,
                 user_args: Sequence[str] = (), environ: Mapping[str, str] | None = None,
                 platform_api: ApiVersion = DEFAULT_PLATFORM_API, argv0: str = "launcher",
@@ -171,10 +182,12 @@ def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = N
         process_type = md.default_process
     process = None
     if process_type is not None:
-        process = md.process(process_type)
+        process = _eligible_process(md, process_type, environ.get("CNB_EXEC_ENV") or "production", platform_api)
         if process is None:
             known = ", ".join(p.type for p in md.processes) or "none"
-            raise LaunchError(f"process type {process_type} was not found", hint=f"known types: {known}")
+            hint = (f"it is not for exec-env '{environ.get('CNB_EXEC_ENV') or 'production'}': set CNB_EXEC_ENV"
+                    if md.process(process_type) else f"known types: {known}")
+            raise LaunchError(f"process type {process_type} was not found", hint=hint)
     elif not user_args:
         raise LaunchError("when there is no default process a command is required",
                           hint="name a process type or give a command")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from cnbsim.errors import BuildError
+from cnbsim.fs import is_regular
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|_KEY$", re.IGNORECASE)
 MIN_LENGTH = 4   # shorter values would match everywhere; they are not searched (with a warning)
@@ -36,9 +37,8 @@ def _files(root: Path) -> Iterable[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
-            path = Path(dirpath, name)
-            if not path.is_symlink():
-                yield path
+            if is_regular(os.path.join(dirpath, name)):   # not links, sockets or FIFOs
+                yield Path(dirpath, name)
 
 
 def _contains(path: Path, needles: list[bytes]) -> bool:

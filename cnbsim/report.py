@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -31,10 +32,10 @@ class Normalizer:
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, str):
+            for host, image in self.pairs:      # paths first: a secret inside a path must not break it
+                value = value.replace(host, image)
             for secret in self.secrets:
                 value = value.replace(secret, REDACTED)
-            for host, image in self.pairs:
-                value = value.replace(host, image)
             return value
         if isinstance(value, dict):
             return {self(k): self(v) for k, v in value.items()}
@@ -71,7 +72,10 @@ def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = ()) -> tuple[st
             if os.path.islink(path):
                 h.update(f"l {rel} ".encode() + fix(os.readlink(path).encode()) + b"\n")
                 continue
-            st = os.stat(path)
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):     # a socket or FIFO: named, never opened (it could block)
+                h.update(f"o {rel}\n".encode())
+                continue
             h.update(f"f {rel} {'x' if st.st_mode & 0o111 else '-'} ".encode())
             with open(path, "rb") as fh:
                 h.update(fix(fh.read()) if pairs else fh.read())
