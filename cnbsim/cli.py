@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -262,7 +262,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         data=read_json_input(args.data, "data") if args.data else None,
         params=read_json_input(args.params, "params") if args.params else None,
         sandbox=args.sandbox, writable_workspace=args.writable_workspace)
-    import subprocess
     job = start(req, stdout=subprocess.PIPE, stderr=None if not args.json else sys.stderr)
     chunks = []
     user_out = sys.stderr if args.json else sys.stdout
