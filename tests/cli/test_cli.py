@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +30,9 @@ sys.exit(int(params.get("exit", 0)))
 
 
 def cnbsim(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cwd / ".cache")}   # the default cache, kept in the test's dir
     return subprocess.run([sys.executable, "-m", "cnbsim.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 @pytest.fixture
