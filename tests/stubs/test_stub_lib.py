@@ -28,7 +28,7 @@ DUMP = r'''
 toml_load "$1"
 LC_ALL=C
 for key in "${!TOML_T[@]}"; do
-  [[ $key == @ ]] && continue
+  [[ $key == "$TOML_ROOT" ]] && continue
   value=${TOML[$key]-} kind=${TOML_T[$key]}
   printf '%d:%s%d:%s%d:%s' "${#key}" "$key" "${#kind}" "$kind" "${#value}" "$value"
 done

@@ -7,7 +7,8 @@
 # with "." (e.g. entries.0.metadata.version):
 #   TOML[path]    a scalar's decoded value; an array's length
 #   TOML_T[path]  string | bool | number | datetime | array | table
-#   TOML_K[path]  a table's keys, one per line, in document order ("@" is the root table)
+#   TOML_K[path]  a table's keys, one per line, in document order ($TOML_ROOT is the root table:
+#                 the character \x1f, so that no key can collide with it)
 # A dot inside a quoted key is kept as $'\x1e' in paths (so "A.b" = 1 is TOML[A$'\x1e'b]).
 # It reads TOML 1.0 as tomli-w, BurntSushi/toml and go-toml write it (tables, arrays of
 # tables, dotted keys, inline tables, arrays, basic, literal and multi-line strings;
@@ -15,6 +16,7 @@
 # string is not folded).
 
 declare -gA TOML=() TOML_T=() TOML_K=()
+TOML_ROOT=$'\x1f'
 _TS="" _TI=0 _TLINES=()
 
 # toml_load FILE: a missing or empty file is an empty document. On a syntax error it
@@ -23,7 +25,7 @@ _TS="" _TI=0 _TLINES=()
 # (arrays, inline tables, multi-line strings) pull the next lines in.
 toml_load() {
   local LC_ALL=C
-  TOML=() TOML_T=([@]=table) TOML_K=()
+  TOML=() TOML_T=(["$TOML_ROOT"]=table) TOML_K=()
   _TS="" _TI=0 _TLINES=()
   [[ -f $1 ]] || return 0
   mapfile -t _TLINES < "$1"
@@ -131,7 +133,7 @@ _toml_dotted_key() {
 _toml_define() {
   [[ -v "TOML_T[$1]" ]] && return 0
   TOML_T[$1]=$2
-  local parent=@ key=$1
+  local parent=$TOML_ROOT key=$1
   if [[ $1 == *.* ]]; then parent=${1%.*} key=${1##*.}; fi
   [[ ${TOML_T[$parent]:-} == table ]] && TOML_K[$parent]+=$key$'\n'
   [[ $2 == array ]] && TOML[$1]=0
