@@ -8,7 +8,9 @@
 #   TOML[path]    a scalar's decoded value; an array's length
 #   TOML_T[path]  string | bool | number | datetime | array | table
 #   TOML_K[path]  a table's keys, one per line, in document order ($TOML_ROOT is the root table:
-#                 the character \x1f, so that no key can collide with it)
+#                 the character \x1f, so that no key can collide with it). Keys holding the
+#                 control characters \x01, \x1e, \x1f or \x7f are not supported (bash mangles
+#                 \x01 and \x7f in array subscripts); no CNB file has them.
 # A dot inside a quoted key is kept as $'\x1e' in paths (so "A.b" = 1 is TOML[A$'\x1e'b]).
 # It reads TOML 1.0 as tomli-w, BurntSushi/toml and go-toml write it (tables, arrays of
 # tables, dotted keys, inline tables, arrays, basic, literal and multi-line strings;
