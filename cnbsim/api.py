@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from cnbsim import leaks
+from cnbsim import leaks, sandbox
 from cnbsim import report as reportmod
 from cnbsim.phase.build import BuildOutcome, BuildpackBuild, Layer
 from cnbsim.phase.build import build as build_phase
@@ -37,7 +37,7 @@ from cnbsim.model.launch import Process
 from cnbsim.model.order import GroupElement, group_to_toml
 from cnbsim.model.plan import Plan
 from cnbsim.output import OutputDir
-from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform
+from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Isolation, Platform
 from cnbsim.tomlio import write_toml
 
 INSTALLERS = ("stub", "real")
@@ -55,6 +55,8 @@ class BuildOptions:
     detect_timeout: float = DEFAULT_DETECT_TIMEOUT
     build_timeout: float = DEFAULT_BUILD_TIMEOUT
     secret_env: tuple[str, ...] = ()
+    sandbox: str = "auto"          # buildpacks in the namespace with the lifecycle's paths: auto | always | never
+    network: str = "host"          # the build's network, as `pack build --network`: host | none
 
     def platform_env(self) -> dict[str, str]:
         if self.installer not in INSTALLERS:
@@ -80,6 +82,27 @@ class BuildOptions:
         return leaks.secret_values(self.env, self.secret_env)
 
 
+    def isolation(self, platform_values: Mapping[str, str], log: Logger) -> Isolation | None:
+        """How buildpacks run: in the namespace (None: on the host, said once in the log)."""
+        network = sandbox.parse_network(self.network, (sandbox.Network.HOST, sandbox.Network.NONE))
+        if not sandbox.use_sandbox(self.sandbox):
+            if network is sandbox.Network.NONE:
+                raise ConfigError("--network none needs the build namespace, but "
+                                  + (sandbox.available() or "--sandbox never was given"), field="--network",
+                                  hint="install bubblewrap (apt-get install bubblewrap), or build with the network")
+            if self.sandbox != "never":
+                log.warn(f"{sandbox.available()}: buildpacks run on the host with host paths (not /workspace, "
+                         "/layers), as this user, and background processes they start may survive the build")
+            return None
+        uid, gid = sandbox.user_ids({**os.environ, **{k: str(v) for k, v in self.env.items()}})
+        pythons = [platform_values.get("CNBSIM_PYTHON", ""), platform_values.get("CNBSIM_BASE_PYTHON", "")]
+        pythons += platform_values.get("CNBSIM_PYTHONS", "").split(os.pathsep)
+        paths = sandbox.interpreter_paths(pythons)
+        if platform_values.get("CNBSIM_WHEELHOUSE"):
+            paths.append(platform_values["CNBSIM_WHEELHOUSE"])
+        return Isolation(network=network, uid=uid, gid=gid, host_paths=tuple(dict.fromkeys(paths)))
+
+
 def base_python() -> str:
     """The host's base interpreter (not a venv): what the cpython stub exposes."""
     return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
@@ -98,6 +121,7 @@ class BuildResult:
     timings: dict[str, float] = field(default_factory=dict, repr=False)
     layer_status: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     report: dict[str, Any] = field(default_factory=dict, repr=False)
+    image_paths: bool = False    # built in the namespace: layers hold /layers and /workspace paths
 
     @property
     def workspace(self) -> Path:
@@ -157,7 +181,11 @@ class BuildResult:
                    ) -> dict[str, str]:
         """The env a process starts with (before exec.d), from `environ` (default: empty)."""
         ptype = process_type or self.default_process or None
-        return launch_env(self.layers_dir, self.outcome.metadata, ptype, dict(environ or {})).vars
+        env = launch_env(self.layers_dir, self.outcome.metadata, ptype, dict(environ or {})).vars
+        if not self.image_paths:
+            return env
+        # the layers' bin/ and lib/ dirs as the image has them (what buildpacks wrote already is)
+        return {k: v.replace(f"{self.layers_dir}/", "/layers/") for k, v in env.items()}
 
 
 def _prepare_workspace(app: Path, workspace: Path, output: Path) -> None:
@@ -219,10 +247,28 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
     with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
         workspace, platform_dir = Path(tmp) / "workspace", Path(tmp) / "platform"
         _prepare_workspace(app, workspace, Path(tmp) / "none")
-        write_platform_dir(platform_dir, options.platform_env())
-        platform = Platform(app_dir=workspace, platform_dir=platform_dir, layers_dir=Path(tmp) / "layers",
-                            api=options.platform_api, detect_timeout=options.detect_timeout)
+        values = options.platform_env()
+        write_platform_dir(platform_dir, values)
+        (Path(tmp) / "layers").mkdir()
+        platform = _platform(workspace, platform_dir, Path(tmp) / "layers", options, options.isolation(values, log))
         return _detect_redacted(sources, platform, log)
+
+
+def _platform(workspace: Path, platform_dir: Path, layers: Path, options: BuildOptions,
+              isolation: Isolation | None) -> Platform:
+    extra = {"base_env": Isolation.base_env(dict(os.environ))} if isolation else {}
+    return Platform(app_dir=workspace, platform_dir=platform_dir, layers_dir=layers, api=options.platform_api,
+                    detect_timeout=options.detect_timeout, build_timeout=options.build_timeout,
+                    isolation=isolation, **extra)
+
+
+def _isolation_record(isolation: Isolation | None) -> dict[str, Any]:
+    """The report's account of how buildpacks ran."""
+    if isolation is None:
+        return {"mode": "host", "reason": sandbox.available() or "--sandbox never",
+                "paths": "host", "user": "the invoking user"}
+    return {"mode": "namespace", "paths": "image", "network": isolation.network.value,
+            "user": f"{isolation.uid}:{isolation.gid}"}
 
 
 def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
@@ -246,9 +292,9 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         _prepare_workspace(app, workspace, target.path)
         layers.mkdir()
         write_platform_dir(Path(tmp), platform_values)
-        platform = Platform(app_dir=workspace, platform_dir=Path(tmp), layers_dir=layers,
-                            api=options.platform_api, detect_timeout=options.detect_timeout,
-                            build_timeout=options.build_timeout)
+        isolation = options.isolation(platform_values, log)
+        platform = _platform(workspace, Path(tmp), layers, options, isolation)
+        shown_layers = platform.shown(layers)
         t0 = time.perf_counter()
         log.phase("DETECTING")
         detected = _detect_redacted(sources, platform, log)
@@ -260,7 +306,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             cache.clear()
         previous = target.previous / "layers" if (target.previous / "layers").is_dir() else None
         log.phase("RESTORING")
-        restored = restore(detected.group, layers, previous, cache, log)
+        restored = restore(detected.group, layers, previous, cache, log, shown_layers=shown_layers)
         t2 = time.perf_counter()
         log.phase("BUILDING")
         outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
@@ -272,9 +318,9 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         t3 = time.perf_counter()
         if cache:
             log.phase("CACHING")
-            cache.save(outcome, layers, status, log)
+            cache.save(outcome, layers, status, log, shown_layers=shown_layers)
         result = BuildResult(app=app, output=target.path, sources=sources, detect=detected, outcome=outcome,
-                             log=log.text, layer_status=status,
+                             log=log.text, layer_status=status, image_paths=isolation is not None,
                              timings={"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2,
                                       "cache": time.perf_counter() - t3})
         normalize = reportmod.Normalizer(
@@ -282,6 +328,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
              str(Path(tmp)): "/platform"},
             log.secrets)
         report = reportmod.build_report(result, normalize)
+        report["isolation"] = _isolation_record(isolation)
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (target.path / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")
         (target.path / "build.log").write_text(normalize(log.text), encoding="utf-8")

@@ -53,13 +53,13 @@ class Cache:
             return {}
 
     def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
-             log: Logger) -> None:
+             log: Logger, shown_layers: str | None = None) -> None:
         """Write the new cache aside, then swap it in; on any failure the previous cache stays as it was
         (a warning, as the lifecycle gives: the build itself succeeded). A layer restored from the cache
         and left as it was keeps its cached files (the lifecycle's "Reusing cache layer")."""
         staging = self.path.with_name(self.path.name + ".staging")
         try:
-            self._write(staging, outcome, layers_dir, status, log)
+            self._write(staging, outcome, layers_dir, status, log, shown_layers or str(layers_dir))
         except (OSError, shutil.Error) as exc:
             shutil.rmtree(staging, ignore_errors=True)
             log.warn(f"failed to save the cache to {self.path}: {exc}; the previous cache is kept")
@@ -72,11 +72,11 @@ class Cache:
         shutil.rmtree(old, ignore_errors=True)
 
     def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
-               log: Logger) -> None:
+               log: Logger, shown_layers: str) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "layers").mkdir(parents=True)
         before = self.index()
-        index = {LAYERS_KEY: str(layers_dir)}
+        index = {LAYERS_KEY: shown_layers}   # where the buildpacks saw the layers: /layers in the namespace
         for bp in outcome.buildpacks:
             for layer in bp.layers:
                 if not layer.cache:
@@ -89,7 +89,7 @@ class Cache:
                 dest.mkdir(parents=True, exist_ok=True)
                 cached = self.layers / escape_id(bp.element.id) / layer.name
                 if status.get((bp.element.id, layer.name)) == RESTORED and name in before and cached.is_dir() \
-                        and before.get(LAYERS_KEY) == str(layers_dir):
+                        and before.get(LAYERS_KEY) == shown_layers:
                     # unchanged: the new cache shares the cached files (never written in place: restore copies)
                     shutil.copytree(cached, dest / layer.name, symlinks=True, copy_function=_link_or_copy)
                     index[name] = before[name]

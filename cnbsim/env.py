@@ -72,12 +72,14 @@ class Env:
     def prepend_path(self, name: str, value: str) -> None:
         self.apply(name, PREPEND, value, os.pathsep)
 
-    def add_root_dir(self, layer_dir: Path, mapping: Mapping[str, tuple[str, ...]]) -> None:
-        """AddRootDir: `<layer>/bin` prepends PATH, `<layer>/lib` the library paths, ..."""
+    def add_root_dir(self, layer_dir: Path, mapping: Mapping[str, tuple[str, ...]], shown: str | None = None) -> None:
+        """AddRootDir: `<layer>/bin` prepends PATH, `<layer>/lib` the library paths, ...; `shown` is
+        the layer's path as the process sees it (in the build namespace: under /layers)."""
+        base = shown if shown is not None else str(layer_dir.absolute())
         for sub, names in mapping.items():
             if (layer_dir / sub).exists():  # lc: any entry of that name, as os.Stat finds it
                 for name in names:
-                    self.prepend_path(name, str((layer_dir / sub).absolute()))
+                    self.prepend_path(name, f"{base}/{sub}")
 
     def add_env_dir(self, env_dir: Path, default_action: str = OVERRIDE) -> None:
         """Apply every file of an env dir in sorted name order, with the suffix rules of buildpack.md."""

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,17 @@ class BuiltOutput:
     @property
     def layers_dir(self) -> Path:
         return self.path / "layers"
+
+    @property
+    def image_paths(self) -> bool:
+        """Built in the namespace: its layers hold /layers and /workspace paths (report.json's
+        "isolation"), so it runs only where those paths are."""
+        try:
+            report = json.loads((self.path / "report.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        isolation = report.get("isolation") if isinstance(report, dict) else None
+        return isinstance(isolation, dict) and isolation.get("paths") == "image"
 
 
 class OutputDir:

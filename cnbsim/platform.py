@@ -10,9 +10,19 @@ import platform as _host
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnbsim import proc, sandbox
 from cnbsim.env import Env
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
-from cnbsim.model.buildpack import BuildpackDescriptor, Target
+from cnbsim.model.buildpack import BuildpackDescriptor, Target, escape_id
+
+# platform.md "Inputs": where the lifecycle's containers have the app, layers, platform dir, buildpacks.
+IMAGE_APP_DIR = "/workspace"
+IMAGE_LAYERS_DIR = "/layers"
+IMAGE_PLATFORM_DIR = "/platform"
+IMAGE_BUILDPACKS_DIR = "/cnb/buildpacks"
+# A Paketo build image's PATH (the builder's ENV; /cnb/process and /cnb/lifecycle come first in pack)
+IMAGE_PATH = "/cnb/process:/cnb/lifecycle:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_STUBS_DIR = Path(__file__).resolve().parent / "stubs"
 
 DEFAULT_DETECT_TIMEOUT = 60.0
 DEFAULT_BUILD_TIMEOUT = 1800.0
@@ -73,6 +83,26 @@ class RunTarget:
 
 
 @dataclass(frozen=True)
+class Isolation:
+    """Buildpacks run in the namespace (cnbsim.sandbox) where the lifecycle's paths are, as a
+    non-root user without capabilities, with the build network asked for."""
+
+    network: sandbox.Network = sandbox.Network.HOST
+    uid: int = sandbox.DEFAULT_UID
+    gid: int = sandbox.DEFAULT_GID
+    host_paths: tuple[str, ...] = ()     # host files and dirs the build needs, shown read-only where they are
+
+    @staticmethod
+    def base_env(environ: dict[str, str]) -> Env:
+        """The build image's env: its PATH and the cnb user's HOME, the proxies of the host."""
+        env = Env.for_build(environ)
+        env.vars = {k: v for k, v in env.vars.items() if k not in ("PATH", "HOME", "LD_LIBRARY_PATH", "LIBRARY_PATH",
+                                                                  "CPATH", "PKG_CONFIG_PATH")}
+        env.vars.update({"PATH": IMAGE_PATH, "HOME": sandbox.HOME})
+        return env
+
+
+@dataclass(frozen=True)
 class Platform:
     """The lifecycle's inputs shared by detect and build."""
 
@@ -86,6 +116,52 @@ class Platform:
     detect_timeout: float = DEFAULT_DETECT_TIMEOUT
     build_timeout: float = DEFAULT_BUILD_TIMEOUT
     base_env: Env = field(default_factory=Env.for_build)
+    isolation: Isolation | None = None   # None: buildpacks run on the host with the host paths
+
+    def shown(self, path: Path, scratch: Path | None = None) -> str:
+        """`path` as the buildpacks see it: under /workspace, /layers, /platform (or /tmp for a
+        scratch dir) in the namespace; the host path without one."""
+        if self.isolation is None:
+            return str(path)
+        for host, image in ((self.layers_dir, IMAGE_LAYERS_DIR), (self.app_dir, IMAGE_APP_DIR),
+                            (self.platform_dir, IMAGE_PLATFORM_DIR), (scratch, f"/tmp/{scratch.name}" if scratch else "")):
+            if host is None:
+                continue
+            if path == host:
+                return image
+            if host in path.parents:
+                return f"{image}/{path.relative_to(host).as_posix()}"
+        return str(path)
+
+    def buildpack_dir(self, bp: BuildpackDescriptor) -> str:
+        """CNB_BUILDPACK_DIR: /cnb/buildpacks/<escaped id>/<version> in the namespace (platform.md)."""
+        if self.isolation is None:
+            return str(bp.root)
+        return f"{IMAGE_BUILDPACKS_DIR}/{escape_id(bp.id)}/{bp.version}"
+
+    def run_buildpack(self, bp: BuildpackDescriptor, executable: str, args: list[str], env: dict[str, str],
+                      timeout: float, scratch: Path, on_line=None) -> proc.Completed:  # noqa: ANN001
+        """Run `bin/<executable>` of `bp` with `args` (paths as `shown` gives them) in the app dir."""
+        host_exe = bp.root / "bin" / executable
+        if self.isolation is None:
+            return proc.run([str(host_exe), *args], env=env, cwd=self.app_dir, timeout=timeout, on_line=on_line)
+        iso = self.isolation
+        bp_dir = self.buildpack_dir(bp)
+        binds = [sandbox.Bind(str(self.app_dir), IMAGE_APP_DIR, writable=True),
+                 sandbox.Bind(str(self.layers_dir), IMAGE_LAYERS_DIR, writable=True),
+                 sandbox.Bind(str(self.platform_dir), IMAGE_PLATFORM_DIR),
+                 sandbox.Bind(str(bp.root), bp_dir),
+                 sandbox.Bind(str(scratch), f"/tmp/{scratch.name}", writable=True)]
+        if self.build_config_dir is not None:
+            binds.append(sandbox.Bind(str(self.build_config_dir), "/cnb/build-config"))
+        if _STUBS_DIR in bp.root.parents and (bp.root.parent / "lib").is_dir():
+            # the stubs share bin helpers in their parent's lib/: shown where $CNB_BUILDPACK_DIR/../lib finds it
+            binds.append(sandbox.Bind(str(bp.root.parent / "lib"), f"{IMAGE_BUILDPACKS_DIR}/{escape_id(bp.id)}/lib"))
+        binds += [sandbox.Bind(p, p) for p in iso.host_paths]
+        view = sandbox.View(binds=tuple(binds), cwd=IMAGE_APP_DIR, root=sandbox.Root.BUILD, network=iso.network,
+                            uid=iso.uid, gid=iso.gid)
+        return proc.run([f"{bp_dir}/bin/{executable}", *args], env=env, cwd=self.app_dir, timeout=timeout,
+                        on_line=on_line, view=view, executable=host_exe, shown=str(host_exe))
 
     def buildpack_env(self, env: Env, bp: BuildpackDescriptor, cnb_vars: dict[str, str]) -> dict[str, str]:
         """The env of one bin/detect or bin/build run: the given env with the platform's
@@ -93,10 +169,10 @@ class Platform:
         base = env.with_platform(None if bp.info.clear_env else self.platform_dir, self.build_config_dir)
         out = dict(base.vars)
         api = bp.api_version
-        out["CNB_BUILDPACK_DIR"] = str(bp.root)
+        out["CNB_BUILDPACK_DIR"] = self.buildpack_dir(bp)
         if api >= ApiVersion(0, 8):
             out.update(cnb_vars)
-            out["CNB_PLATFORM_DIR"] = str(self.platform_dir)
+            out["CNB_PLATFORM_DIR"] = self.shown(self.platform_dir)
         if api >= ApiVersion(0, 10):
             out.update(self.target.env())
         if api >= ApiVersion(0, 12) and self.exec_env:

@@ -1,4 +1,10 @@
-"""Running a buildpack executable: explicit argv, env and cwd, a timeout, the output captured."""
+"""Running a buildpack executable: explicit argv, env and cwd, a timeout, the output captured.
+
+With a sandbox view the executable runs in its own namespaces (cnbsim.sandbox): when it ends,
+times out or is interrupted, every process it started is gone, `setsid` daemons included (the
+PID namespace dies with it). Without one, its process group is killed on every exit path, but
+a process that left the group (`setsid`) can survive.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
+
+from cnbsim import sandbox
 
 
 @dataclass(frozen=True)
@@ -31,25 +39,34 @@ def check_executable(path: Path) -> str:
 
 
 def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: float,
-        on_line: Callable[[str], None] | None = None) -> Completed:
-    """Run argv[0] with stdout+stderr merged; kill its whole process group on timeout."""
-    problem = check_executable(Path(argv[0]))
+        on_line: Callable[[str], None] | None = None, view: sandbox.View | None = None,
+        executable: Path | None = None, shown: str | None = None) -> Completed:
+    """Run argv[0] with stdout+stderr merged; kill its whole process tree when it ends, on
+    timeout and on any exception (KeyboardInterrupt included).
+
+    With `view`, argv holds the paths inside the sandbox; `executable` is argv[0]'s host path
+    (checked before the run) and `shown` the name messages use for it."""
+    host_exe = executable or Path(argv[0])
+    name = shown or argv[0]
+    problem = check_executable(host_exe)
     if problem:
         return Completed(-1, "", problem)
     try:
-        proc = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        if view is not None:
+            proc = sandbox.spawn(view, argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT)
+        else:
+            proc = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     except OSError as exc:  # e.g. a bad #! line
-        return Completed(-1, "", f"cannot execute {argv[0]}: {exc.strerror} (check its #! line)")
-    # Read the merged output until EOF or the deadline, in this thread: no timer thread per run.
-    deadline = time.monotonic() + timeout
-    chunks: list[str] = []
-    pending = b""
+        return Completed(-1, "", f"cannot execute {name}: {exc.strerror} (check its #! line)")
+    lines = _Lines(on_line)
     timed_out = False
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     try:
+        # Read the merged output until EOF or the deadline, in this thread: no timer thread per run.
+        deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
             while True:
@@ -59,47 +76,70 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: floa
                     break
                 if not sel.select(min(left, 0.5)):
                     if proc.poll() is not None:
-                        _kill(proc)   # it exited, but a child it left behind holds the output open
-                        break
+                        break   # it exited, but a child it left behind holds the output open
                     continue
-                data = os.read(fd, 65536)
+                data = os.read(fd, 1 << 20)
                 if not data:
                     break
-                pending += data
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    _emit(raw + b"\n", chunks, on_line)
-        if pending:
-            _emit(pending, chunks, on_line)
-        if timed_out:
-            _kill(proc)
-        proc.wait()
-    except BaseException:
-        _kill(proc)
-        proc.wait()
-        raise
+                lines.feed(data)
+        lines.close()
     finally:
+        _kill(proc)        # whatever is left of the tree: the phase is over
+        proc.wait()
         proc.stdout.close()
-    output = "".join(chunks)
+        sandbox.release(proc)
+    output = lines.text()
     if timed_out:
-        return Completed(-1, output, f"{argv[0]} timed out after {timeout:g}s and was killed "
+        return Completed(-1, output, f"{name} timed out after {timeout:g}s and was killed "
                          "(raise the limit with --timeout if it needs longer)")
     code = proc.returncode
     if code < 0:
-        return Completed(code, output, f"{argv[0]} was killed by signal {-code}")
+        return Completed(code, output, f"{name} was killed by signal {-code}")
     return Completed(code, output)
 
 
-def _emit(raw: bytes, chunks: list[str], on_line: Callable[[str], None] | None) -> None:
-    line = raw.decode("utf-8", errors="replace")
-    chunks.append(line)
-    if on_line is not None:
-        on_line(line)
+class _Lines:
+    """Splits output into lines in linear time: each byte is scanned once, however long the line."""
+
+    def __init__(self, on_line: Callable[[str], None] | None) -> None:
+        self.on_line = on_line
+        self.partial: list[bytes] = []     # the pieces of the line not yet ended
+        self.chunks: list[str] = []
+
+    def feed(self, data: bytes) -> None:
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                if start < len(data):
+                    self.partial.append(data[start:])
+                return
+            piece = data[start:end + 1]
+            if self.partial:
+                self.partial.append(piece)
+                piece = b"".join(self.partial)
+                self.partial = []
+            self._emit(piece)
+            start = end + 1
+
+    def close(self) -> None:
+        if self.partial:
+            self._emit(b"".join(self.partial))
+            self.partial = []
+
+    def _emit(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace")
+        self.chunks.append(line)
+        if self.on_line is not None:
+            self.on_line(line)
+
+    def text(self) -> str:
+        return "".join(self.chunks)
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    """Kill the whole process group: a buildpack's children must not outlive it."""
+    """Kill the whole process group (with a sandbox: bwrap, whose PID namespace dies with it)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass

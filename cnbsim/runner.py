@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
+from cnbsim.fs import special_files
+from cnbsim.model.buildpack import escape_id
 from cnbsim.output import BuiltOutput
+from cnbsim.phase.launch import launch_layers
+from cnbsim.platform import IMAGE_APP_DIR, IMAGE_LAYERS_DIR
 
 RESULT_MARKER = "PlanQK:Job:MultilineResult"
 INPUT_ROOT_VAR = "PLANQK_INPUT_ROOT"      # the runtime's configurable input root (default /var/input)
@@ -52,8 +58,16 @@ class Job:
     process: subprocess.Popen
     tmp: tempfile.TemporaryDirectory
     sandboxed: bool
+    notice: str = ""        # one line the caller shows (e.g. that the run shares the host's network)
 
     def close(self) -> None:
+        """Kill what is left of the process tree and remove the run's temp dirs."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        sandbox.release(self.process)
         self.tmp.cleanup()
 
 
@@ -66,7 +80,8 @@ class RunRequest:
     data: Any = None            # JSON values (already parsed); None = no input
     params: Any = None
     sandbox: str = "auto"
-    writable_workspace: bool = False
+    writable_workspace: bool = False   # unsandboxed runs only: the sandbox's /workspace is always a writable copy
+    network: str = "bridge"     # as docker run: bridge (own network, outbound only) | none | host
 
 
 def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
@@ -75,8 +90,25 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
         known = ", ".join(p.type for p in req.output.metadata.processes) or "none"
         raise LaunchError(f"process type {req.process_type} was not found", field="--process",
                           hint=f"this build has: {known}")
+    network = sandbox.parse_network(req.network, tuple(sandbox.Network))
     sandboxed = sandbox.use_sandbox(req.sandbox)
+    if not sandboxed and req.output.image_paths:
+        raise ConfigError("this output was built in the image layout (/workspace, /layers): it runs only in the "
+                          "sandbox, " + (sandbox.available() or "but --sandbox never was given"), file=req.output.path,
+                          hint="run with --sandbox auto, or rebuild with cnbsim build --sandbox never")
+    if not sandboxed and network is sandbox.Network.NONE:
+        raise ConfigError("--network none needs the sandbox", field="--network",
+                          hint="install bubblewrap, or run with --network host")
     tmp = tempfile.TemporaryDirectory(prefix="cnbsim-run-")
+    try:
+        return _start(req, tmp, sandboxed, network, stdout, stderr)
+    except BaseException:
+        tmp.cleanup()
+        raise
+
+
+def _start(req: RunRequest, tmp: tempfile.TemporaryDirectory, sandboxed: bool, network: sandbox.Network,
+           stdout: Any, stderr: Any) -> Job:
     inputs: dict[str, Path] = {}
     for name, value in (("data", req.data), ("params", req.params)):
         if value is not None:
@@ -84,7 +116,7 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
             host.parent.mkdir(parents=True)
             host.write_text(json.dumps(value), encoding="utf-8")
             inputs[f"{IMAGE_INPUT_ROOT}/{name}/{name}.json"] = host
-    env = {"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": "/tmp" if sandboxed else os.environ.get("HOME", "/tmp"),
+    env = {"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": sandbox.HOME if sandboxed else os.environ.get("HOME", "/tmp"),
            "CNB_PLATFORM_API": "0.15"}
     if req.data is not None or req.params is not None:
         env["BASE64_ENCODED"] = "false"   # plain JSON files, as the PlanQK docker recipes say
@@ -94,22 +126,60 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
     if req.process_type:
         launcher += ["--process", req.process_type]
     launcher += list(req.args)
-    if sandboxed:
-        env.update({"CNB_LAYERS_DIR": "/layers", "CNB_APP_DIR": "/workspace"})
-        argv = sandbox.wrap(launcher, output=req.output.path, workspace=req.output.workspace,
-                            layers=req.output.layers_dir, inputs=inputs, writable_workspace=req.writable_workspace)
-        cwd = None
-    else:
-        env.update({"CNB_LAYERS_DIR": str(req.output.layers_dir), "CNB_APP_DIR": str(req.output.workspace),
-                    INPUT_ROOT_VAR: str(Path(tmp.name) / "input")})
-        argv, cwd = launcher, req.output.workspace
+    notice = ""
     try:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                start_new_session=True)
+        if sandboxed:
+            if network is sandbox.Network.BRIDGE and sandbox.pasta_available():
+                notice = f"note: {sandbox.pasta_available()}: the run shares the host's network"
+                network = sandbox.Network.HOST
+            env.update({"CNB_LAYERS_DIR": IMAGE_LAYERS_DIR, "CNB_APP_DIR": IMAGE_APP_DIR})
+            view = run_view(req.output, Path(tmp.name), inputs, network)
+            proc = sandbox.spawn(view, launcher, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+        else:
+            env.update({"CNB_LAYERS_DIR": str(req.output.layers_dir), "CNB_APP_DIR": str(req.output.workspace),
+                        INPUT_ROOT_VAR: str(Path(tmp.name) / "input")})
+            proc = subprocess.Popen(launcher, env=env, cwd=req.output.workspace, stdin=subprocess.DEVNULL,
+                                    stdout=stdout, stderr=stderr, start_new_session=True)
     except OSError as exc:
-        tmp.cleanup()
         raise ConfigError(f"cannot start the process: {exc.strerror}")
-    return Job(proc, tmp, sandboxed)
+    return Job(proc, tmp, sandboxed, notice)
+
+
+def run_view(output: BuiltOutput, tmp: Path, inputs: Mapping[str, Path], network: sandbox.Network) -> sandbox.View:
+    """A container of the image: a throwaway copy of the workspace at /workspace (writable), the
+    launch layers only at /layers (read-only), the inputs at /var/input, a run image's root."""
+    workspace = tmp / "workspace"
+    shutil.copytree(output.workspace, workspace, symlinks=True, ignore=special_files)
+    binds = [sandbox.Bind(str(workspace), IMAGE_APP_DIR, writable=True),
+             sandbox.Bind(str(output.layers_dir / "config"), f"{IMAGE_LAYERS_DIR}/config")]
+    pointed_at: list[str] = []
+    for bp_id, layers in launch_layers(output.layers_dir, output.metadata):
+        for layer in layers:
+            binds.append(sandbox.Bind(str(layer), f"{IMAGE_LAYERS_DIR}/{escape_id(bp_id)}/{layer.name}"))
+            pointed_at += _outside_links(layer)
+    if not output.image_paths:
+        # built on the host: its layers hold host paths to the output (read-only, as /layers)
+        binds.append(sandbox.Bind(str(output.path), str(output.path)))
+    binds += [sandbox.Bind(p, p) for p in sandbox.interpreter_paths(pointed_at) + sandbox.launcher_paths()]
+    binds += [sandbox.Bind(str(host), image_path) for image_path, host in sorted(inputs.items())]
+    uid, gid = sandbox.user_ids()
+    return sandbox.View(binds=tuple(binds), cwd=IMAGE_APP_DIR, root=sandbox.Root.RUN, network=network,
+                        uid=uid, gid=gid, max_processes=sandbox.RUN_MAX_PROCESSES,
+                        tmpfs=(IMAGE_LAYERS_DIR,), read_only=(IMAGE_LAYERS_DIR,))
+
+
+def _outside_links(layer: Path) -> list[str]:
+    """Absolute symlink targets in a layer that point out of the image (e.g. the cpython stub's
+    link to a host interpreter): the run shows them, as the image would hold them."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(layer):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                target = os.readlink(path)
+                if target.startswith("/") and not target.startswith((IMAGE_LAYERS_DIR + "/", IMAGE_APP_DIR + "/")):
+                    out.append(target)
+    return out
 
 
 def parse_result(stdout: str) -> tuple[bool, Any]:

@@ -1,34 +1,110 @@
-"""Optional isolation with bubblewrap (bwrap): the process sees an image's paths, no network.
+"""The one namespace mechanism of builds and runs (bubblewrap): a container's view without Docker.
 
-The root is a read-only view of the host's top-level directories (so interpreters and
-tools resolve as on the host), with `/workspace`, `/layers` and `/var/input` mounted where
-an image has them, a private `/tmp`, and no network, as `docker run` would give.
+A `View` says what one process sees: the image's paths bound to host dirs (`/workspace`,
+`/layers`, `/platform`, `/cnb/buildpacks/...`, `/var/input/...`), a root file system shaped
+like a Paketo build image (the host's /usr, certificates, the interpreters the platform
+passes) or run image (libraries and certificates, only base system executables), a
+non-root user (uid/gid 1000, as Paketo's `cnb`) without capabilities, its own PID
+namespace (every process it starts dies with it, `setsid` daemons included), and the
+network asked for: the host's, none (only `lo`), or its own (pasta, like docker's bridge:
+outbound works, the host's loopback services are not reachable).
 """
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import itertools
+import json
 import os
+import resource
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from cnbsim.errors import ConfigError
 
-SKIP_TOP_LEVEL = {"proc", "dev", "sys", "tmp", "run", "var", "workspace", "layers", "cnb"}
 MODES = ("auto", "always", "never")
+DEFAULT_UID = 1000          # Paketo's `cnb` user (CNB_USER_ID / CNB_GROUP_ID change it)
+DEFAULT_GID = 1000
+HOME = "/home/cnb"
+RUN_MAX_PROCESSES = 1024    # a run's process limit (ulimit -u), as a container's pids limit
+
+# Files of /etc that are the host's own secrets or identity: never shown.
+PRIVATE_ETC = frozenset({
+    "shadow", "shadow-", "gshadow", "gshadow-", "passwd-", "group-", "subuid", "subuid-",
+    "subgid", "subgid-", "sudoers", "sudoers.d", "ssh", "machine-id", "security", "krb5.keytab", "docker",
+    "containers", "cron.d", "cron.daily", "cron.weekly", "logcheck", "polkit-1", "postgresql", "npmrc",
+    "gitconfig", "pip.conf", "wgetrc", "netrc"})
+# A Paketo run image's executables: Debian's essential packages (what the base image holds),
+# never compilers, interpreters or package managers.
+RUN_IMAGE_PACKAGES = ("bash", "bsdutils", "coreutils", "dash", "debianutils", "diffutils", "findutils", "grep",
+                      "gzip", "hostname", "libc-bin", "login", "ncurses-bin", "sed", "sysvinit-utils", "tar",
+                      "util-linux", "ca-certificates", "openssl", "tzdata", "netbase")
+RUN_IMAGE_FALLBACK = ("sh", "bash", "dash", "cat", "ls", "cp", "mv", "rm", "mkdir", "rmdir", "ln", "chmod",
+                      "touch", "echo", "printf", "env", "id", "sleep", "true", "false", "test", "[", "head",
+                      "tail", "wc", "sort", "uniq", "cut", "tr", "tee", "date", "dirname", "basename", "readlink",
+                      "realpath", "mktemp", "uname", "grep", "sed", "tar", "gzip", "find", "xargs", "kill",
+                      "stat", "du", "df", "expr", "seq", "which", "hostname", "getent", "openssl")
+MASK = "@mask"   # a data file with no content and mode 0000: present, unreadable, as on an image
+EXEC_DIRS = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin", "/usr/local/sbin")
+
+
+class Network(str, enum.Enum):
+    """A sandboxed process's network, as `docker run --network` / `pack build --network` name them."""
+
+    HOST = "host"        # the host's interfaces (pack build's default)
+    NONE = "none"        # only `lo`
+    BRIDGE = "bridge"    # its own interface behind pasta: outbound works, host loopback does not (docker run's default)
+
+
+class Root(str, enum.Enum):
+    """Which image the root file system is shaped like."""
+
+    BUILD = "build"      # the host's /usr and /etc (minus private files): compilers and tools a build image has
+    RUN = "run"          # libraries, certificates and base executables only: what a Paketo run image holds
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: str          # host path
+    target: str          # path inside
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class View:
+    """What one sandboxed process sees."""
+
+    binds: tuple[Bind, ...]
+    cwd: str
+    root: Root = Root.BUILD
+    network: Network = Network.HOST
+    uid: int = DEFAULT_UID
+    gid: int = DEFAULT_GID
+    max_processes: int = 0                  # 0: no limit
+    tmpfs: tuple[str, ...] = ()
+    read_only: tuple[str, ...] = ()         # made read-only once everything is mounted (e.g. a tmpfs /layers)
+    files: Mapping[str, bytes] = field(default_factory=dict, hash=False)   # image path -> content (read-only)
 
 
 @lru_cache(maxsize=1)
 def available() -> str:
-    """'' when bwrap works here, else the reason it cannot be used."""
+    """'' when bwrap can make the namespaces here, else the reason it cannot."""
+    if os.environ.get("CNBSIM_NO_BWRAP"):   # tests simulate a machine without bubblewrap
+        return "bubblewrap is disabled (CNBSIM_NO_BWRAP is set)"
     bwrap = shutil.which("bwrap")
     if not bwrap:
         return "bwrap (bubblewrap) is not installed"
     try:
-        probe = subprocess.run([bwrap, "--ro-bind", "/", "/", "--unshare-net", "true"],
+        probe = subprocess.run([bwrap, "--unshare-user", "--uid", str(DEFAULT_UID), "--unshare-pid",
+                                "--unshare-net", "--ro-bind", "/", "/", "--proc", "/proc", "true"],
                                capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap does not run here: {exc}"
@@ -37,7 +113,14 @@ def available() -> str:
     return ""
 
 
+@lru_cache(maxsize=1)
+def pasta_available() -> str:
+    """'' when pasta (Debian package passt) is installed, else why a bridge network cannot be made."""
+    return "" if shutil.which("pasta") else "pasta (package passt) is not installed"
+
+
 def use_sandbox(mode: str) -> bool:
+    """Whether to use the namespace for `--sandbox MODE`; `always` without bwrap is an error."""
     if mode not in MODES:
         raise ConfigError(f"unknown sandbox mode '{mode}'", field="--sandbox", hint="use auto, always or never")
     if mode == "never":
@@ -49,42 +132,341 @@ def use_sandbox(mode: str) -> bool:
     return not reason
 
 
-def _host_paths_needed() -> list[str]:
-    """This interpreter, its venv and cnbsim itself, when they live where the sandbox has a
-    private dir (e.g. a checkout in /tmp): the launcher inside runs from them."""
-    package_root = Path(__file__).resolve().parent.parent
+def parse_network(value: str, allowed: Sequence[Network]) -> Network:
+    try:
+        net = Network(value)
+    except ValueError:
+        net = None
+    if net is None or net not in allowed:
+        raise ConfigError(f"unknown network '{value}'", field="--network",
+                          hint="use " + " or ".join(n.value for n in allowed))
+    return net
+
+
+def user_ids(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """The build user: CNB_USER_ID / CNB_GROUP_ID (platform.md), else Paketo's cnb user 1000:1000."""
+    environ = os.environ if environ is None else environ
     out = []
-    for path in sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), sys.prefix,
-                        str(package_root)}):
-        top = Path(path).parts[1] if len(Path(path).parts) > 1 else ""
-        if top in SKIP_TOP_LEVEL and os.path.isdir(path):
-            out.append(path)
-    return out
-
-
-def wrap(argv: Sequence[str], *, output: Path, workspace: Path, layers: Path,
-         inputs: Mapping[str, Path], writable_workspace: bool = False, network: bool = False) -> list[str]:
-    """The bwrap command line that runs `argv` with the image layout; `inputs` maps image paths to files."""
-    args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc",
-            "--unshare-uts", "--tmpfs", "/"]
-    if not network:
-        args.append("--unshare-net")
-    for entry in sorted(os.listdir("/")):
-        path = Path("/") / entry
-        if entry in SKIP_TOP_LEVEL:
+    for name, default in (("CNB_USER_ID", DEFAULT_UID), ("CNB_GROUP_ID", DEFAULT_GID)):
+        text = environ.get(name, "")
+        if not text:
+            out.append(default)
             continue
-        if path.is_symlink():
-            args += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            args += ["--ro-bind", str(path), str(path)]
-    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var"]
-    for path in _host_paths_needed():
+        if not text.isdigit() or not 0 < int(text) < 65534:
+            raise ConfigError(f"{name}={text!r} is not a user id", field=name,
+                              hint="give a number between 1 and 65533 (the build never runs as root)")
+        out.append(int(text))
+    return out[0], out[1]
+
+
+def interpreter_paths(executables: Sequence[str]) -> list[str]:
+    """The host dirs that make these interpreters work: the prefix of each (`<prefix>/bin/python`)
+    and of what it links to, or the file alone when it lives in /usr (which both roots show)."""
+    out: list[str] = []
+    for exe in executables:
+        if not exe or not os.path.isabs(exe) or not os.path.exists(exe):
+            continue
+        for path in dict.fromkeys((exe, os.path.realpath(exe))):
+            parent = Path(path).parent
+            prefix = parent.parent if parent.name in ("bin", "sbin") else parent
+            if str(prefix) in ("/", "/usr", "/usr/local") or str(prefix).startswith("/usr/"):
+                out.append(path)
+            else:
+                out.append(str(prefix))
+                if (prefix / "pyvenv.cfg").is_file():   # a venv: its base interpreter too
+                    out += interpreter_paths([os.path.realpath(prefix / "bin" / "python")])
+    return list(dict.fromkeys(out))
+
+
+def launcher_paths() -> list[str]:
+    """What `python -m cnbsim.cli lifecycle launcher` needs inside a run: this interpreter, its
+    venv and base installation, and cnbsim itself (the stand-in of /cnb/lifecycle/launcher)."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    paths = interpreter_paths([sys.executable, os.path.realpath(getattr(sys, "_base_executable", sys.executable))])
+    paths += [os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), package_root]
+    return [p for p in dict.fromkeys(paths) if not _under(p, "/usr")]
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _passwd(uid: int, gid: int) -> dict[str, bytes]:
+    """The image's users: root and cnb, as Paketo images have them; never the host's accounts."""
+    passwd = (f"root:x:0:0:root:/root:/usr/sbin/nologin\ncnb:x:{uid}:{gid}:cnb:{HOME}:/bin/bash\n"
+              "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+    group = f"root:x:0:\ncnb:x:{gid}:\nnogroup:x:65534:\n"
+    return {"/etc/passwd": passwd.encode(), "/etc/group": group.encode()}
+
+
+@lru_cache(maxsize=2)
+def _root_args(root: Root) -> tuple[str, ...]:
+    """The bwrap arguments of a root file system (computed once per process)."""
+    args: list[str] = []
+    for entry in sorted(os.listdir("/")):
+        path = "/" + entry
+        if os.path.islink(path) and entry in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            args += ["--symlink", os.readlink(path), path]
+    if root is Root.BUILD:
+        args += ["--ro-bind", "/usr", "/usr"]
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            if os.path.isdir(top) and not os.path.islink(top):
+                args += ["--ro-bind", top, top]
+    else:
+        args += _run_usr_args()
+    # /etc whole (one mount: every bind costs bwrap a mount table scan), its private files masked
+    args += ["--ro-bind", "/etc", "/etc"]
+    for entry in sorted(PRIVATE_ETC):
+        path = "/etc/" + entry
+        if os.path.islink(path) or not os.path.exists(path):
+            continue
+        if os.path.isdir(path):
+            args += ["--tmpfs", path]
+        else:
+            args += ["--perms", "0000", "--ro-bind-data", MASK, path]
+    if os.path.isdir("/etc/ssl/private"):
+        args += ["--tmpfs", "/etc/ssl/private"]
+    return tuple(args)
+
+
+def _run_usr_args() -> list[str]:
+    """/usr of a run image: the host's libraries and shared data, no host executable beyond the
+    base system's (so a runtime the image does not provide is "command not found")."""
+    args: list[str] = ["--dir", "/usr"]
+    for entry in sorted(os.listdir("/usr")):
+        path = "/usr/" + entry
+        if entry in ("bin", "sbin", "local", "games", "src", "include") or not os.path.isdir(path):
+            continue
         args += ["--ro-bind", path, path]
-    args += [# the build output at its host path too: buildpacks write absolute paths into layers
-             "--ro-bind", str(output), str(output),
-             "--ro-bind", str(layers), "/layers",
-             "--bind" if writable_workspace else "--ro-bind", str(workspace), "/workspace"]
-    for image_path, host in sorted(inputs.items()):
-        args += ["--ro-bind", str(host), image_path]
-    args += ["--chdir", "/workspace", "--remount-ro", "/", "--"]
-    return args + list(argv)
+    keep = _run_image_executables()
+    for exec_dir in EXEC_DIRS:
+        if not os.path.isdir(exec_dir) or os.path.islink(exec_dir) or exec_dir.startswith("/usr/local"):
+            continue
+        staged = _staged_exec_dir(exec_dir, keep.get(exec_dir, set()))
+        if staged:
+            args += ["--ro-bind", staged, exec_dir]
+        else:
+            args += ["--dir", exec_dir]
+    return args
+
+
+def _staged_exec_dir(exec_dir: str, names: set[str]) -> str:
+    """A dir holding only the run image's executables of `exec_dir` (hard links, else copies),
+    made once per host state under the user's cache dir: one mount instead of one per file."""
+    entries = []
+    for name in sorted(names):
+        path = f"{exec_dir}/{name}"
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+        if link or stat.S_ISREG(st.st_mode):
+            entries.append((name, link, st.st_size, st.st_mtime_ns, st.st_mode))
+    key = hashlib.sha256(repr((exec_dir, entries)).encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnbsim" / "run-root"
+    final = base / f"{exec_dir.strip('/').replace('/', '-')}-{key}"
+    if final.is_dir():
+        return str(final)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".staging-", dir=base))
+        for name, link, _, _, _ in entries:
+            if link:
+                os.symlink(link, work / name)
+                continue
+            try:
+                os.link(f"{exec_dir}/{name}", work / name)
+            except OSError:
+                shutil.copy2(f"{exec_dir}/{name}", work / name)
+        work.chmod(0o755)
+        try:
+            work.rename(final)
+        except OSError:             # another process made it first
+            shutil.rmtree(work, ignore_errors=True)
+    except OSError:
+        return ""
+    return str(final) if final.is_dir() else ""
+
+
+def _run_image_executables() -> dict[str, set[str]]:
+    """Per exec dir, the names a run image has: the files of the base packages (dpkg's lists),
+    else a fixed list of base commands."""
+    found: dict[str, set[str]] = {}
+    info = Path("/var/lib/dpkg/info")
+    for pkg in RUN_IMAGE_PACKAGES:
+        for list_file in (info / f"{pkg}.list", info / f"{pkg}:amd64.list", info / f"{pkg}:arm64.list"):
+            try:
+                lines = list_file.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                parent, _, name = line.rpartition("/")
+                for exec_dir in EXEC_DIRS:
+                    # usr-merged hosts list /bin/x where the file is /usr/bin/x
+                    if parent == exec_dir or "/usr" + parent == exec_dir:
+                        found.setdefault(exec_dir, set()).add(name)
+    if not found:
+        for exec_dir in EXEC_DIRS:
+            found[exec_dir] = set(RUN_IMAGE_FALLBACK)
+    return found
+
+
+def command(view: View, argv: Sequence[str]) -> tuple[list[str], list[bytes]]:
+    """The bwrap command line for `argv` in `view`, and the contents of the data files it reads
+    from fds (pass them with `spawn`). Sources that do not exist are left out."""
+    uid, gid = view.uid, view.gid
+    args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--unshare-user", "--uid", str(uid),
+            "--gid", str(gid), "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", "cnbsim", "--cap-drop", "ALL", "--disable-userns"]
+    if view.network is not Network.HOST:
+        args.append("--unshare-net")
+    data: list[bytes] = []
+    for arg in _root_args(view.root):
+        if arg == MASK:
+            data.append(b"")
+            arg = f"@{len(data) - 1}"
+        args.append(arg)
+    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var", "--tmpfs", "/run",
+             "--dir", "/var/tmp", "--tmpfs", HOME]
+    for path in view.tmpfs:
+        args += ["--tmpfs", path]
+    seen: set[str] = set()
+    for bind in view.binds:
+        if bind.target in seen or not os.path.lexists(bind.source):
+            continue
+        seen.add(bind.target)
+        args += ["--bind" if bind.writable else "--ro-bind", bind.source, bind.target]
+    files = {**_passwd(uid, gid), **view.files}
+    for target in sorted(files):
+        data.append(files[target])
+        args += ["--perms", "0444", "--ro-bind-data", f"@{len(data) - 1}", target]
+    for path in view.read_only:
+        args += ["--remount-ro", path]
+    args += ["--chdir", view.cwd, "--"]
+    return args + list(argv), data
+
+
+def spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: Any = None,
+          stdout: Any = None, stderr: Any = None) -> subprocess.Popen:
+    """Start `argv` in `view`, in its own session; with a bridge network, once the network is up.
+    Call `release(proc)` after it ended."""
+    args, data = command(view, argv)
+    fds: list[int] = []
+    block_w = info_r = -1
+    try:
+        for i, content in enumerate(data):   # each data file from a pipe: nothing written to disk
+            r, w = os.pipe()
+            fds.append(r)
+            with os.fdopen(w, "wb") as fh:   # small files (< the pipe buffer): written before bwrap runs
+                fh.write(content)
+            args[args.index(f"@{i}")] = str(r)
+        if view.network is Network.BRIDGE:
+            block_r, block_w = os.pipe()
+            info_r, info_w = os.pipe()
+            fds += [block_r, info_w]
+            args[1:1] = ["--block-fd", str(block_r), "--info-fd", str(info_w)]
+        cgroup = _pids_cgroup(view.max_processes) if view.max_processes else None
+        proc = subprocess.Popen(args, env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
+                                pass_fds=tuple(fds), start_new_session=True,
+                                preexec_fn=_limit_processes(view.max_processes, cgroup) if view.max_processes else None)
+        proc.cnbsim_cgroup = cgroup  # type: ignore[attr-defined]
+    except BaseException:
+        for fd in (block_w, info_r):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if view.network is Network.BRIDGE:
+        try:
+            _attach_pasta(info_r)
+        finally:
+            os.close(info_r)
+            try:
+                os.write(block_w, b"1")   # let the process start, network or not (it then has only lo)
+            except OSError:
+                pass
+            os.close(block_w)
+    return proc
+
+
+def release(proc: subprocess.Popen) -> None:
+    """Remove what `spawn` made for an ended process (its pids cgroup)."""
+    cgroup = getattr(proc, "cnbsim_cgroup", None)
+    if cgroup:
+        try:
+            os.rmdir(cgroup)
+        except OSError:
+            pass
+
+
+def _pids_cgroup(limit: int) -> str | None:
+    """A pids cgroup holding the sandbox, where cnbsim may make one (root on cgroup v1 or v2):
+    RLIMIT_NPROC alone does not bind processes of the host's root user."""
+    if os.geteuid() != 0:
+        return None
+    for line in Path("/proc/self/cgroup").read_text(encoding="utf-8").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            base = Path("/sys/fs/cgroup/pids") / path.lstrip("/")
+        elif controllers == "":
+            base = Path("/sys/fs/cgroup") / path.lstrip("/")
+            try:
+                if "pids" not in (base / "cgroup.subtree_control").read_text().split():
+                    continue
+            except OSError:
+                continue
+        else:
+            continue
+        group = base / f"cnbsim-{os.getpid()}-{next(_COUNTER)}"
+        try:
+            group.mkdir()
+            (group / "pids.max").write_text(str(limit))
+        except OSError:
+            try:
+                group.rmdir()
+            except OSError:
+                pass
+            continue
+        return str(group)
+    return None
+
+
+_COUNTER = itertools.count()
+
+
+def _limit_processes(limit: int, cgroup: str | None):  # noqa: ANN202 - a preexec function
+    """In the child before exec: RLIMIT_NPROC, and the pids cgroup when there is one."""
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+        if cgroup:
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
+    return apply
+
+
+def _attach_pasta(info_fd: int) -> None:
+    """Give the blocked sandbox its own network: pasta joins its user and network namespaces,
+    configures an interface like the host's and NATs outbound traffic; the host's loopback is
+    not mapped in (`--no-map-gw`), no port is forwarded. pasta exits with the namespace."""
+    data = b""
+    while True:
+        chunk = os.read(info_fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+        try:
+            pid = int(json.loads(data)["child-pid"])
+            break
+        except (ValueError, KeyError):
+            continue
+    else:
+        return
+    argv = ["pasta", "--config-net", "--no-map-gw", "--quiet", "--tcp-ports", "none", "--udp-ports", "none",
+            "--tcp-ns", "none", "--udp-ns", "none"]
+    if os.geteuid() == 0:
+        argv += ["--runas", "0"]   # else it drops to nobody, who may not enter the namespace
+    subprocess.run(argv + [str(pid)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=30, check=False)

@@ -10,7 +10,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnbsim import proc
 from cnbsim.buildpacks import BuildpackStore
 from cnbsim.env import BUILD_ROOT_DIRS, Env
 from cnbsim.errors import BuildError
@@ -98,7 +97,7 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
         layers = _process_layers(desc, bp_dir)
         for layer in layers:  # the env later buildpacks see (cnb-spec.md 3.3.3)
             if layer.build:
-                env.add_root_dir(layer.path, BUILD_ROOT_DIRS)
+                env.add_root_dir(layer.path, BUILD_ROOT_DIRS, shown=platform.shown(layer.path))
                 env.add_env_dir(layer.path / "env")
                 env.add_env_dir(layer.path / "env.build")
         build_toml = read_build_toml(bp_dir / "build.toml", bp_plan.names)
@@ -146,14 +145,13 @@ def _run_build(desc: BuildpackDescriptor, bp_plan: BuildpackPlan, bp_dir: Path, 
     with tempfile.TemporaryDirectory(prefix="cnbsim-build-") as tmp:
         plan_path = Path(tmp) / escape_id(desc.id) / "plan.toml"
         write_toml(plan_path, bp_plan.to_toml())
-        run_env = platform.buildpack_env(env, desc, {"CNB_BP_PLAN_PATH": str(plan_path),
-                                                     "CNB_LAYERS_DIR": str(bp_dir)})
-        argv = [str(desc.root / "bin" / "build"), str(bp_dir), str(platform.platform_dir), str(plan_path)]
-        done = proc.run(argv, env=run_env, cwd=platform.app_dir, timeout=platform.build_timeout,
-                        on_line=log.raw)
+        shown_plan, shown_layers = platform.shown(plan_path, scratch=Path(tmp)), platform.shown(bp_dir)
+        run_env = platform.buildpack_env(env, desc, {"CNB_BP_PLAN_PATH": shown_plan, "CNB_LAYERS_DIR": shown_layers})
+        done = platform.run_buildpack(desc, "build", [shown_layers, platform.shown(platform.platform_dir), shown_plan],
+                                      run_env, platform.build_timeout, scratch=Path(tmp), on_line=log.raw)
     if done.code != 0:
         reason = done.error or f"exit status {done.code}"
-        raise BuildError(f"failed to build: {reason}", file=argv[0], exit_code=51,
+        raise BuildError(f"failed to build: {reason}", file=desc.root / "bin" / "build", exit_code=51,
                          hint=f"buildpack {desc.key} failed; its output is above")
     return done.output
 

@@ -11,7 +11,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnbsim import proc
 from cnbsim.buildpacks import BuildpackStore
 from cnbsim.errors import ConfigError, DetectError
 from cnbsim.log import Logger
@@ -187,10 +186,11 @@ class _Detector:
         with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
             plan_path = Path(tmp) / "plan.toml"
             plan_path.touch()
-            env = self.platform.buildpack_env(self.platform.base_env, desc,
-                                              {"CNB_BUILD_PLAN_PATH": str(plan_path)})
-            argv = [str(desc.root / "bin" / "detect"), str(self.platform.platform_dir), str(plan_path)]
-            done = proc.run(argv, env=env, cwd=self.platform.app_dir, timeout=self.platform.detect_timeout)
+            shown_plan = self.platform.shown(plan_path, scratch=Path(tmp))
+            env = self.platform.buildpack_env(self.platform.base_env, desc, {"CNB_BUILD_PLAN_PATH": shown_plan})
+            done = self.platform.run_buildpack(desc, "detect", [self.platform.shown(self.platform.platform_dir),
+                                                                shown_plan], env, self.platform.detect_timeout,
+                                               scratch=Path(tmp))
             if done.code != 0:
                 return DetectRun(desc.key, done.code, done.output, done.error)
             try:

@@ -10,21 +10,20 @@ Before the build (cnb-spec.md 5.3, buildpack.md "Layer Types"), for each buildpa
 - `store.toml` comes back from the previous output.
 
 A real lifecycle always builds in `/layers`, so absolute paths that buildpacks write into
-layers (env files, virtualenv scripts, symlinks) stay valid. cnbsim builds in the output dir,
-which may differ from one build to the next: a layer restored from a cache saved by a build
-elsewhere is relocated, its old layers path replaced by the new one in files and link targets.
+layers (env files, virtualenv scripts, symlinks) stay valid; so does cnbsim's build namespace.
+A build on the host (no bubblewrap) sees its output's own layers path: a cache saved by a build
+whose layers were elsewhere is not restored (its paths would be wrong), and the log says so.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from cnbsim.cache import Cache
 from cnbsim.errors import BuildError
-from cnbsim.fs import is_regular, special_files
+from cnbsim.fs import special_files
 from cnbsim.log import Logger
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import escape_id
@@ -58,11 +57,17 @@ def _metadata_only(path: Path, meta: LayerMetadata) -> None:
 
 
 def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | None, cache: Cache | None,
-            log: Logger) -> dict[tuple[str, str], Restored]:
-    """Put back layer metadata (and cached contents) for the buildpacks of the group."""
+            log: Logger, shown_layers: str | None = None) -> dict[tuple[str, str], Restored]:
+    """Put back layer metadata (and cached contents) for the buildpacks of the group;
+    `shown_layers` is the layers dir as the buildpacks see it (/layers in the namespace)."""
     restored: dict[tuple[str, str], Restored] = {}
+    shown_layers = shown_layers or str(layers_dir)
     if cache and cache.layers.exists() and not cache.built_in():
         log.warn(f"ignoring the cache at {cache.path}: it was written by another cnbsim version")
+        cache = None
+    elif cache and cache.layers.exists() and cache.built_in() != shown_layers:
+        log.warn(f"not restoring the cache at {cache.path}: its layers were built at {cache.built_in()}, "
+                 f"this build's are at {shown_layers}, and their contents hold those paths")
         cache = None
     cache_index = cache.index() if cache else {}
     for el in group:
@@ -89,10 +94,6 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             # a copy, never links: a buildpack may change a restored file in place, even in a build
             # that then fails, and the cache must not change with it
             shutil.copytree(src, bp_dir / name, symlinks=True, ignore=special_files)
-            built_in = cache.built_in() if cache else ""
-            if built_in and built_in != str(layers_dir):
-                relocate(bp_dir / name, built_in, str(layers_dir))
-                digest = tree_digest(bp_dir / name)[0]
             restored[(el.id, name)] = Restored((el.id, name), "cache", digest)
             log.debug(f"Restoring data for \"{key}\" from cache")
         for name, meta in prev.items():
@@ -104,32 +105,3 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             restored[(el.id, name)] = Restored((el.id, name), "previous", "")
             log.debug(f"Restoring metadata for \"{el.id}:{name}\" from app image")
     return restored
-
-
-def relocate(root: Path, old: str, new: str) -> None:
-    """Replace the path `old` by `new` in the files and link targets under `root`."""
-    old_b, new_b = old.encode(), new.encode()
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            path = Path(dirpath, name)
-            if not path.is_symlink() and not is_regular(str(path)):
-                continue
-            if path.is_symlink():
-                target = os.readlink(path)
-                if old in target:
-                    path.unlink()
-                    path.symlink_to(target.replace(old, new))
-                continue
-            data = path.read_bytes()
-            if old_b in data:
-                mode = path.stat().st_mode
-                path.unlink()
-                path.write_bytes(data.replace(old_b, new_b))
-                path.chmod(mode)
-    for dirpath, dirnames, _ in os.walk(root):
-        for name in dirnames:
-            path = Path(dirpath, name)
-            if path.is_symlink() and old in os.readlink(path):
-                target = os.readlink(path)
-                path.unlink()
-                path.symlink_to(target.replace(old, new))
