@@ -83,15 +83,17 @@ class RunResult:
 
 @pytest.fixture
 def cnb_run() -> Callable[..., RunResult]:
-    """`cnb_run(result_or_output, data=None, params=None, process=None, env=None, args=(), sandbox="never")`."""
+    """`cnb_run(result_or_output, data=None, params=None, process=None, env=None, args=(), sandbox="auto",
+    network="bridge")`: as `cnbsim run` (a container of the image when bubblewrap works here)."""
     from cnbsim.output import BuiltOutput
     from cnbsim.runner import RunRequest, parse_result, start
 
     def run(built: Any, data: Any = None, params: Any = None, process: str | None = None,
-            env: Mapping[str, str] | None = None, args: Sequence[str] = (), sandbox: str = "never",
-            timeout: float = 120) -> RunResult:
+            env: Mapping[str, str] | None = None, args: Sequence[str] = (), sandbox: str = "auto",
+            timeout: float = 120, network: str = "bridge") -> RunResult:
         output = BuiltOutput.open(getattr(built, "output", built))
-        job = start(RunRequest(output, process, tuple(args), dict(env or {}), data, params, sandbox),
+        job = start(RunRequest(output, process, tuple(args), dict(env or {}), data, params, sandbox,
+                               network=network),
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             out, err = job.process.communicate(timeout=timeout)

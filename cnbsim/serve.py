@@ -151,9 +151,10 @@ def _kill_group(process: subprocess.Popen) -> None:
 class JobTable:
     """The jobs of one server: started, watched, cancelled; one lock around all of them."""
 
-    def __init__(self, output: BuiltOutput, sandbox_mode: str, log: _Log) -> None:
+    def __init__(self, output: BuiltOutput, sandbox_mode: str, log: _Log, network: str = "bridge") -> None:
         self.output = output
         self.sandbox_mode = sandbox_mode
+        self.network = network
         self.log = log
         self.lock = threading.Lock()
         self.jobs: dict[str, _Record] = {}
@@ -164,7 +165,7 @@ class JobTable:
 
     def submit(self, data: Any, params: Any) -> JobView:
         """Start the default process with these inputs; raises CnbsimError if it cannot start."""
-        request = RunRequest(self.output, data=data, params=params, sandbox=self.sandbox_mode)
+        request = RunRequest(self.output, data=data, params=params, sandbox=self.sandbox_mode, network=self.network)
         with self.lock:
             if self.closed:
                 raise RequestError(503, "the server is stopping")
@@ -435,7 +436,8 @@ def _bind(host: str, port: int, table: JobTable) -> _Server:
 
 
 def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, sandbox_mode: str = "auto",
-          ready: Callable[[int], None] | None = None, stop: threading.Event | None = None) -> int:
+          ready: Callable[[int], None] | None = None, stop: threading.Event | None = None,
+          network: str = "bridge") -> int:
     """Serve `output`'s default process as `planqk serve` would, until Ctrl-C, SIGTERM or `stop`; returns 0.
 
     `ready(port)` is called once the socket listens (with the real port when `port` is 0).
@@ -446,12 +448,13 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
                           hint=f"its process types: {known}; the job-template buildpack sets one")
     sandboxed = sandbox.use_sandbox(sandbox_mode)   # `--sandbox always` without bwrap fails here, not per job
     log = _Log(sys.stderr)
-    table = JobTable(output, sandbox_mode, log)
+    table = JobTable(output, sandbox_mode, log, network)
     server = _bind(host, port, table)
     port = server.server_port
     url_host = f"[{host}]" if ":" in host else host
     lines = [f"Serving {output.path} on http://{url_host}:{port}",
-             f"  process: {output.metadata.default_process}, sandbox: {'bubblewrap' if sandboxed else 'none'}"]
+             f"  process: {output.metadata.default_process}, sandbox: {'bubblewrap' if sandboxed else 'none'}"
+             + (f", network: {network}" if sandboxed else "")]
     lines += [f"  {method} {path:<24} {what}" for method, path, what in ENDPOINTS]
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)

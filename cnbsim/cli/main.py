@@ -74,6 +74,12 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wheelhouse", metavar="DIR", help="real mode: install from these wheels only (offline)")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="kill a bin/detect or bin/build that runs longer (defaults 60s / 1800s)")
+    p.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto",
+                   help="run bin/detect and bin/build in their own namespace (bubblewrap), as pack's containers: "
+                        "/workspace, /layers, /platform, /cnb/buildpacks, uid 1000 without capabilities "
+                        "(auto: when bwrap works here; never: on the host, with host paths)")
+    p.add_argument("--network", choices=("host", "none"), default="host",
+                   help="the build's network, as pack build --network (none: only lo; needs the namespace)")
     p.add_argument("--json", action="store_true", help="print the JSON result on stdout, logs on stderr")
     p.add_argument("-v", "--verbose", action="store_true", help="show debug lines (detect output, plan tries)")
 
@@ -118,9 +124,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--params", metavar="FILE", help="JSON params (mounted at /var/input/params/params.json)")
     r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="a container env var")
     r.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto",
-                   help="run inside bubblewrap: /workspace, /layers, /var/input, no network "
-                        "(auto: when bwrap works here)")
-    r.add_argument("--writable-workspace", action="store_true", help="let the process write /workspace")
+                   help="run as a container of the image (bubblewrap): a run image's root, /workspace (a "
+                        "throwaway copy), the launch layers at /layers, /var/input, uid 1000 without capabilities "
+                        "(auto: when bwrap works here; never: on the host, only for outputs built with "
+                        "--sandbox never)")
+    r.add_argument("--network", choices=("bridge", "none", "host"), default="bridge",
+                   help="as docker run: bridge (its own network via pasta: outbound works, the host's loopback "
+                        "does not), none (only lo) or host")
+    r.add_argument("--writable-workspace", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--json", action="store_true", help="stdout holds only the result JSON; the rest goes to stderr")
     r.set_defaults(args=[])
 
@@ -134,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8081, help="the port (default 8081)")
     s.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1)")
     s.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto", help="as for `run`")
+    s.add_argument("--network", choices=("bridge", "none", "host"), default="bridge", help="as for `run`")
 
     x = sub.add_parser("export", help="write a build output as an OCI image layout", epilog=EPILOG)
     x.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
@@ -183,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOptions
     from cnbsim.api import BuildOptions
     kwargs: dict[str, Any] = dict(env=parse_env(args.env, args.env_file), installer=args.installer,
-                                  wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None, **extra)
+                                  wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None,
+                                  sandbox=args.sandbox, network=args.network, **extra)
     if args.timeout:
         kwargs.update(detect_timeout=args.timeout, build_timeout=args.timeout)
     return BuildOptions(**kwargs)
@@ -261,8 +274,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         output=output, process_type=args.process, args=tuple(user_args), env=parse_env(args.env, None),
         data=read_json_input(args.data, "data") if args.data else None,
         params=read_json_input(args.params, "params") if args.params else None,
-        sandbox=args.sandbox, writable_workspace=args.writable_workspace)
+        sandbox=args.sandbox, writable_workspace=args.writable_workspace, network=args.network)
     job = start(req, stdout=subprocess.PIPE, stderr=None if not args.json else sys.stderr)
+    if job.notice:
+        print(job.notice, file=sys.stderr)
     chunks = []
     user_out = sys.stderr if args.json else sys.stdout
     try:
@@ -349,7 +364,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from cnbsim.output import BuiltOutput
     from cnbsim.serve import serve
-    return serve(BuiltOutput.open(args.output), host=args.host, port=args.port, sandbox_mode=args.sandbox)
+    return serve(BuiltOutput.open(args.output), host=args.host, port=args.port, sandbox_mode=args.sandbox,
+                 network=args.network)
 
 
 def _export(output: Path, oci: Path, tag: str | None, run_image: str | None, uncompressed: bool, log) -> None:
