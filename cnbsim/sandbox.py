@@ -19,10 +19,12 @@ import json
 import os
 import resource
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -380,15 +382,21 @@ def spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: Any
         for fd in fds:
             os.close(fd)
     if view.network is Network.BRIDGE:
+        problem = "interrupted"
         try:
-            _attach_pasta(info_r)
+            problem = _attach_pasta(info_r)
         finally:
             os.close(info_r)
-            try:
-                os.write(block_w, b"1")   # let the process start, network or not (it then has only lo)
-            except OSError:
-                pass
+            if problem:
+                os.killpg(proc.pid, signal.SIGKILL)     # never start it with a network it was not given
+            else:
+                os.write(block_w, b"1")
             os.close(block_w)
+        if problem:
+            proc.wait()
+            release(proc)
+            raise ConfigError(f"cannot give the run its own network: {problem}", field="--network",
+                              hint="use --network host or --network none")
     return proc
 
 
@@ -447,26 +455,37 @@ def _limit_processes(limit: int, cgroup: str | None):  # noqa: ANN202 - a preexe
     return apply
 
 
-def _attach_pasta(info_fd: int) -> None:
+def _attach_pasta(info_fd: int) -> str:
     """Give the blocked sandbox its own network: pasta joins its user and network namespaces,
     configures an interface like the host's and NATs outbound traffic; the host's loopback is
-    not mapped in (`--no-map-gw`), no port is forwarded. pasta exits with the namespace."""
+    not mapped in (`--no-map-gw`), no port is forwarded. pasta exits with the namespace.
+    Returns '' or why the sandbox has no network."""
     data = b""
-    while True:
+    pid = 0
+    while not pid:
         chunk = os.read(info_fd, 4096)
         if not chunk:
-            break
+            return "bwrap did not report the sandbox's process"
         data += chunk
         try:
             pid = int(json.loads(data)["child-pid"])
-            break
         except (ValueError, KeyError):
             continue
-    else:
-        return
     argv = ["pasta", "--config-net", "--no-map-gw", "--quiet", "--tcp-ports", "none", "--udp-ports", "none",
             "--tcp-ns", "none", "--udp-ns", "none"]
     if os.geteuid() == 0:
-        argv += ["--runas", "0"]   # else it drops to nobody, who may not enter the namespace
-    subprocess.run(argv + [str(pid)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=30, check=False)
+        # root may enter any network namespace: only that one, not the sandbox's user namespaces
+        # (with --disable-userns bwrap nests a second one, from which the first's netns is out of reach)
+        argv += ["--runas", "0", "--netns", f"/proc/{pid}/ns/net", "--netns-only"]
+    else:
+        argv += ["--userns", f"/proc/{pid}/ns/user", "--netns", f"/proc/{pid}/ns/net"]
+    error = ""
+    for attempt in range(5):
+        # pasta cannot enter the namespace before bwrap has written its uid map: try again shortly
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=30, check=False)
+        if done.returncode == 0:
+            return ""
+        error = " ".join(line for line in done.stderr.decode(errors="replace").splitlines() if "syslog" not in line)
+        time.sleep(0.01 * (attempt + 1))
+    return f"pasta failed: {error}"

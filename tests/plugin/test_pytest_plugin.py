@@ -26,7 +26,7 @@ def make_buildpack(root: Path, layer_type: str = "launch", value: str = "1") -> 
         cat > "$CNB_LAYERS_DIR/launch.toml" <<'EOF'
         [[processes]]
         type = "web"
-        command = ["python3", "-c", "print('hello')"]
+        command = ["sh", "-c", "echo hello"]
         default = true
         EOF
         echo built
@@ -52,7 +52,7 @@ def test_layer_and_env(tmp_path, cnb_build):
     result = cnb_build(app(tmp_path), buildpacks=[bp])
     assert result.layer("author/demo", "deps").launch
     assert result.launch_env("web")["DEMO_VALUE"] == "1"
-    assert result.process("web").command == ("python3", "-c", "print('hello')")
+    assert result.process("web").command == ("sh", "-c", "echo hello")
     assert "built" in result.output_of("author/demo")
 
 def test_run(tmp_path, cnb_build, cnb_run):

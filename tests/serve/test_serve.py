@@ -67,6 +67,9 @@ TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 @pytest.fixture
 def output(bps, tmp_path) -> BuiltOutput:
     bp = bps("test/runtime", build='''
+mkdir -p "$CNB_LAYERS_DIR/py/bin"   # the interpreter from a launch layer, as on a run image
+ln -s "$(cat "$CNB_PLATFORM_DIR/env/CNBSIM_BASE_PYTHON")" "$CNB_LAYERS_DIR/py/bin/python3"
+printf '[types]\\nlaunch = true\\n' > "$CNB_LAYERS_DIR/py.toml"
 cat > "$CNB_LAYERS_DIR/launch.toml" <<'TOML'
 [[processes]]
 type = "web"
@@ -77,7 +80,8 @@ TOML
     app = tmp_path / "svc"
     app.mkdir()
     (app / "job.py").write_text(RUNTIME)
-    cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out")
+    # host paths, so that most tests serve it without the sandbox; the sandbox test serves it in one
+    cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out", sandbox="never")
     return BuiltOutput.open(tmp_path / "out")
 
 
