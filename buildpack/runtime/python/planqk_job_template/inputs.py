@@ -132,7 +132,7 @@ def load_with_source(name: str, env: Mapping[str, str], cwd: str) -> Tuple[Any, 
                   if os.path.isfile(os.path.join(cwd, local)) else "")
         log.warning("No input %s found (looked at %s, %s_VALUE, INPUT_%s); working with empty dict%s",
                     name, ", ".join(candidates(name, env, cwd)), name.upper(), name.upper(), unread)
-        return {}, "no input (empty dict)"
+        return {}, f"the empty input (no {name} given)"
     log.info("Using input %s from %s", name, source)
     try:
         raw = source.read()
