@@ -151,7 +151,12 @@ def _bind_one(p: Parameter, given: Optional[Input]) -> Any:
         return given.json_value()
     if given.text is not None and _takes_text(annotation):
         return given.text
-    value = given.json_value()
+    try:
+        value = given.json_value()
+    except BindingError:
+        if given.text is None or not _reads_from_string(annotation):
+            raise
+        value = given.text.strip()       # `2024-05-01`, `42`: a scalar written without JSON quotes
     try:
         return _convert(value, annotation)
     except _Mismatch as mismatch:
@@ -408,6 +413,15 @@ def _takes_text(tp: Any) -> bool:
         members = [m for m in typing.get_args(tp) if m is not type(None)]
         return len(members) == 1 and members[0] is str
     return tp is str
+
+
+def _reads_from_string(tp: Any) -> bool:
+    """A scalar type (or Optional of one) that a bare, unquoted text can be converted to."""
+    if _is_optional(tp):
+        members = [m for m in typing.get_args(tp) if m is not type(None)]
+        return len(members) == 1 and _reads_from_string(members[0])
+    return tp in (int, float, bool) or any(tp is kind for kind, _ in _FROM_STRING) or (
+        isinstance(tp, type) and issubclass(tp, enum.Enum))
 
 
 def _type_name(tp: Any) -> str:
