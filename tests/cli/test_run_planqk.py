@@ -105,12 +105,13 @@ def test_run_with_data_only_gets_no_params(starter_out, tmp_path):
 
 # ---------------------------------------------------------------------------------- result sources
 
-def test_run_reads_the_v2_output_file_of_a_service_that_prints_no_block(bps, tmp_path):
-    bp = bps("test/v2-writer", build='''
+def python_process_build(bps, tmp_path: Path, code: str) -> Path:
+    """A build whose default process is `python3 -c CODE` (a custom runtime, not the job-template)."""
+    bp = bps("test/python-c", build=f'''
 cat > "$CNB_LAYERS_DIR/launch.toml" <<'TOML'
 [[processes]]
 type = "web"
-command = ["python3", "-c", "import json, os; d = os.environ.get('OUTPUT_DIRECTORY', '/var/runtime/output'); json.dump({'written': 'by the service'}, open(os.path.join(d, 'output.json'), 'w')); print('no block')"]
+command = ["python3", "-c", "{code}"]
 default = true
 TOML
 ''')
@@ -118,6 +119,13 @@ TOML
     app.mkdir()
     out = tmp_path / "out"
     assert cnbsim("build", app, "--buildpack", bp, "--output", out, cwd=tmp_path).returncode == 0
+    return out
+
+
+def test_run_reads_the_v2_output_file_of_a_service_that_prints_no_block(bps, tmp_path):
+    out = python_process_build(bps, tmp_path, "import json, os; d = os.environ.get('OUTPUT_DIRECTORY', "
+                               "'/var/runtime/output'); json.dump({'written': 'by the service'}, "
+                               "open(os.path.join(d, 'output.json'), 'w')); print('no block')")
     run = cnbsim("run", out, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "no block\n===> RESULT\n{\n  \"written\": \"by the service\"\n}\n" in run.stdout
@@ -148,18 +156,7 @@ def test_a_stub_build_missing_a_recorded_package_says_so_in_one_line(tmp_path):
 
 
 def test_no_hint_when_the_missing_module_is_not_the_stub_builds_fault(bps, tmp_path):
-    bp = bps("test/imports-missing", build='''
-cat > "$CNB_LAYERS_DIR/launch.toml" <<'TOML'
-[[processes]]
-type = "web"
-command = ["python3", "-c", "import planqk_demo_backend"]
-default = true
-TOML
-''')
-    app = tmp_path / "app"
-    app.mkdir()
-    out = tmp_path / "out"
-    assert cnbsim("build", app, "--buildpack", bp, "--output", out, cwd=tmp_path).returncode == 0
+    out = python_process_build(bps, tmp_path, "import planqk_demo_backend")
     run = cnbsim("run", out, cwd=tmp_path)
     assert run.returncode == 1 and "No module named 'planqk_demo_backend'" in run.stderr
     assert "--installer real" not in run.stderr          # nothing was recorded: not a stub build's gap
