@@ -168,6 +168,12 @@ def test_a_run_without_params_builds_with_a_warning(project, build):
             "run(data=..., params=...)") in result.stdout
 
 
+def test_a_typed_run_without_params_builds_without_a_warning(project, build):
+    result = build(project("def run(data: dict) -> dict:\n    return data\n"))   # it gets only its own parameters
+    assert result.returncode == 0
+    assert "src/program.py defines run" in result.stdout and "warning" not in result.stdout
+
+
 @pytest.mark.parametrize("name, message", [
     ("planqk-pip", "    src/program.py defines run (shell check: no Python on PATH)"),
     ("planqk-missing-program", "ERROR: src/program.py: not found, but the entry point 'src.program:run' needs it"),
