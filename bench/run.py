@@ -277,14 +277,55 @@ def bench_rebuild(b: Bench) -> None:
     b.ratio("real mode: rebuild / cold", warm_t / cold_t, "<= 0.10x")
 
 
+def bench_namespace(b: Bench) -> None:
+    """The build namespace's cost: the CLI stub build of planqk-pip with and without it, the runs
+    interleaved (A, B, A, B, ...) so that a noisy machine weighs on both alike."""
+    print("Build namespace (CLI stub build of planqk-pip; cache warm, previous output in place)")
+    from cnbsim import sandbox
+    if sandbox.available():
+        print(f"  skipped: {sandbox.available()}")
+        return
+    def cmd(mode: str) -> list[str]:
+        return [sys.executable, "-m", "cnbsim.cli", "build", str(PIP_APP), "-o", str(b.out(f"ns-{mode}")),
+                "--cache-dir", str(b.tmp / f"ns-cache-{mode}"), "--sandbox", mode]
+    samples: dict[str, list[float]] = {"auto": [], "never": []}
+    cpu: dict[str, list[float]] = {"auto": [], "never": []}
+    for mode in samples:                     # warm-up: caches and the staged run-root dirs exist
+        subprocess.run(cmd(mode), check=True, capture_output=True)
+    for _ in range(b.runs):
+        for mode in samples:
+            before = os.times()
+            start = time.perf_counter()
+            subprocess.run(cmd(mode), check=True, capture_output=True)
+            samples[mode].append(time.perf_counter() - start)
+            after = os.times()
+            cpu[mode].append(after.children_user + after.children_system
+                             - before.children_user - before.children_system)
+    with_ns, without = statistics.median(samples["auto"]), statistics.median(samples["never"])
+    b.add("CLI build planqk-pip in the namespace (--sandbox auto)", with_ns,
+          f"cpu {statistics.median(cpu['auto']) * 1000:.0f} ms")
+    b.add("CLI build planqk-pip on the host (--sandbox never)", without,
+          f"cpu {statistics.median(cpu['never']) * 1000:.0f} ms")
+    b.ratio("namespace / host (wall)", with_ns / without, "<= 1.15")
+    big = b.tmp / "big-line"
+    (big / "bin").mkdir(parents=True)
+    (big / "bin" / "build").write_text("#!/bin/sh\nhead -c 100000000 /dev/zero | tr '\\0' x\n")
+    (big / "bin" / "build").chmod(0o755)
+    start = time.perf_counter()
+    done = proc.run([str(big / "bin" / "build")], env={"PATH": "/usr/bin:/bin"}, cwd=b.tmp, timeout=600)
+    b.add("proc.run of a buildpack printing one 100 MB line", time.perf_counter() - start,
+          f"{len(done.output) // 1_000_000} MB captured")
+    b.ratio("namespace / host (cpu)", statistics.median(cpu["auto"]) / statistics.median(cpu["never"]), "<= 1.15")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7, help="runs per figure (median; default 7)")
     ap.add_argument("--quick", action="store_true", help="smaller scale figures")
-    ap.add_argument("--only", nargs="*", choices=["e2e", "limit", "scale", "rebuild"], help="run some parts only")
+    ap.add_argument("--only", nargs="*", choices=["e2e", "limit", "scale", "rebuild", "namespace"], help="run some parts only")
     args = ap.parse_args()
     b = Bench(args.runs)
-    parts = args.only or ["e2e", "limit", "scale", "rebuild"]
+    parts = args.only or ["e2e", "limit", "scale", "rebuild", "namespace"]
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
                "system": platform.platform(), "date": time.strftime("%Y-%m-%d")}
     print(f"cnbsim benchmarks on {machine['system']}, {machine['cpus']} CPUs, Python {machine['python']}")
@@ -297,6 +338,8 @@ def main() -> int:
             bench_scale(b, args.quick)
         if "rebuild" in parts:
             bench_rebuild(b)
+        if "namespace" in parts:
+            bench_namespace(b)
     finally:
         shutil.rmtree(b.tmp, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)

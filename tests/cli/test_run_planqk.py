@@ -108,6 +108,9 @@ def test_run_with_data_only_gets_no_params(starter_out, tmp_path):
 def python_process_build(bps, tmp_path: Path, code: str) -> Path:
     """A build whose default process is `python3 -c CODE` (a custom runtime, not the job-template)."""
     bp = bps("test/python-c", build=f'''
+mkdir -p "$CNB_LAYERS_DIR/py/bin"   # the interpreter from a launch layer, as on a run image
+ln -s "$(cat "$CNB_PLATFORM_DIR/env/CNBSIM_BASE_PYTHON")" "$CNB_LAYERS_DIR/py/bin/python3"
+printf '[types]\\nlaunch = true\\n' > "$CNB_LAYERS_DIR/py.toml"
 cat > "$CNB_LAYERS_DIR/launch.toml" <<'TOML'
 [[processes]]
 type = "web"

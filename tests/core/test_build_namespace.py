@@ -195,3 +195,31 @@ def test_without_bubblewrap_the_build_says_so_once_and_uses_host_paths(app, prob
                           "--network", "none"], env=_without_bwrap(tmp_path), capture_output=True, text=True,
                          timeout=120)
     assert net.returncode == 1 and "--network none needs the build namespace" in net.stderr
+
+
+def test_the_exported_image_has_no_host_path_of_the_build(tmp_path):
+    import gzip
+    from cnbsim.phase.export import export_oci
+    app = tmp_path / "planqk-pip"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "fixtures" / "apps" / "planqk-pip", app)
+    result = cnbsim.build(app, output=tmp_path / "out")
+    export_oci(result.output, tmp_path / "oci")
+    blobs = list((tmp_path / "oci" / "blobs" / "sha256").iterdir())
+    assert len(blobs) > 3
+    for blob in blobs:
+        data = blob.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        # not the output, the app source, the build's temp dirs (all under tmp_path or TMPDIR)
+        assert str(tmp_path).encode() not in data, blob
+        assert b"cnbsim-platform-" not in data and b"cnbsim-build-" not in data, blob
+    configs = []
+    for blob in blobs:
+        try:
+            doc = json.loads(blob.read_bytes())
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "rootfs" in doc:
+            configs.append(doc)
+    assert len(configs) == 1     # its labels name the processes' image paths, as a pack build's do
+    assert "/layers/planqk-buildpacks_job-template/job-template/python" in json.dumps(configs[0])
