@@ -25,6 +25,8 @@ from cnbsim.output import BuiltOutput
 RESULT_MARKER = "PlanQK:Job:MultilineResult"
 INPUT_ROOT_VAR = "PLANQK_INPUT_ROOT"      # the runtime's configurable input root (default /var/input)
 IMAGE_INPUT_ROOT = "/var/input"
+IMAGE_OUTPUT_DIR = "/var/runtime/output"  # where PlanQK's runtime writes result files (output.json, ...)
+OUTPUT_DIR_VAR = "OUTPUT_DIRECTORY"       # planqk-commons' variable for it, set when there is no sandbox
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -67,6 +69,7 @@ class RunRequest:
     params: Any = None
     sandbox: str = "auto"
     writable_workspace: bool = False
+    output_dir: Path | None = None  # a host dir the process sees, writable, as /var/runtime/output
 
 
 def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
@@ -97,11 +100,14 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
     if sandboxed:
         env.update({"CNB_LAYERS_DIR": "/layers", "CNB_APP_DIR": "/workspace"})
         argv = sandbox.wrap(launcher, output=req.output.path, workspace=req.output.workspace,
-                            layers=req.output.layers_dir, inputs=inputs, writable_workspace=req.writable_workspace)
+                            layers=req.output.layers_dir, inputs=inputs, writable_workspace=req.writable_workspace,
+                            outputs={IMAGE_OUTPUT_DIR: req.output_dir} if req.output_dir else {})
         cwd = None
     else:
         env.update({"CNB_LAYERS_DIR": str(req.output.layers_dir), "CNB_APP_DIR": str(req.output.workspace),
                     INPUT_ROOT_VAR: str(Path(tmp.name) / "input")})
+        if req.output_dir:
+            env[OUTPUT_DIR_VAR] = str(req.output_dir)
         argv, cwd = launcher, req.output.workspace
     try:
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,

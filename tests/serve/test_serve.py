@@ -20,170 +20,46 @@ from typing import Any, Iterator
 
 import pytest
 
-import cnbsim
+from servekit import Client, gone, read_pid, serving, without_links
+
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError
-from cnbsim.output import BuiltOutput
 from cnbsim.serve import serve
 
-# What the job-template runtime does (planqk-runtime.md §1.4-1.9), driven by fields of `data`.
-RUNTIME = r'''import json, os, sys, time
-root = os.environ.get("PLANQK_INPUT_ROOT", "/var/input")   # /var/input in the sandbox
-
-def load(name):
-    try:
-        with open(os.path.join(root, name, name + ".json")) as fh:
-            return json.load(fh)
-    except OSError:
-        return {}
-
-data, params = load("data"), load("params")
-if "pidfile" in data:
-    with open(data["pidfile"], "w") as fh:
-        fh.write(str(os.getpid()))
-for item in data.get("interim", []):
-    print("PlanQK:Job:InterimResult: " + json.dumps(item), flush=True)
-print("user output", flush=True)
-time.sleep(data.get("sleep", 0))
-if "raise" in data:
-    print("Traceback (most recent call last):\nValueError: " + data["raise"], file=sys.stderr)
-    sys.exit(1)
-if data.get("none"):
-    print()
-    sys.exit(0)
-if "error" in data:
-    value, code = {"code": "E_TEST", "detail": data["error"]}, 1
-else:
-    value, code = {"metadata": None, "result": {"params": params, "sum": sum(data.get("values", []))}}, 0
-print()
-print("PlanQK:Job:MultilineResult")
-print(json.dumps(value, indent=2, sort_keys=True))
-print("PlanQK:Job:MultilineResult")
-sys.exit(code)
-'''
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
-
-
-@pytest.fixture
-def output(bps, tmp_path) -> BuiltOutput:
-    bp = bps("test/runtime", build='''
-cat > "$CNB_LAYERS_DIR/launch.toml" <<'TOML'
-[[processes]]
-type = "web"
-command = ["python3", "job.py"]
-default = true
-TOML
-''')
-    app = tmp_path / "svc"
-    app.mkdir()
-    (app / "job.py").write_text(RUNTIME)
-    cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out")
-    return BuiltOutput.open(tmp_path / "out")
-
-
-class Client:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-
-    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-        payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(self.base + path, data=payload, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def submit(self, data: Any = None, params: Any = None) -> dict:
-        status, job = self.call("POST", "/", {"data": data, "params": params})
-        assert status == 201, job
-        return job
-
-    def wait(self, job_id: str, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            status, job = self.call("GET", f"/{job_id}")
-            assert status == 200
-            if job["status"] != "RUNNING" or time.monotonic() > deadline:
-                return job
-            time.sleep(0.05)
-
-
-@contextmanager
-def serving(output: BuiltOutput, sandbox_mode: str = "never") -> Iterator[Client]:
-    """serve() in a thread on a free port; stopped (and checked to return 0) afterwards."""
-    ports: list[int] = []
-    started, stop, returned = threading.Event(), threading.Event(), []
-
-    def ready(port: int) -> None:
-        ports.append(port)
-        started.set()
-
-    thread = threading.Thread(target=lambda: returned.append(
-        serve(output, port=0, sandbox_mode=sandbox_mode, ready=ready, stop=stop)), daemon=True)
-    thread.start()
-    assert started.wait(10), "the server did not start"
-    try:
-        yield Client(ports[0])
-    finally:
-        stop.set()
-        thread.join(15)
-    assert returned == [0]
-
-
-@pytest.fixture
-def client(output) -> Iterator[Client]:
-    with serving(output) as c:
-        yield c
-
-
-def gone(pid: int, timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def read_pid(path: Path, timeout: float = 5) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return int(path.read_text())
-        time.sleep(0.02)
-    raise AssertionError(f"the job never wrote {path}")
 
 
 def test_health_check_says_the_service_is_up(client):
     assert client.call("GET", "/") == (200, {"status": "Service is up and running"})
 
 
-def test_submitted_job_succeeds_and_its_result_is_served(client):
+def test_submitted_job_is_pending_at_once_then_succeeds_and_its_result_is_served(client):
     job = client.submit({"values": [1, 2, 3.5]}, {"shots": 10})
-    assert job["status"] in ("PENDING", "RUNNING")
-    assert client.wait(job["id"])["status"] == "SUCCEEDED"
-    assert client.call("GET", f"/{job['id']}/result") == (
-        200, {"metadata": None, "result": {"params": {"shots": 10}, "sum": 6.5}})
+    assert (job["status"], job["startedAt"], job["started_at"]) == ("PENDING", None, None)   # as planqk serve
+    done = client.wait(job["id"])
+    assert done["status"] == "SUCCEEDED"
+    status, result = client.call("GET", f"/{job['id']}/result")
+    links, embedded = result.pop("_links"), result.pop("_embedded")
+    assert (status, result) == (200, {"metadata": None, "result": {"params": {"shots": 10}, "sum": 6.5}})
+    assert links == {"self": {"href": f"{client.base}/{job['id']}/result"},
+                     "status": {"href": f"{client.base}/{job['id']}"}}
+    assert embedded == {"status": done}
 
 
 def test_job_has_camel_case_and_snake_case_time_fields(client):
     job = client.submit({"values": [1]})
     assert TIME.match(job["created_at"]) and job["createdAt"] == job["created_at"]
-    assert job["ended_at"] is None and job["endedAt"] is None
+    assert job["ended_at"] is None and job["endedAt"] is None and job["startedAt"] is None
     done = client.wait(job["id"])
     assert done["id"] == job["id"]
     for snake, camel in (("created_at", "createdAt"), ("started_at", "startedAt"), ("ended_at", "endedAt")):
         assert TIME.match(done[snake]) and done[camel] == done[snake]
 
 
-def test_status_right_after_submit_is_running_and_does_not_block(client):
+def test_status_while_the_job_runs_is_running_and_does_not_block(client):
     job = client.submit({"sleep": 30})
-    status, now = client.call("GET", f"/{job['id']}")      # answered while the job still sleeps ...
-    assert (status, now["status"]) == (200, "RUNNING")     # ... (a blocking status would say SUCCEEDED)
+    now = client.wait_started(job["id"])                     # answered while the job still sleeps ...
+    assert now["status"] == "RUNNING" and TIME.match(now["startedAt"])   # ... (a blocking one: SUCCEEDED)
     status, body = client.call("GET", f"/{job['id']}/result")
     assert status == 404 and body["detail"] == "Not found" and "not ended" in body["reason"]
     client.call("PUT", f"/{job['id']}/cancel")
@@ -210,7 +86,8 @@ def test_cancelling_a_finished_job_leaves_it_as_it_is(client):
 def test_error_response_is_failed_and_its_result_is_still_served(client):
     job = client.submit({"error": "bad input"})
     assert client.wait(job["id"])["status"] == "FAILED"
-    assert client.call("GET", f"/{job['id']}/result") == (200, {"code": "E_TEST", "detail": "bad input"})
+    status, result = client.call("GET", f"/{job['id']}/result")
+    assert (status, without_links(result)) == (200, {"code": "E_TEST", "detail": "bad input"})
 
 
 def test_exception_is_failed_without_a_result_and_the_logs_show_why(client):
