@@ -500,50 +500,66 @@ def body_length(headers: Any, max_body: int) -> int:
     return length
 
 
-class _Deadlines:
-    """One thread that cuts off connections whose request has not fully arrived in time (slow clients)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.watched: dict[_Handler, float] = {}
-        self.stopped = threading.Event()
-        threading.Thread(target=self._run, name="cnbsim-serve-deadlines", daemon=True).start()
-
-    def watch(self, handler: _Handler, seconds: float) -> None:
-        with self.lock:
-            self.watched[handler] = time.monotonic() + seconds
-
-    def release(self, handler: _Handler) -> None:
-        with self.lock:
-            self.watched.pop(handler, None)
-
-    def _run(self) -> None:
-        while not self.stopped.wait(0.2):
-            now = time.monotonic()
-            with self.lock:
-                late = [h for h, deadline in self.watched.items() if deadline <= now]
-                for handler in late:
-                    del self.watched[handler]
-            for handler in late:
-                handler.expire()
+class _Late(Exception):
+    """A request (or a read of it) did not arrive in time."""
 
 
 class _RequestReader:
-    """The connection's input with a note of whether the header block ended with its blank line."""
+    """The connection's input, buffered here so that every read waits at most the read timeout and the
+    whole request at most the request deadline; notes whether the header block ended with its blank line."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
+    def __init__(self, conn: socket.socket, limits: Limits) -> None:
+        self.conn, self.limits = conn, limits
+        self.deadline = time.monotonic() + limits.request_deadline
+        self.buffer = bytearray()
+        self.eof = False
+        self.late: str | None = None       # why the request stopped arriving in time, if it did
         self.last_line = b""
 
+    def _fill(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.late = f"the request did not arrive in time (within {self.limits.request_deadline:g} s)"
+            raise _Late(self.late)
+        self.conn.settimeout(min(self.limits.read_timeout, remaining))
+        try:
+            chunk = self.conn.recv(FILE_CHUNK)
+        except (socket.timeout, TimeoutError):
+            self.late = (f"the request did not arrive in time (no data for {self.limits.read_timeout:g} s)"
+                         if remaining > self.limits.read_timeout else
+                         f"the request did not arrive in time (within {self.limits.request_deadline:g} s)")
+            raise _Late(self.late)
+        finally:
+            self.conn.settimeout(self.limits.read_timeout)   # what writing the answer may wait
+        if chunk:
+            self.buffer += chunk
+        else:
+            self.eof = True
+
     def readline(self, size: int = -1) -> bytes:
-        self.last_line = self.raw.readline(size)
+        """A line for http.server; a late one ends the input (the answer is a 408)."""
+        limit = size if size >= 0 else sys.maxsize
+        try:
+            while (end := self.buffer.find(b"\n", 0, limit)) < 0 and len(self.buffer) < limit and not self.eof:
+                self._fill()
+        except _Late:
+            self.eof, self.last_line = True, b""
+            return b""
+        cut = end + 1 if end >= 0 else min(limit, len(self.buffer))
+        self.last_line = bytes(self.buffer[:cut])
+        del self.buffer[:cut]
         return self.last_line
 
-    def read(self, size: int = -1) -> bytes:
-        return self.raw.read(size)
+    def read(self, size: int) -> bytes:
+        """Up to `size` bytes: fewer only at the end of the input; raises _Late."""
+        while len(self.buffer) < size and not self.eof:
+            self._fill()
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
 
     def close(self) -> None:
-        self.raw.close()
+        """The socket is the server's to close."""
 
     @property
     def headers_complete(self) -> bool:
@@ -558,7 +574,6 @@ class _Server(HTTPServer):
     def __init__(self, host: str, port: int, table: JobTable, api: Api, limits: Limits) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.table, self.api, self.limits = table, api, limits
-        self.deadlines = _Deadlines()
         self.stopping = threading.Event()
         self.connections: queue.Queue[tuple[socket.socket, Any] | None] = queue.Queue(maxsize=HANDLERS)
         self.handlers: list[threading.Thread] = []   # server_close runs if the bind below fails
@@ -598,7 +613,6 @@ class _Server(HTTPServer):
 
     def server_close(self) -> None:
         self.stopping.set()
-        self.deadlines.stopped.set()
         super().server_close()
         for _ in self.handlers:
             try:
@@ -624,23 +638,13 @@ class _Handler(BaseHTTPRequestHandler):
     )
 
     def setup(self) -> None:
-        self.timeout = self.server.limits.read_timeout   # StreamRequestHandler applies it to every read and write
-        self.expired = False
+        self.timeout = self.server.limits.read_timeout   # StreamRequestHandler applies it to the socket
         self.unread_body = False
         super().setup()
-        self.rfile = _RequestReader(self.rfile)
-        self.server.deadlines.watch(self, self.server.limits.request_deadline)
-
-    def expire(self) -> None:
-        """The request did not arrive in time: end its reads (the deadline thread calls this)."""
-        self.expired = True
-        try:
-            self.connection.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
+        self.rfile.close()
+        self.rfile = _RequestReader(self.connection, self.server.limits)
 
     def finish(self) -> None:
-        self.server.deadlines.release(self)
         try:
             super().finish()
             if self.unread_body:
@@ -671,8 +675,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         if not self.rfile.headers_complete:          # the connection ended inside the header block
             self.close_connection = True
-            if self.expired:
-                self._send(408, {"detail": "the request did not arrive in time"})
+            if self.rfile.late:
+                self.unread_body = True
+                self._send(408, {"detail": self.rfile.late})
             return
         if self.command != "POST" and (self.headers.get("Content-Length", "0").strip() != "0"
                                        or self.headers.get("Transfer-Encoding") is not None):
@@ -686,7 +691,7 @@ class _Handler(BaseHTTPRequestHandler):
                 status, body = getattr(self, f"_{name}")(*args, parse_qs(url.query))
             except RequestError as exc:
                 status, body, headers = exc.status, exc.body, exc.headers
-                if self.command == "POST" and exc.status in (400, 411, 413):
+                if self.command == "POST" and exc.status in (400, 408, 411, 413):
                     self.unread_body = True
             except _Aborted as exc:
                 self.close_connection = True
@@ -757,29 +762,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _submit(self, _query: dict) -> tuple[int, Any]:
         body = self._read_body(body_length(self.headers, self.server.limits.max_body))
-        self.server.deadlines.release(self)   # all of the request is here: act on it
         data, params = parse_submission(body, self.server.limits.max_json_depth)
         job = self.server.table.submit(data, params)
         self.server.table.log.line(f"job {job.id} PENDING")
         return 201, job.to_json()
 
     def _read_body(self, length: int) -> bytes:
-        """Exactly `length` bytes, or _Aborted when the client closes first, or 408 when it stalls."""
-        chunks, received = [], 0
-        while received < length:
-            try:
-                chunk = self.rfile.read(min(FILE_CHUNK, length - received))
-            except (socket.timeout, TimeoutError):
-                raise RequestError(408, f"the request body did not arrive: no data for "
-                                        f"{self.server.limits.read_timeout:g} s; nothing was started")
-            if not chunk:
-                if self.expired:
-                    raise RequestError(408, f"the request body did not arrive within "
-                                            f"{self.server.limits.request_deadline:g} s; nothing was started")
-                raise _Aborted(f"the connection closed after {received} of {length} body bytes")
-            chunks.append(chunk)
-            received += len(chunk)
-        return b"".join(chunks)
+        """Exactly `length` bytes, or _Aborted when the client closes first, or 408 when they are late."""
+        try:
+            body = self.rfile.read(length)
+        except _Late as exc:
+            raise RequestError(408, f"{exc}; nothing was started")
+        if len(body) < length:
+            raise _Aborted(f"the connection closed after {len(body)} of {length} body bytes")
+        return body
 
     def _status(self, job_id: str, _query: dict) -> tuple[int, Any]:
         return 200, self._view(job_id).to_json()
@@ -828,6 +824,10 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own errors (a malformed request line, headers too long, ...) as JSON too."""
         self.close_connection = True
+        if self.rfile.late:     # the request line or headers were cut short by the deadline
+            code, message = 408, self.rfile.late
+        if self.request_version == "HTTP/0.9":   # http.server's guess for a garbled line: no status line then
+            self.request_version = "HTTP/1.0"
         self._send(code, {"detail": message or HTTPStatus(code).phrase})
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
