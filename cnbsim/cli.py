@@ -78,6 +78,17 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="show debug lines (detect output, plan tries)")
 
 
+def _byte_size(text: str) -> int:
+    """`--max-body`: bytes, or a number with k, M or G (powers of 1024)."""
+    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    number, unit = text.strip().rstrip("bB"), ""
+    if number[-1:].lower() in units:
+        number, unit = number[:-1], number[-1:].lower()
+    if not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size: give bytes, or a number with k, M or G (e.g. 10M)")
+    return int(number) * units[unit]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cnbsim",
@@ -129,11 +140,23 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     i.add_argument("--json", action="store_true", help="print the report JSON")
 
-    s = sub.add_parser("serve", help="serve a built PlanQK service over HTTP like `planqk serve`", epilog=EPILOG)
+    s = sub.add_parser("serve", help="serve a built PlanQK service over HTTP like `planqk serve`",
+                       description="Answer planqk serve's HTTP API (and what the PlanQK service SDK calls): "
+                                   "POST / queues a job and answers 201 PENDING at once; each job is its own "
+                                   "process started like `cnbsim run`, at most --jobs at a time. Files the job "
+                                   "writes to /var/runtime/output are linked from its result.", epilog=EPILOG)
     s.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     s.add_argument("--port", type=int, default=8081, help="the port (default 8081)")
     s.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1)")
     s.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto", help="as for `run`")
+    s.add_argument("--api", choices=("serve", "platform"), default="serve",
+                   help="what GET / answers: serve = planqk serve's health check (default); platform = the list "
+                        "of executions, as the platform's Service API (the SDK's get_service_executions())")
+    s.add_argument("--jobs", type=int, default=4, metavar="N",
+                   help="job processes at once (default 4); later submissions wait as PENDING")
+    s.add_argument("--max-body", type=_byte_size, default="10M", metavar="SIZE",
+                   help="the largest POST body, in bytes or with a k/M/G suffix (default 10M = 10 MiB); "
+                        "larger ones get 413")
 
     x = sub.add_parser("export", help="write a build output as an OCI image layout", epilog=EPILOG)
     x.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
@@ -348,8 +371,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from cnbsim.output import BuiltOutput
-    from cnbsim.serve import serve
-    return serve(BuiltOutput.open(args.output), host=args.host, port=args.port, sandbox_mode=args.sandbox)
+    from cnbsim.serve import Api, Limits, serve
+    return serve(BuiltOutput.open(args.output), host=args.host, port=args.port, sandbox_mode=args.sandbox,
+                 api=Api(args.api), jobs=args.jobs, limits=Limits(max_body=args.max_body))
 
 
 def _export(output: Path, oci: Path, tag: str | None, run_image: str | None, uncompressed: bool, log) -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -185,6 +189,31 @@ def serving(output: BuiltOutput, sandbox_mode: str = "never", **options: Any) ->
         stop.set()
         thread.join(30)
     assert returned == [0]
+
+
+@contextmanager
+def cli_serving(output: BuiltOutput, log: Path, *options: str) -> Iterator[tuple[Client, subprocess.Popen]]:
+    """`cnbsim serve OUTPUT --port 0 OPTIONS` as a process (its log in `log`); stopped with SIGTERM after."""
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "cnbsim.cli", "serve", str(output.path), "--port", "0",
+                                 *options], stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            assert select.select([proc.stdout], [], [], 30)[0], "no banner"
+            banner = [proc.stdout.readline()]
+            while banner[-1] and not banner[-1].startswith("Press Ctrl-C"):
+                banner.append(proc.stdout.readline())
+            match = re.match(rf"Serving {re.escape(str(output.path))} on http://127\.0\.0\.1:(\d+)$",
+                             banner[0].strip())
+            assert match, banner
+            yield Client(int(match.group(1))), proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(30)
+            finally:
+                proc.kill()
+                proc.stdout.close()
 
 
 def gone(pid: int, timeout: float = 5) -> bool:

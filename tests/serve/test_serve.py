@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import select
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
-
-from servekit import Client, gone, read_pid, serving, without_links
+from servekit import cli_serving, gone, read_pid, serving, without_links
 
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError
@@ -174,36 +162,29 @@ def test_stopping_the_server_cancels_running_jobs(output, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_cli_server_stops_cleanly_on_a_signal_and_kills_its_jobs(output, tmp_path, signum):
     pidfile = tmp_path / "job.pid"
-    proc = subprocess.Popen([sys.executable, "-m", "cnbsim.cli", "serve", str(output.path), "--port", "0",
-                             "--sandbox", "never"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert select.select([proc.stdout], [], [], 10)[0], "no banner"
-        banner = [proc.stdout.readline()]
-        while not banner[-1].startswith("Press Ctrl-C"):
-            banner.append(proc.stdout.readline())
-        match = re.match(rf"Serving {re.escape(str(output.path))} on http://127\.0\.0\.1:(\d+)$", banner[0].strip())
-        assert match, banner
-        assert any("GET  /{id}/result" in line for line in banner)
-        Client(int(match.group(1))).submit({"sleep": 30, "pidfile": str(pidfile)})
+    with cli_serving(output, tmp_path / "serve.log", "--sandbox", "never") as (client, proc):
+        client.submit({"sleep": 30, "pidfile": str(pidfile)})
         pid = read_pid(pidfile)
         proc.send_signal(signum)
-        _, err = proc.communicate(timeout=10)
-    finally:
-        proc.kill()
+        proc.wait(10)
+    err = (tmp_path / "serve.log").read_text()
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert gone(pid)
 
 
 @pytest.mark.bwrap
-def test_jobs_run_in_the_sandbox_and_outlive_the_request_that_started_them(output):
+def test_jobs_run_in_the_sandbox_write_their_result_files_and_are_killed_on_cancel(output):
     reason = sandbox.available()
     if reason:
         pytest.skip(reason)
     with serving(output, "always") as c:
-        job = c.submit({"values": [4, 5], "sleep": 0.5})   # still running when the request's thread has ended
-        assert c.wait(job["id"])["status"] == "SUCCEEDED"
-        assert c.call("GET", f"/{job['id']}/result")[1]["result"]["sum"] == 9
+        job = c.submit({"values": [4, 5], "sleep": 0.5, "files": {"out.txt": "written in the sandbox"}})
+        assert c.wait(job["id"])["status"] == "SUCCEEDED"  # it ran on after the request's thread had ended
+        result = c.call("GET", f"/{job['id']}/result")[1]
+        assert result["result"]["sum"] == 9 and "out.txt" in result["_links"]
+        assert c.fetch("GET", f"/{job['id']}/result/out.txt") == (200, b"written in the sandbox")
         long = c.submit({"sleep": 30})
+        c.wait_started(long["id"])
         assert c.call("PUT", f"/{long['id']}/cancel")[1]["status"] == "CANCELLED"
         deadline = time.monotonic() + 5
         while (code := c.call("GET", f"/{long['id']}/logs")[1]["exitCode"]) is None and time.monotonic() < deadline:
