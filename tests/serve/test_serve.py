@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -190,3 +192,30 @@ def test_jobs_run_in_the_sandbox_write_their_result_files_and_are_killed_on_canc
         while (code := c.call("GET", f"/{long['id']}/logs")[1]["exitCode"]) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert code == -signal.SIGKILL, "the sandboxed job was not killed"
+
+
+def test_cli_max_body_and_api_options_reach_the_server(output, tmp_path):
+    options = ("--sandbox", "never", "--max-body", "1k", "--api", "platform", "--jobs", "2")
+    with cli_serving(output, tmp_path / "serve.log", *options) as (client, _proc):
+        status, body = client.call("POST", "/", raw=b'{"data": {"x": "' + b"a" * 2000 + b'"}}')
+        assert status == 413 and "over the limit of 1024 bytes" in body["detail"]
+        assert client.call("GET", "/") == (200, [])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-body", "10X"], "argument --max-body: '10X' is not a size"),
+    (["--max-body", "0"], "argument --max-body: '0' is not a size"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+])
+def test_cli_rejects_bad_serve_options_with_one_line(output, args, message):
+    run = subprocess.run([sys.executable, "-m", "cnbsim.cli", "serve", str(output.path), "--port", "0", *args],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_serve_help_documents_the_api_jobs_and_body_limit():
+    run = subprocess.run([sys.executable, "-m", "cnbsim.cli", "serve", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0
+    for words in ("--api {serve,platform}", "--jobs N", "--max-body SIZE", "201 PENDING", "/var/runtime/output"):
+        assert words in run.stdout
