@@ -340,9 +340,10 @@ class JobTable:
 
     def _read(self, record: _Record, pipe: IO[bytes], stream: Stream) -> None:
         for raw in iter(pipe.readline, b""):
-            line = LogLine(datetime.now(timezone.utc), stream, raw.decode("utf-8", errors="replace"))
-            interim = _interim(line.text) if stream is Stream.STDOUT else None
-            with self.lock:
+            text = raw.decode("utf-8", errors="replace")
+            interim = _interim(text) if stream is Stream.STDOUT else None
+            with self.lock:   # stamped under the lock: the entries' order is their times' order
+                line = LogLine(datetime.now(timezone.utc), stream, text)
                 record.lines.append(line)
                 if interim is not None:
                     record.interim.append(interim[0])
