@@ -25,8 +25,7 @@ from cnbsim.output import BuiltOutput
 RESULT_MARKER = "PlanQK:Job:MultilineResult"
 INPUT_ROOT_VAR = "PLANQK_INPUT_ROOT"      # the runtime's configurable input root (default /var/input)
 IMAGE_INPUT_ROOT = "/var/input"
-IMAGE_OUTPUT_DIR = "/var/runtime/output"  # where PlanQK's runtime writes result files (output.json, ...)
-OUTPUT_DIR_VAR = "OUTPUT_DIRECTORY"       # planqk-commons' variable for it, set when there is no sandbox
+IMAGE_OUTPUT_DIRECTORY = "/var/runtime/output"   # PlanQK's v2 runtime: OUTPUT_DIRECTORY
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -101,13 +100,13 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
         env.update({"CNB_LAYERS_DIR": "/layers", "CNB_APP_DIR": "/workspace"})
         argv = sandbox.wrap(launcher, output=req.output.path, workspace=req.output.workspace,
                             layers=req.output.layers_dir, inputs=inputs, writable_workspace=req.writable_workspace,
-                            outputs={IMAGE_OUTPUT_DIR: req.output_dir} if req.output_dir else {})
+                            outputs={IMAGE_OUTPUT_DIRECTORY: req.output_dir} if req.output_dir else {})
         cwd = None
     else:
         env.update({"CNB_LAYERS_DIR": str(req.output.layers_dir), "CNB_APP_DIR": str(req.output.workspace),
                     INPUT_ROOT_VAR: str(Path(tmp.name) / "input")})
         if req.output_dir:
-            env[OUTPUT_DIR_VAR] = str(req.output_dir)
+            env["OUTPUT_DIRECTORY"] = str(req.output_dir)   # the image path, redirected (the runtime's variable)
         argv, cwd = launcher, req.output.workspace
     try:
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,

@@ -66,7 +66,7 @@ def wrap(argv: Sequence[str], *, output: Path, workspace: Path, layers: Path,
          inputs: Mapping[str, Path], writable_workspace: bool = False, network: bool = False,
          outputs: Mapping[str, Path] | None = None) -> list[str]:
     """The bwrap command line that runs `argv` with the image layout; `inputs` maps image paths to files
-    (read-only), `outputs` image paths to host dirs the process may write."""
+    (read-only), `outputs` image paths to host dirs the process may write (e.g. /var/runtime/output)."""
     args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc",
             "--unshare-uts", "--tmpfs", "/"]
     if not network:
