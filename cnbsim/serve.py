@@ -326,7 +326,8 @@ class JobTable:
             launched = start(request, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except CnbsimError as exc:
             with self.lock:
-                record.lines.append(LogLine(datetime.now(timezone.utc), Stream.STDERR, f"cannot start the job: {exc}\n"))
+                record.lines.append(LogLine(datetime.now(timezone.utc), Stream.STDERR,
+                                            f"cannot start the job: {exc}\n"))
                 if record.status is Status.RUNNING:
                     record.end(Status.FAILED)
             self.log.line(f"job {record.id} FAILED: cannot start: {exc}")
