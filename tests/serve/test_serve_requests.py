@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 from servekit import Client, receive_all, parse_response, serving
 
-from cnbsim.serve import Api, Limits, json_depth
+from cnbsim.serve import HANDLERS, Api, Limits, json_depth
 
 HEAD = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
 SMALL = Limits(max_body=1000, read_timeout=0.5, request_deadline=2.0, max_json_depth=100)
@@ -135,3 +135,14 @@ def test_a_cancel_whose_headers_never_end_is_not_acted_on(platform):
 def test_a_malformed_request_line_gets_a_json_400(platform):
     status, answer = platform.raw(b"NOT A REQUEST LINE AT ALL\r\n\r\n")
     assert status == 400 and answer["detail"]
+
+
+def test_idle_connections_beyond_the_handler_pool_are_closed_and_later_requests_still_answered(platform):
+    idle = [socket.create_connection(("127.0.0.1", platform.port), timeout=30) for _ in range(HANDLERS + 8)]
+    try:
+        assert platform.call("GET", "/") == (200, [])   # waits in the backlog until read timeouts free handlers
+        for conn in idle:
+            assert receive_all(conn) == b""              # closed by the server, which held no thread forever
+    finally:
+        for conn in idle:
+            conn.close()
