@@ -10,12 +10,13 @@ import re
 import secrets
 import stat
 import sys
-import tomllib
 from pathlib import Path
 
 import shutil
 
 import pytest
+
+from cnbsim.tomlio import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = REPO / "buildpack" / "runtime"

@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import shutil
 
 import pytest
+
+from cnbsim.tomlio import tomllib
 
 BUILDPACK = Path(__file__).resolve().parents[2] / "buildpack"
 PLAN = {"requires": [{"name": "cpython", "metadata": {"launch": True}}],
