@@ -14,7 +14,7 @@ endif
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all venv system-tools golden bench clean
+.PHONY: demo test test-all venv system-tools golden bench package clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test-all:
 demo: $(STAMP)
 	@./scripts/demo
 
+# The job-template buildpack as a buildpackage, as `pack buildpack package --format file` writes it.
+package: $(STAMP)
+	@mkdir -p dist
+	$(BIN)/cnbsim package dist/planqk-buildpack-job-template.cnb --config buildpack/package.toml
+
 golden: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_golden.py --cnb-update-golden
 
@@ -49,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf .venv .venv-[0-9]* cnbsim-out
+	rm -rf .venv .venv-[0-9]* cnbsim-out dist

@@ -20,16 +20,17 @@ from typing import Any, Mapping, Sequence
 
 from cnbsim import leaks
 from cnbsim import report as reportmod
-from cnbsim.build import BuildOutcome, BuildpackBuild, Layer
-from cnbsim.build import build as build_phase
+from cnbsim.phase.build import BuildOutcome, BuildpackBuild, Layer
+from cnbsim.phase.build import build as build_phase
 from cnbsim.builder import Sources, resolve_sources
-from cnbsim.cache import Cache, restore
-from cnbsim.cache import finish as cache_finish
-from cnbsim.detect import DetectFailed, DetectResult
-from cnbsim.detect import detect as detect_phase
+from cnbsim.cache import Cache
+from cnbsim.phase.export import reuse_layers
+from cnbsim.phase.restore import restore
+from cnbsim.phase.detect import DetectFailed, DetectResult
+from cnbsim.phase.detect import detect as detect_phase
 from cnbsim.errors import ConfigError
 from cnbsim.fs import special_files
-from cnbsim.launch import launch_env
+from cnbsim.phase.launch import launch_env
 from cnbsim.log import Logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
@@ -54,6 +55,7 @@ class BuildOptions:
     detect_timeout: float = DEFAULT_DETECT_TIMEOUT
     build_timeout: float = DEFAULT_BUILD_TIMEOUT
     secret_env: tuple[str, ...] = ()
+    buildpack_store: tuple[Path, ...] = ()   # dirs of saved buildpackages for registry references
 
     def platform_env(self) -> dict[str, str]:
         if self.installer not in INSTALLERS:
@@ -214,7 +216,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
     log = log or Logger(stream=None)
     log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
     app = _check_app(Path(app))
-    sources = resolve_sources(builder, buildpacks, log)
+    sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
         workspace, platform_dir = Path(tmp) / "workspace", Path(tmp) / "platform"
         _prepare_workspace(app, workspace, Path(tmp) / "none")
@@ -238,7 +240,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     started = time.perf_counter()
     platform_values = options.platform_env()
     log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
-    sources = resolve_sources(builder, buildpacks, log)
+    sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     out = Path(output) if output else default_output(app)
     with OutputDir(out) as target, tempfile.TemporaryDirectory(prefix="cnbsim-platform-") as tmp:
         workspace, layers = target.path / "workspace", target.path / "layers"
@@ -263,7 +265,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         t2 = time.perf_counter()
         log.phase("BUILDING")
         outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
-        status = cache_finish(outcome, previous, restored, log)
+        status = reuse_layers(outcome, previous, restored, log)
         secrets = options.secrets()
         for warning in leaks.check(secrets, layers=layers, workspace=workspace, source=app,
                                    texts={"the build log": log.text}, shown_root=target.path):

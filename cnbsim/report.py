@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from cnbsim.launch import launch_env
+from cnbsim.phase.launch import launch_env
 
 if TYPE_CHECKING:
     from cnbsim.api import BuildResult
