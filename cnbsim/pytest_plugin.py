@@ -108,18 +108,19 @@ def cnb_run() -> Callable[..., RunResult]:
 
 
 def golden_view(subject: Any) -> dict[str, Any]:
-    """What a golden file holds: the report without timings, or the failure (exit code, message)."""
+    """What a golden file holds, the same on every host: the report as `report.comparable` gives it,
+    or the failure (exit code, message) with the host interpreter as placeholders."""
     from cnbsim.errors import CnbsimError
-    from cnbsim.report import without_timings
+    from cnbsim.report import HostPython, comparable
     if isinstance(subject, CnbsimError):
         from cnbsim.phase.detect import DetectFailed
         failure: dict[str, Any] = {"exit_code": subject.exit_code, "error": type(subject).__name__,
                                    "message": subject.message}
         if isinstance(subject, DetectFailed):
             failure["groups"] = [g.explain() for g in subject.groups]
-        return {"failure": failure}
+        return {"failure": HostPython.current().neutral_value(failure)}
     report = getattr(subject, "report", subject)
-    return without_timings(report)
+    return comparable(report)
 
 
 def _dumps(value: Any) -> str:
