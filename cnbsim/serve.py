@@ -28,14 +28,12 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
 import socket
 import socketserver
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -52,11 +50,10 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from cnbsim import sandbox
 from cnbsim.errors import CnbsimError, ConfigError
 from cnbsim.output import BuiltOutput
-from cnbsim.runner import Job, RunRequest, parse_result, start
+from cnbsim.runner import OUTPUT_FILES, Job, RunRequest, parse_result, start, stub_hint
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"      # planqk serve's format, local time
 INTERIM_PREFIX = "PlanQK:Job:InterimResult:"
-RESULT_FILE = "output.json"            # PlanQK's v2 runtime writes the result here
 NOT_FOUND = "Not found"
 READER_GRACE = 5.0                     # seconds to wait for a pipe held open by an escaped process
 LISTEN_BACKLOG = 512                   # socketserver's default of 5 resets a burst of connections
@@ -171,7 +168,7 @@ class JobView:
     result: Any
     interim: tuple[Any, ...]
     files: tuple[str, ...]
-    output_dir: Path
+    output_dir: Path | None             # the host dir that was its /var/runtime/output
     lines: tuple[LogLine, ...] = ()   # only in a view taken with_output
 
     def to_json(self) -> dict[str, Any]:
@@ -203,10 +200,9 @@ class JobView:
 class _Record:
     """A job's mutable state; every access holds JobTable.lock."""
 
-    def __init__(self, job_id: str, data: Any, params: Any, output_dir: Path) -> None:
+    def __init__(self, job_id: str, data: Any, params: Any) -> None:
         self.id = job_id
         self.inputs: tuple[Any, Any] | None = (data, params)   # dropped once the process has them
-        self.output_dir = output_dir
         self.launched: Job | None = None
         self.status = Status.PENDING
         self.created_at = _now()
@@ -221,7 +217,8 @@ class _Record:
 
     def view(self, with_output: bool = False) -> JobView:
         return JobView(self.id, self.status, self.created_at, self.started_at, self.ended_at, self.exit_code,
-                       self.has_result, self.result, tuple(self.interim), self.files, self.output_dir,
+                       self.has_result, self.result, tuple(self.interim), self.files,
+                       self.launched.output_dir if self.launched else None,
                        tuple(self.lines) if with_output else ())
 
     def end(self, status: Status) -> None:
@@ -247,7 +244,6 @@ class JobTable:
         self.jobs: dict[str, _Record] = {}
         self.closed = False
         self.queue: queue.Queue[_Record | None] = queue.Queue()
-        self.workdir = Path(tempfile.mkdtemp(prefix="cnbsim-serve-"))   # each job's /var/runtime/output
         # Each worker starts its jobs' processes and waits for them, so the thread that forked a process
         # outlives it: bwrap's --die-with-parent (PR_SET_PDEATHSIG) fires when that *thread* ends.
         self.workers = [threading.Thread(target=self._work, name=f"cnbsim-serve-job-{n}", daemon=True)
@@ -258,7 +254,7 @@ class JobTable:
     def submit(self, data: Any, params: Any) -> JobView:
         """Queue a job with these inputs; it is PENDING until a worker starts its process."""
         job_id = str(uuid.uuid4())
-        record = _Record(job_id, data, params, self.workdir / job_id)
+        record = _Record(job_id, data, params)
         with self.lock:
             if self.closed:
                 raise RequestError(503, "the server is stopping")
@@ -290,7 +286,7 @@ class JobTable:
             return record.view()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Cancel every job that has not ended, wait for the workers to clean up, remove the job files."""
+        """Cancel every job that has not ended, wait for the workers, remove every job's temp dir and files."""
         with self.lock:
             self.closed = True
             ids = [r.id for r in self.jobs.values() if not r.status.ended]
@@ -301,7 +297,10 @@ class JobTable:
         deadline = time.monotonic() + timeout
         for worker in self.workers:
             worker.join(max(0.0, deadline - time.monotonic()))
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        with self.lock:
+            started = [r.launched for r in self.jobs.values() if r.launched is not None]
+        for launched in started:
+            launched.close()
 
     def _work(self) -> None:
         while (record := self.queue.get()) is not None:
@@ -319,9 +318,7 @@ class JobTable:
                 return                                  # cancelled while it waited
             (data, params), record.inputs = record.inputs, None
             record.status, record.started_at = Status.RUNNING, _now()
-        record.output_dir.mkdir(mode=0o700)
-        request = RunRequest(self.output, data=data, params=params, sandbox=self.sandbox_mode,
-                             output_dir=record.output_dir)
+        request = RunRequest(self.output, data=data, params=params, sandbox=self.sandbox_mode)
         try:
             launched = start(request, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except CnbsimError as exc:
@@ -361,18 +358,24 @@ class JobTable:
         _kill_group(process)
         for reader in readers:
             reader.join(READER_GRACE)
-        files = _list_files(record.output_dir)   # the process group is gone: the files are final
+        files = _list_files(launched.output_dir)   # the process group is gone: the files are final
+        with self.lock:
+            stdout = "".join(line.text for line in record.lines if line.stream is Stream.STDOUT)
+            output = "".join(line.text for line in record.lines)
+        found = _job_result(launched, stdout)
         with self.lock:
             record.exit_code = process.wait()
             record.files = files
             if record.status is Status.RUNNING:
-                stdout = "".join(line.text for line in record.lines if line.stream is Stream.STDOUT)
-                record.has_result, record.result = _job_result(stdout, record.output_dir, files)
+                record.has_result, record.result = found
                 # the job-template runtime prints an ErrorResponse, then exits 1
                 record.end(Status.SUCCEEDED if record.exit_code == 0 else Status.FAILED)
             status = record.status
-        launched.close()
+        # the job's files stay until the server stops (JobTable.close closes every job)
         self.log.line(f"job {record.id} {status.value} (exit code {record.exit_code})")
+        hint = stub_hint(self.output, output) if record.exit_code else None
+        if hint:
+            self.log.line(hint)
 
 
 def _interim(line: str) -> tuple[Any] | None:
@@ -386,14 +389,13 @@ def _interim(line: str) -> tuple[Any] | None:
         return None
 
 
-def _job_result(stdout: str, output_dir: Path, files: tuple[str, ...]) -> tuple[bool, Any]:
-    """The result block on stdout, else the v2 runtime's /var/runtime/output/output.json."""
-    found = parse_result(stdout)
-    if found[0] or RESULT_FILE not in files:
-        return found
+def _job_result(launched: Job, stdout: str) -> tuple[bool, Any]:
+    """The runner's result (the v2 output file, else the result block), never read through a symlink
+    the job left in its output dir (it would be resolved on the host)."""
+    if any((launched.output_dir / name).is_symlink() for name in OUTPUT_FILES):
+        return parse_result(stdout)
     try:
-        with _open_file(output_dir, RESULT_FILE) as fh:
-            return True, json.load(fh)
+        return launched.result(stdout)
     except (OSError, ValueError, RecursionError):
         return False, None
 
@@ -796,7 +798,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _result_file(self, job_id: str, name: str, _query: dict) -> tuple[int, Any]:
         view = self._view(job_id)
-        if not view.status.ended or name not in view.files:
+        if not view.status.ended or name not in view.files or view.output_dir is None:
             raise RequestError(404, NOT_FOUND, reason="no such result file" if view.status.ended
                                else "the job has not ended yet")
         try:

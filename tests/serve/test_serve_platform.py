@@ -48,9 +48,11 @@ def test_result_links_name_each_file_the_job_wrote_and_each_is_served(client):
 def test_a_symlink_the_job_left_in_its_output_is_neither_listed_nor_followed(client, tmp_path):
     private = tmp_path / "private.txt"
     private.write_text("not for clients")
-    job = client.submit({"values": [1], "symlinks": {"leak.txt": str(private)}})
+    job = client.submit({"values": [1], "symlinks": {"leak.txt": str(private), "output.json": str(private)}})
     client.wait(job["id"])
-    assert "leak.txt" not in client.call("GET", f"/{job['id']}/result")[1]["_links"]
+    status, result = client.call("GET", f"/{job['id']}/result")
+    assert status == 200 and without_links(result)["result"]["sum"] == 1   # the block, not the link's target
+    assert "leak.txt" not in result["_links"] and "output.json" not in result["_links"]
     status, body = client.fetch("GET", f"/{job['id']}/result/leak.txt")
     assert status == 404 and b"not for clients" not in body
 
