@@ -19,7 +19,7 @@ SUBMISSIONS = 100
 ABORTED = 50
 
 
-def test_a_burst_of_100_concurrent_submissions_is_accepted_and_every_job_finishes(output, record_property):
+def test_a_burst_of_100_concurrent_submissions_is_accepted_and_every_job_finishes(output):
     with serving(output, api=Api.PLATFORM, jobs=4) as client:
         answers: dict[int, tuple[int, dict]] = {}
         seconds: list[float] = []
@@ -39,7 +39,8 @@ def test_a_burst_of_100_concurrent_submissions_is_accepted_and_every_job_finishe
         assert sorted(answers) == list(range(SUBMISSIONS)), "some submissions got no answer"
         assert {status for status, _ in answers.values()} == {201}
         assert {job["status"] for _, job in answers.values()} == {"PENDING"}
-        record_property("post_p50_seconds", round(statistics.median(seconds), 3))
+        print(f"POST / p50 {statistics.median(seconds):.3f} s, max {max(seconds):.3f} s "   # a figure, not a check
+              f"over {SUBMISSIONS} concurrent submissions")
 
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
