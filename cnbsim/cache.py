@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnbsim.build import BuildOutcome
-from cnbsim.errors import BuildError
-from cnbsim.fs import is_regular, special_files
+from cnbsim.errors import BuildError, ConfigError
+from cnbsim.fs import AtomicDir, DirKind, check_replaceable, relocate, remove_owned, special_files
 from cnbsim.log import Logger
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import escape_id
@@ -77,44 +77,45 @@ class Cache:
     def __init__(self, path: Path) -> None:
         self.path = path.absolute()
 
+    def check(self) -> None:
+        """Refuse a cache dir that cnbsim did not create (it is replaced after every build)."""
+        check_replaceable(self.path, DirKind.CACHE, "cache dir")
+
     def clear(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        if os.path.lexists(self.path):
+            remove_owned(self.path, DirKind.CACHE, "cache dir")
 
     @property
     def layers(self) -> Path:
         return self.path / "layers"
 
     def built_in(self) -> str:
-        return self.index().get(LAYERS_KEY, "")
+        return str(self.index().get(LAYERS_KEY, ""))
 
     def index(self) -> dict[str, str]:
+        """The cache's index (layer -> digest); an unreadable or malformed one is an empty cache."""
         try:
-            return json.loads((self.path / INDEX).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            data = json.loads((self.path / INDEX).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
             return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
     def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
              log: Logger) -> None:
         """Write the new cache aside, then swap it in; on any failure the previous cache stays as it was
         (a warning, as the lifecycle gives: the build itself succeeded). A layer restored from the cache
         and left as it was keeps its cached files (the lifecycle's "Reusing cache layer")."""
-        staging = self.path.with_name(self.path.name + ".staging")
         try:
-            self._write(staging, outcome, layers_dir, status, log)
-        except (OSError, shutil.Error) as exc:
-            shutil.rmtree(staging, ignore_errors=True)
+            with AtomicDir(self.path, DirKind.CACHE, "cache dir", notice=log.warn) as staging:
+                self._write(staging.path, outcome, layers_dir, status, log)
+                staging.commit()
+        except (OSError, shutil.Error, ConfigError) as exc:
             log.warn(f"failed to save the cache to {self.path}: {exc}; the previous cache is kept")
-            return
-        old = self.path.with_name(self.path.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.path.exists():
-            self.path.rename(old)
-        staging.rename(self.path)
-        shutil.rmtree(old, ignore_errors=True)
 
     def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
                log: Logger) -> None:
-        shutil.rmtree(staging, ignore_errors=True)
         (staging / "layers").mkdir(parents=True)
         before = self.index()
         index = {LAYERS_KEY: str(layers_dir)}
@@ -198,35 +199,6 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             restored[(el.id, name)] = Restored((el.id, name), "previous", "")
             log.debug(f"Restoring metadata for \"{el.id}:{name}\" from app image")
     return restored
-
-
-def relocate(root: Path, old: str, new: str) -> None:
-    """Replace the path `old` by `new` in the files and link targets under `root`."""
-    old_b, new_b = old.encode(), new.encode()
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            path = Path(dirpath, name)
-            if not path.is_symlink() and not is_regular(str(path)):
-                continue
-            if path.is_symlink():
-                target = os.readlink(path)
-                if old in target:
-                    path.unlink()
-                    path.symlink_to(target.replace(old, new))
-                continue
-            data = path.read_bytes()
-            if old_b in data:
-                mode = path.stat().st_mode
-                path.unlink()
-                path.write_bytes(data.replace(old_b, new_b))
-                path.chmod(mode)
-    for dirpath, dirnames, _ in os.walk(root):
-        for name in dirnames:
-            path = Path(dirpath, name)
-            if path.is_symlink() and old in os.readlink(path):
-                target = os.readlink(path)
-                path.unlink()
-                path.symlink_to(target.replace(old, new))
 
 
 def finish(outcome: BuildOutcome, previous: Path | None, restored: dict[tuple[str, str], Restored],
