@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
 from cnbsim.output import BuiltOutput
+from cnbsim.tomlio import read_json
 
 RESULT_MARKER = "PlanQK:Job:MultilineResult"
 INPUT_ROOT_VAR = "PLANQK_INPUT_ROOT"      # the runtime's configurable input root (default /var/input)
@@ -29,20 +30,8 @@ CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def read_json_input(path: Path | str, what: str) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file not found", file=path, hint=f"check the --{what} path")
-    except IsADirectoryError:
-        raise ConfigError(f"{what} must be a file, not a directory", file=path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} file: {getattr(exc, 'strerror', None) or exc}", file=path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          file=path, hint="fix the JSON (e.g. check quotes and commas)")
+    """A `--data`/`--params` JSON file, bounded in size and depth (tomlio's limits)."""
+    return read_json(Path(path), what=f"--{what} file")
 
 
 @dataclass
