@@ -248,7 +248,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     platform_values = options.platform_env()
     log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
     sources = resolve_sources(builder, buildpacks, log)
-    target = OutputDir(Path(output) if output else default_output(app), notice=log.warn)
+    target = OutputDir(output if output is not None else default_output(app), notice=log.warn)
     cache = Cache(Path(cache_dir)) if cache_dir else None
     _check_places(app, target.target, cache.path if cache else None)
     if cache:

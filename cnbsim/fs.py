@@ -195,7 +195,7 @@ class AtomicDir:
     from an interrupted run (`notice` says what it cleaned) and refuses a `target` cnbsim did not make.
     """
 
-    def __init__(self, target: Path, kind: DirKind, what: str,
+    def __init__(self, target: Path | str, kind: DirKind, what: str,
                  notice: Callable[[str], None] | None = None) -> None:
         self.target = target_path(target, what)
         self.kind = kind

@@ -48,7 +48,7 @@ class OutputDir(AtomicDir):
     """
 
     def __init__(self, path: Path | str, notice: Callable[[str], None] | None = None) -> None:
-        super().__init__(Path(path), DirKind.OUTPUT, "output", notice)
+        super().__init__(path, DirKind.OUTPUT, "output", notice)
 
     @property
     def platform_dir(self) -> Path:
