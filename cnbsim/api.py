@@ -14,10 +14,11 @@ import shutil
 import sys
 import tempfile
 import time
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from cnbsim import leaks
 from cnbsim import report as reportmod
@@ -29,7 +30,7 @@ from cnbsim.phase.export import reuse_layers
 from cnbsim.phase.restore import restore
 from cnbsim.phase.detect import DetectFailed, DetectResult
 from cnbsim.phase.detect import detect as detect_phase
-from cnbsim.errors import ConfigError
+from cnbsim.errors import BuildError, ConfigError
 from cnbsim.fs import is_inside, relocate, special_files
 from cnbsim.phase.launch import launch_env
 from cnbsim.log import Logger
@@ -182,6 +183,9 @@ def _prepare_workspace(app: Path, workspace: Path, skip: Sequence[Path] = ()) ->
         raise ConfigError(f"cannot copy the app into the workspace: {exc.args[0][0][2]}", file=app)
     except OSError as exc:
         raise ConfigError(f"cannot copy the app into the workspace: {exc.strerror}", file=exc.filename or app)
+    except RecursionError:
+        raise ConfigError("the app nests directories too deeply to copy", file=app,
+                          hint="leave the deep tree out of the app dir") from None
 
 
 def _check_app(app: Path) -> Path:
@@ -253,7 +257,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     _check_places(app, target.target, cache.path if cache else None)
     if cache:
         cache.check()
-    with target:
+    with target, _too_deep_is_an_error(target.target):
         final, stage = target.target, target.path
         workspace, layers = stage / "workspace", stage / "layers"
         _prepare_workspace(app, workspace, [final, *([cache.path] if cache else [])])
@@ -302,6 +306,16 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         (stage / "build.log").write_text(normalize(log.text), encoding="utf-8")
         target.commit()
     return rebase(replace(result, report=report), str(stage), str(final))
+
+
+@contextlib.contextmanager
+def _too_deep_is_an_error(stage: Path) -> Iterator[None]:
+    """A directory tree deeper than the copy and walk functions recurse is a build error, not a crash."""
+    try:
+        yield
+    except RecursionError:
+        raise BuildError("a buildpack left a directory tree that nests too deeply to copy or check",
+                         file=stage, hint="a layer's tree must nest less than a few hundred levels") from None
 
 
 def _check_places(app: Path, output: Path, cache: Path | None) -> None:

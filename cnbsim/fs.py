@@ -17,7 +17,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import stat
 from pathlib import Path
 from typing import Any, Callable
@@ -136,9 +135,39 @@ def check_replaceable(path: Path, kind: DirKind, what: str) -> bool:
 def remove_owned(path: Path, kind: DirKind, what: str) -> None:
     """Delete `path` if cnbsim made it as a `kind` (or it is empty); refuse anything else."""
     if check_replaceable(path, kind, what):
-        shutil.rmtree(path)
+        remove_tree(path)
     elif path.is_dir():
         path.rmdir()
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree of any depth, without recursion (shutil.rmtree recurses per level);
+    symlinks are removed, never followed; what cannot be removed is left (cleanup must not fail)."""
+    failed: set[str] = set()
+    stack = [str(path)]
+    while stack:
+        top = stack[-1]
+        try:
+            subdirs, blocked = [], False
+            with os.scandir(top) as it:
+                for entry in it:
+                    if not entry.is_dir(follow_symlinks=False):
+                        os.unlink(entry.path)
+                    elif entry.path in failed:
+                        blocked = True
+                    else:
+                        subdirs.append(entry.path)
+            if subdirs:
+                stack.extend(subdirs)     # their contents first; this dir is scanned again after
+                continue
+            if blocked:
+                raise OSError(f"{top} holds a directory that cannot be removed")
+            os.rmdir(top)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            failed.add(top)
+        stack.pop()
 
 
 def is_inside(path: Path, other: Path) -> bool:
@@ -221,7 +250,7 @@ class AtomicDir:
             self.path.mkdir()
             mark(self.path, self.kind)
         except OSError as exc:
-            shutil.rmtree(self.work, ignore_errors=True)
+            remove_tree(self.work)
             raise ConfigError(f"cannot write the {self.what} here: {exc.strerror}", file=self.target,
                               hint=f"choose a writable {self.what} location") from None
         return self
@@ -242,7 +271,7 @@ class AtomicDir:
         self.committed = True
 
     def __exit__(self, *exc: Any) -> None:
-        shutil.rmtree(self.work, ignore_errors=True)
+        remove_tree(self.work)
 
 
 _WORK_NAME = re.compile(r"^\.(?P<name>.+)\.cnbsim-(?P<pid>[0-9]+)-[0-9a-f]{4}$")
@@ -267,7 +296,7 @@ def recover(target: Path, kind: DirKind, what: str, notice: Callable[[str], None
             notice(f"an interrupted run left the last good {what} aside: put it back at {target}")
         else:
             notice(f"removed {work.name}, left beside the {what} by an interrupted run")
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree(work)
 
 
 def relocate(root: Path, old: str, new: str) -> None:

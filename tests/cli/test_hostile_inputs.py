@@ -669,6 +669,26 @@ _app_case("project-toml-invalid", lambda a: (a / "project.toml").write_text("[[[
 _app_case("requirements-binary", lambda a: (a / "requirements.txt").write_bytes(b"\x00\xff" * 1000))
 
 
+def _deep(root: Path, levels: int) -> None:
+    d = root
+    for _ in range(levels):       # level by level: mkdir(parents=True) recurses
+        d = d / "d"
+        d.mkdir()
+
+
+@case("app-tree-600-levels-deep", "too deeply")
+def _(w):
+    _deep(w.app, 600)
+    return w.build()
+
+
+@case("buildpack-layer-tree-600-levels-deep", "too deeply", codes=(52,))
+def _(w):
+    body = ('d="$1/l"; for i in $(seq 600); do d="$d/d"; done; mkdir -p "$d"; '
+            "printf '[types]\\nlaunch = true\\ncache = true\\n' > \"$1/l.toml\"")
+    return w.build(bp=_buildpack(w.bps, "deep", build=body))
+
+
 @case("app-output-inside-app-is-left-out", "Output:", codes=(0,), changes=("app/out",))
 def _(w):
     assert main(w.build(output=str(w.app / "out"))) == 0
@@ -831,3 +851,37 @@ def test_after_sigkill_the_output_stays_usable_and_the_next_build_cleans_up(slow
     assert f"removed {left[0]}, left beside the output by an interrupted run" in out
     assert not [p for p in root.iterdir() if ".cnbsim-" in p.name]
     assert (root / "out" / "layers" / "good" / "web" / "v").read_text() == "ok\n"
+
+
+def _in_private_read_only_mount(tmp_path: Path, *cmd: str) -> subprocess.CompletedProcess:
+    """Run `cmd` with a read-only tmpfs at tmp_path/ro, in a mount namespace of its own (nothing leaks out)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = 'mount -t tmpfs -o ro,size=1m tmpfs "$0" && exec "$@"'
+    return subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script, str(ro), *cmd],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+
+
+@pytest.mark.parametrize("target", ["output", "oci"])
+def test_an_output_on_a_read_only_file_system_is_one_clear_error(tmp_path, target, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if not shutil.which("unshare") or _in_private_read_only_mount(tmp_path, "true").returncode != 0:
+        pytest.skip("needs unshare with user and mount namespaces to mount a read-only file system")
+    shutil.rmtree(tmp_path / "ro")
+    app = tmp_path / "app"
+    app.mkdir()
+    bp = _buildpack(tmp_path / "bps", "good", build=GOOD_BUILD)
+    cli = [sys.executable, "-m", "cnbsim.cli"]
+    if target == "output":
+        cmd = [*cli, "build", str(app), "-b", str(bp), "--output", str(tmp_path / "ro" / "out")]
+    else:
+        assert main(["build", str(app), "-b", str(bp), "--output", str(tmp_path / "out")]) == 0
+        cmd = [*cli, "export", str(tmp_path / "out"), "--oci", str(tmp_path / "ro" / "oci")]
+    done = _in_private_read_only_mount(tmp_path, *cmd)
+    assert done.returncode == (1 if target == "output" else 62), done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "cannot write the " + ("output" if target == "output" else "OCI layout")
+        + " here: Read-only file system (choose a writable " + ("output" if target == "output" else "OCI layout")
+        + " location)")
+    assert "Traceback" not in done.stderr
