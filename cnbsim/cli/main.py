@@ -24,9 +24,10 @@ from typing import Any, Sequence, TextIO
 
 from cnbsim import __version__
 from cnbsim.errors import CnbsimError, ConfigError
-from cnbsim.leaks import MIN_LENGTH, redact
+from cnbsim.leaks import MIN_LENGTH, SECRET_NAME_PATTERNS, redact
 
-EPILOG = "Docs: README.md of the cnbsim repository. Exit codes follow the CNB Platform API."
+EPILOG = ("Docs: README.md of the cnbsim repository. Exit codes follow the CNB Platform API "
+          "(README: Exit codes); 128+N when stopped by signal N.")
 
 # Every exit code `cnbsim` gives (README "Exit codes" lists the same table).
 EXIT_CODES = {
@@ -143,8 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--oci", metavar="DIR", help="also export an OCI image layout to DIR")
     b.add_argument("--tag", metavar="NAME", help="with --oci: the image's tag")
     b.add_argument("--secret-env", action="append", default=[], metavar="NAME",
-                   help="treat this env var as a secret for the leak check (besides *TOKEN*, *SECRET*, "
-                        "*PASSWORD*, *_KEY)")
+                   help="treat this env var as a secret for the leak check (besides names matching "
+                        f"{', '.join(SECRET_NAME_PATTERNS)})")
 
     d = sub.add_parser("detect", help="run detection alone and say which group passes, or why none does",
                        epilog=EPILOG)

@@ -885,3 +885,25 @@ def test_an_output_on_a_read_only_file_system_is_one_clear_error(tmp_path, targe
         + " here: Read-only file system (choose a writable " + ("output" if target == "output" else "OCI layout")
         + " location)")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name", ["AWS_ACCESS_KEY_ID", "GITHUB_PAT", "APIKEY", "DB_PASSWD", "PRIVATE_KEY_PEM",
+                                  "CREDENTIALS", "my_api_token", "CLIENT_SECRET", "X_PASSWORD", "SSH_KEY"])
+def test_secret_like_names_are_searched_for_leaks(world, capsys, name):
+    bp = _buildpack(world.bps, "leaky", build=f'''
+        mkdir -p "$1/l"; cat "$2/env/{name}" > "$1/l/f"; printf '[types]\\nlaunch = true\\n' > "$1/l.toml"
+        ''')
+    assert main(world.build("--env", f"{name}={SECRET}", bp=bp)) == 53
+    err = capsys.readouterr().err
+    assert f"secret value of {name} found in the build output: layers/leaky/l/f" in err
+    assert SECRET not in err
+
+
+def test_a_name_given_with_secret_env_is_searched_and_others_are_not(world, capsys):
+    bp = _buildpack(world.bps, "leaky", build='''
+        mkdir -p "$1/l"; cat "$2/env/BP_PLAIN" "$2/env/BP_MINE" > "$1/l/f"; printf '[types]\\nlaunch = true\\n' > "$1/l.toml"
+        ''')
+    assert main(world.build("--env", "BP_PLAIN=plain-value", "--env", f"BP_MINE={SECRET}", bp=bp)) == 0
+    assert main(world.build("--env", "BP_PLAIN=plain-value", "--env", f"BP_MINE={SECRET}",
+                            "--secret-env", "BP_MINE", bp=bp)) == 53
+    assert "secret value of BP_MINE found" in capsys.readouterr().err
