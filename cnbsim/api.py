@@ -57,6 +57,7 @@ class BuildOptions:
     detect_timeout: float = DEFAULT_DETECT_TIMEOUT
     build_timeout: float = DEFAULT_BUILD_TIMEOUT
     secret_env: tuple[str, ...] = ()
+    buildpack_store: tuple[Path, ...] = ()   # dirs of saved buildpackages for registry references
 
     def platform_env(self) -> dict[str, str]:
         if self.installer not in INSTALLERS:
@@ -227,7 +228,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
     log = log or Logger(stream=None)
     log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
     app = _check_app(Path(app))
-    sources = resolve_sources(builder, buildpacks, log)
+    sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
         workspace, platform_dir = Path(tmp) / "workspace", Path(tmp) / "platform"
         _prepare_workspace(app, workspace)
@@ -251,7 +252,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     started = time.perf_counter()
     platform_values = options.platform_env()
     log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
-    sources = resolve_sources(builder, buildpacks, log)
+    sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     target = OutputDir(output if output is not None else default_output(app), notice=log.warn)
     cache = Cache(Path(cache_dir)) if cache_dir else None
     _check_places(app, target.target, cache.path if cache else None)
