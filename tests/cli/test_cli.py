@@ -145,7 +145,7 @@ def test_unsupported_buildpack_api_is_exit_12(bps, app, tmp_path):
     (["build", "does-not-exist"], "app directory does not exist"),
     (["build", ".", "-b", "no/such-buildpack"], "unknown buildpack 'no/such-buildpack'"),
     (["build", ".", "--env", "=x"], "is not KEY=VALUE"),
-    (["build", ".", "--env-file", "missing.env"], "cannot read env file"),
+    (["build", ".", "--env-file", "missing.env"], "env file not found"),
     (["run", "not-an-output"], "is not a cnbsim build output"),
     (["inspect", "not-an-output"], "is not a cnbsim build output"),
 ])
@@ -189,8 +189,8 @@ def test_run_json_prints_only_the_result_and_passes_args_and_exit_code(service, 
 
 @pytest.mark.parametrize("make, message", [
     (lambda d: None, "data file not found"),
-    (lambda d: (d / "in.json").write_text("{not json"), "data is not valid JSON"),
-    (lambda d: (d / "in.json").mkdir(), "must be a file"),
+    (lambda d: (d / "in.json").write_text("{not json"), "--data file is not valid JSON"),
+    (lambda d: (d / "in.json").mkdir(), "--data file is a directory, expected a file"),
 ])
 def test_run_rejects_bad_data_files(service, tmp_path, make, message):
     app, bp = service
