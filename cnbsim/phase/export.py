@@ -592,8 +592,12 @@ class _Staging(AtomicDir):
     def __enter__(self) -> "_Staging":
         with _export_errors():
             super().__enter__()
-        if self.current is not None:
-            self.old = Layout(self.current, "the OCI layout to update")
+        try:
+            if self.current is not None:
+                self.old = Layout(self.current, "the OCI layout to update")
+        except BaseException:
+            self.__exit__()            # entering failed: no `with` body, so no __exit__ either
+            raise
         return self
 
     def commit(self) -> None:

@@ -269,6 +269,58 @@ def _(w):
     return ["export", str(w.prev), "--oci", w.p("oci"), "--tag", "bad tag!"]
 
 
+def _exported(w: World, name: str) -> Path:
+    assert main(["export", str(w.prev), "--oci", w.p(name)]) == 0
+    return w.root / name
+
+
+_INDEXES = {"list": "[1, 2]", "manifests-int": '{"manifests": 5}', "manifest-int": '{"manifests": [5]}',
+            "digest-int": '{"manifests": [{"digest": 5}]}', "deep": "[" * 100_000, "binary": "\udcff",
+            "digest-traversal": '{"manifests": [{"digest": "sha256:../../etc/passwd", "mediaType": '
+                                '"application/vnd.oci.image.manifest.v1+json"}]}', "empty": ""}
+for _name, _text in _INDEXES.items():
+    def _run_image(w, t=_text):
+        (_exported(w, "base") / "index.json").write_bytes(t.encode("utf-8", "surrogateescape"))
+        return ["export", str(w.prev), "--oci", w.p("oci"), "--run-image", w.p("base")]
+    case(f"run-image-index-{_name}", {"digest-traversal": "digest", "digest-int": "media type"}.get(_name, "index.json"),
+         codes=(62,))(
+        _run_image)
+
+    def _update(w, t=_text):
+        (_exported(w, "oci") / "index.json").write_bytes(t.encode("utf-8", "surrogateescape"))
+        return ["export", str(w.prev), "--oci", w.p("oci")]
+    if _name in ("list", "manifests-int", "deep", "binary", "empty"):
+        case(f"oci-update-index-{_name}", "index.json", codes=(62,))(_update)
+
+
+@case("run-image-blob-tampered", "does not match its digest", codes=(62,))
+def _(w):
+    base = _exported(w, "base")
+    for blob in (base / "blobs" / "sha256").iterdir():
+        if blob.stat().st_size < 4096:
+            blob.write_text('{"layers": 5}')
+    return ["export", str(w.prev), "--oci", w.p("oci"), "--run-image", w.p("base")]
+
+
+@case("run-image-not-a-layout", "not an OCI image layout", codes=(62,))
+def _(w):
+    return ["export", str(w.prev), "--oci", w.p("oci"), "--run-image", str(w.app)]
+
+
+@case("export-output-without-workspace", "workspace", codes=(62,))
+def _(w):
+    shutil.copytree(w.prev, w.root / "damaged", symlinks=True)
+    shutil.rmtree(w.root / "damaged" / "workspace")
+    return ["export", w.p("damaged"), "--oci", w.p("oci")]
+
+
+@case("export-output-metadata-invalid", "metadata.toml", codes=(62,))
+def _(w):
+    shutil.copytree(w.prev, w.root / "damaged", symlinks=True)
+    (w.root / "damaged" / "layers" / "config" / "metadata.toml").write_text("processes = 5\n")
+    return ["export", w.p("damaged"), "--oci", w.p("oci")]
+
+
 # ---------------------------------------------------------------------------------------------
 # Caches
 
@@ -907,3 +959,26 @@ def test_a_name_given_with_secret_env_is_searched_and_others_are_not(world, caps
     assert main(world.build("--env", "BP_PLAIN=plain-value", "--env", f"BP_MINE={SECRET}",
                             "--secret-env", "BP_MINE", bp=bp)) == 53
     assert "secret value of BP_MINE found" in capsys.readouterr().err
+
+
+def test_where_the_file_system_cannot_exchange_two_renames_replace_the_output(world, monkeypatch):
+    import cnbsim.fs
+    monkeypatch.setattr(cnbsim.fs, "_RENAMEAT2", None)
+    (world.prev / "layers" / "good" / "web" / "v").write_text("old\n")
+    assert main(world.build()) == 0
+    assert (world.prev / "layers" / "good" / "web" / "v").read_text() == "ok\n"
+    assert not [p for p in world.root.iterdir() if ".cnbsim-" in p.name]
+
+
+def test_the_new_output_names_its_own_paths_not_the_work_dirs(world):
+    bp = _buildpack(world.bps, "paths", build='''
+        mkdir -p "$1/l/env" "$1/l/bin"; printf '%s' "$1/l/bin" > "$1/l/env/MY_PATH"
+        printf '#!/bin/sh\\necho %s\\n' "$1" > "$1/l/bin/tool"; ln -s "$1/l/bin/tool" "$1/l/link"
+        printf '\\0%s' "$1" > "$1/l/compiled.bin"; printf '[types]\\nlaunch = true\\n' > "$1/l.toml"
+        ''')
+    assert main(world.build(bp=bp)) == 0
+    layer = world.prev / "layers" / "paths" / "l"
+    assert (layer / "env" / "MY_PATH").read_text() == str(layer / "bin")
+    assert os.readlink(layer / "link") == str(layer / "bin" / "tool")
+    assert str(world.prev / "layers" / "paths") in (layer / "bin" / "tool").read_text()
+    assert b".prev.cnbsim-" in (layer / "compiled.bin").read_bytes()     # binaries keep it (documented)
