@@ -278,7 +278,8 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         previous = final / "layers" if target.current and (final / "layers").is_dir() else None
         log.phase("RESTORING")
         restored = restore(detected.group, layers, previous, cache, log)
-        relocate(layers, str(final), str(stage))    # restored metadata names the output: buildpacks see the work dir
+        for toml in layers.glob("*/*.toml"):     # restored metadata names the output: buildpacks see the work dir
+            relocate(toml, str(final), str(stage))
         t2 = time.perf_counter()
         log.phase("BUILDING")
         outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)

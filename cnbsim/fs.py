@@ -300,31 +300,39 @@ def recover(target: Path, kind: DirKind, what: str, notice: Callable[[str], None
 
 
 def relocate(root: Path, old: str, new: str) -> None:
-    """Replace the path `old` by `new` in the text files and link targets under `root`.
+    """Replace the path `old` by `new` in the text files and link targets under `root` (or in `root`
+    itself, when it is a file).
 
     Files holding a NUL byte (compiled `.pyc`, executables) are left as they are: a path of
     another length would corrupt them. A changed file is written anew, never in place, so a
     hard link shared with a cache keeps its contents.
     """
     old_b, new_b = os.fsencode(old), os.fsencode(new)
+    if not os.path.isdir(root) or os.path.islink(root):
+        _relocate_entry(str(root), old, new, old_b, new_b)
+        return
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [*dirnames, *filenames]:
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                link = os.readlink(path)
-                if old in link:
-                    os.unlink(path)
-                    os.symlink(link.replace(old, new), path)
-            elif stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as fh:
-                    data = fh.read()
-                if old_b in data and b"\0" not in data:
-                    os.unlink(path)
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
-                    with os.fdopen(fd, "wb") as fh:
-                        fh.write(data.replace(old_b, new_b))
-                    os.chmod(path, stat.S_IMODE(st.st_mode))
+            _relocate_entry(os.path.join(dirpath, name), old, new, old_b, new_b)
+
+
+def _relocate_entry(path: str, old: str, new: str, old_b: bytes, new_b: bytes) -> None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        link = os.readlink(path)
+        if old in link:
+            os.unlink(path)
+            os.symlink(link.replace(old, new), path)
+    elif stat.S_ISREG(st.st_mode):
+        with open(path, "rb") as fh:
+            data = fh.read()
+        if old_b in data and b"\0" not in data:
+            mode = stat.S_IMODE(st.st_mode)
+            os.unlink(path)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.replace(old_b, new_b))
+            os.chmod(path, mode)
