@@ -856,11 +856,20 @@ def _start_slow(app: Path, slow: Path, env: dict[str, str], root: Path) -> subpr
 
 
 def _alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """Whether a process of the group still runs (zombies, killed but not yet reaped by init, do not)."""
+    deadline = time.monotonic() + 10
+    while True:
+        running = []
+        for stat_file in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                running.append(stat_file.parent.name)
+        if not running or time.monotonic() > deadline:
+            return bool(running)
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
