@@ -85,7 +85,7 @@ class BuildOptions:
 
 def base_python() -> str:
     """The host's base interpreter (not a venv): what the cpython stub exposes."""
-    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    return reportmod.HostPython.current().path
 
 
 @dataclass(frozen=True)
@@ -302,7 +302,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
              str(final / "layers"): "/layers", str(final / "workspace"): "/workspace", str(final): "/output",
              str(target.platform_dir): "/platform"},
             log.secrets)
-        report = reportmod.build_report(result, normalize)
+        report = reportmod.build_report(result, normalize, reportmod.HostPython.current())
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (stage / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")
         (stage / "build.log").write_text(normalize(log.text), encoding="utf-8")

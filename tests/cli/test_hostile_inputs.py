@@ -507,6 +507,15 @@ for _text, _expect in (("{", "not valid JSON"), ("", "not valid JSON"), ("\xff",
                             ["run", str(w.prev), "--params", w.p("p.json")])[1])
 
 
+@case("run-process-prints-a-deep-result", "PlanQK:Job:MultilineResult", codes=(0,), changes=("deep-out",))
+def _(w):
+    launch = ("[[processes]]\\ntype = \"web\"\\ncommand = [\"python3\", \"-c\", \"m = 'PlanQK:Job:MultilineResult'; "
+              "print(m); print('[' * 100000 + ']' * 100000); print(m)\"]\\ndefault = true\\n")
+    bp = _buildpack(w.bps, "deep-result", build=f"printf '{launch}' > \"$1/launch.toml\"")
+    assert main(w.build(bp=bp, output=w.p("deep-out"))) == 0
+    return ["run", w.p("deep-out"), "--sandbox", "never"]
+
+
 @case("run-unknown-process", "was not found")
 def _(w):
     return ["run", str(w.prev), "--process", "nope", "--sandbox", "never"]
