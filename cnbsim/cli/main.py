@@ -13,13 +13,9 @@ import argparse
 import json
 import math
 import os
-<<<<<<< HEAD
 import signal
-import subprocess
 import threading
 import traceback
-=======
->>>>>>> main
 import sys
 import time
 from pathlib import Path
