@@ -509,9 +509,10 @@ for _text, _expect in (("{", "not valid JSON"), ("", "not valid JSON"), ("\xff",
 
 @case("run-process-prints-a-deep-result", "PlanQK:Job:MultilineResult", codes=(0,), changes=("deep-out",))
 def _(w):
-    launch = ("[[processes]]\\ntype = \"web\"\\ncommand = [\"python3\", \"-c\", \"m = 'PlanQK:Job:MultilineResult'; "
-              "print(m); print('[' * 100000 + ']' * 100000); print(m)\"]\\ndefault = true\\n")
-    bp = _buildpack(w.bps, "deep-result", build=f"printf '{launch}' > \"$1/launch.toml\"")
+    bp = _buildpack(w.bps, "deep-result", build='cp "$CNB_BUILDPACK_DIR/launch.toml" "$1/launch.toml"')
+    code = "m = 'PlanQK:Job:MultilineResult'; print(m); print('[' * 100000 + ']' * 100000); print(m)"
+    (bp / "launch.toml").write_text(f'[[processes]]\ntype = "web"\ncommand = ["python3", "-c", "{code}"]\n'
+                                    "default = true\n")
     assert main(w.build(bp=bp, output=w.p("deep-out"))) == 0
     return ["run", w.p("deep-out"), "--sandbox", "never"]
 
