@@ -14,9 +14,11 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from cnbsim import leaks
 from cnbsim import report as reportmod
@@ -28,8 +30,8 @@ from cnbsim.phase.export import reuse_layers
 from cnbsim.phase.restore import restore
 from cnbsim.phase.detect import DetectFailed, DetectResult
 from cnbsim.phase.detect import detect as detect_phase
-from cnbsim.errors import ConfigError
-from cnbsim.fs import special_files
+from cnbsim.errors import BuildError, ConfigError
+from cnbsim.fs import is_inside, relocate, special_files
 from cnbsim.phase.launch import launch_env
 from cnbsim.log import Logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
@@ -161,20 +163,30 @@ class BuildResult:
         return launch_env(self.layers_dir, self.outcome.metadata, ptype, dict(environ or {})).vars
 
 
-def _prepare_workspace(app: Path, workspace: Path, output: Path) -> None:
-    """Copy the app (symlinks kept), leaving out the output dir when it lies inside the app."""
-    out_real = output.resolve()
-    skip = {out_real, out_real.with_name(out_real.name + ".cnbsim-previous")}
+def _prepare_workspace(app: Path, workspace: Path, skip: Sequence[Path] = ()) -> None:
+    """Copy the app (symlinks kept), leaving out cnbsim's own dirs (the output, its work dirs, the
+    cache) where they lie inside the app."""
+    by_parent: dict[str, set[str]] = {}
+    work_prefixes: dict[str, str] = {}
+    for path in skip:
+        real = Path(os.path.realpath(path))
+        by_parent.setdefault(str(real.parent), set()).add(real.name)
+        work_prefixes[str(real.parent)] = f".{real.name}.cnbsim-"    # work dirs beside an output
 
     def ignore(dirpath: str, names: list[str]) -> list[str]:
         left_out = special_files(dirpath, names)    # sockets and FIFOs: an image holds none
-        if str(out_real).startswith(dirpath.rstrip("/") + "/"):
-            left_out += [n for n in names if Path(dirpath, n) in skip]
-        return left_out
+        real = os.path.realpath(dirpath)
+        skipped, prefix = by_parent.get(real, set()), work_prefixes.get(real)
+        return left_out + [n for n in names if n in skipped or (prefix and n.startswith(prefix))]
     try:
         shutil.copytree(app.resolve(), workspace, symlinks=True, ignore=ignore)
     except shutil.Error as exc:
         raise ConfigError(f"cannot copy the app into the workspace: {exc.args[0][0][2]}", file=app)
+    except OSError as exc:
+        raise ConfigError(f"cannot copy the app into the workspace: {exc.strerror}", file=exc.filename or app)
+    except RecursionError:
+        raise ConfigError("the app nests directories too deeply to copy", file=app,
+                          hint="leave the deep tree out of the app dir") from None
 
 
 def _check_app(app: Path) -> Path:
@@ -219,7 +231,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
     sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
         workspace, platform_dir = Path(tmp) / "workspace", Path(tmp) / "platform"
-        _prepare_workspace(app, workspace, Path(tmp) / "none")
+        _prepare_workspace(app, workspace)
         write_platform_dir(platform_dir, options.platform_env())
         platform = Platform(app_dir=workspace, platform_dir=platform_dir, layers_dir=Path(tmp) / "layers",
                             api=options.platform_api, detect_timeout=options.detect_timeout)
@@ -241,13 +253,18 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     platform_values = options.platform_env()
     log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
     sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
-    out = Path(output) if output else default_output(app)
-    with OutputDir(out) as target, tempfile.TemporaryDirectory(prefix="cnbsim-platform-") as tmp:
-        workspace, layers = target.path / "workspace", target.path / "layers"
-        _prepare_workspace(app, workspace, target.path)
+    target = OutputDir(output if output is not None else default_output(app), notice=log.warn)
+    cache = Cache(Path(cache_dir)) if cache_dir else None
+    _check_places(app, target.target, cache.path if cache else None)
+    if cache:
+        cache.check()
+    with target, _too_deep_is_an_error(target.target):
+        final, stage = target.target, target.path
+        workspace, layers = stage / "workspace", stage / "layers"
+        _prepare_workspace(app, workspace, [final, *([cache.path] if cache else [])])
         layers.mkdir()
-        write_platform_dir(Path(tmp), platform_values)
-        platform = Platform(app_dir=workspace, platform_dir=Path(tmp), layers_dir=layers,
+        write_platform_dir(target.platform_dir, platform_values)
+        platform = Platform(app_dir=workspace, platform_dir=target.platform_dir, layers_dir=layers,
                             api=options.platform_api, detect_timeout=options.detect_timeout,
                             build_timeout=options.build_timeout)
         t0 = time.perf_counter()
@@ -256,35 +273,83 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         write_toml(layers / "group.toml", group_to_toml(detected.group))
         write_toml(layers / "plan.toml", detected.plan.to_toml())
         t1 = time.perf_counter()
-        cache = Cache(Path(cache_dir)) if cache_dir else None
         if cache and clear_cache:
             cache.clear()
-        previous = target.previous / "layers" if (target.previous / "layers").is_dir() else None
+        previous = final / "layers" if target.current and (final / "layers").is_dir() else None
         log.phase("RESTORING")
         restored = restore(detected.group, layers, previous, cache, log)
+        for toml in layers.glob("*/*.toml"):     # restored metadata names the output: buildpacks see the work dir
+            relocate(toml, str(final), str(stage))
         t2 = time.perf_counter()
         log.phase("BUILDING")
         outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
         status = reuse_layers(outcome, previous, restored, log)
         secrets = options.secrets()
-        for warning in leaks.check(secrets, layers=layers, workspace=workspace, source=app,
-                                   texts={"the build log": log.text}, shown_root=target.path):
+        for warning in leaks.check(secrets, output=stage, source=app, texts={"the build log": log.text}):
             log.warn(warning)
+        # Buildpacks wrote the work dir's path into layers (env files, scripts, links): make it the output's.
+        relocate(stage, str(stage), str(final))
         t3 = time.perf_counter()
         if cache:
             log.phase("CACHING")
-            cache.save(outcome, layers, status, log)
-        result = BuildResult(app=app, output=target.path, sources=sources, detect=detected, outcome=outcome,
+            cache.save(outcome, final / "layers", status, log)
+        result = BuildResult(app=app, output=stage, sources=sources, detect=detected, outcome=outcome,
                              log=log.text, layer_status=status,
                              timings={"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2,
                                       "cache": time.perf_counter() - t3})
         normalize = reportmod.Normalizer(
-            {str(layers): "/layers", str(workspace): "/workspace", str(target.path): "/output",
-             str(Path(tmp)): "/platform"},
+            {str(layers): "/layers", str(workspace): "/workspace", str(stage): "/output",
+             str(final / "layers"): "/layers", str(final / "workspace"): "/workspace", str(final): "/output",
+             str(target.platform_dir): "/platform"},
             log.secrets)
         report = reportmod.build_report(result, normalize, reportmod.HostPython.current())
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
-        (target.path / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")
-        (target.path / "build.log").write_text(normalize(log.text), encoding="utf-8")
-        object.__setattr__(result, "report", report)
-    return result
+        (stage / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")
+        (stage / "build.log").write_text(normalize(log.text), encoding="utf-8")
+        target.commit()
+    return rebase(replace(result, report=report), str(stage), str(final))
+
+
+@contextlib.contextmanager
+def _too_deep_is_an_error(stage: Path) -> Iterator[None]:
+    """A directory tree deeper than the copy and walk functions recurse is a build error, not a crash."""
+    try:
+        yield
+    except RecursionError:
+        raise BuildError("a buildpack left a directory tree that nests too deeply to copy or check",
+                         file=stage, hint="a layer's tree must nest less than a few hundred levels") from None
+
+
+def _check_places(app: Path, output: Path, cache: Path | None) -> None:
+    """Refuse an output or cache whose replacement would delete the app (or each other)."""
+    if is_inside(app, output):
+        raise ConfigError("the output is the app dir or contains it: replacing the output would delete the app",
+                          file=output, field="--output", hint="choose an output outside the app dir")
+    if cache is None:
+        return
+    for other, what in ((app, "the app dir"), (output, "the output")):
+        if is_inside(other, cache):
+            raise ConfigError(f"the cache dir is {what} or contains it: replacing the cache would delete it",
+                              file=cache, field="--cache-dir", hint="choose a cache dir of its own")
+    if is_inside(cache, output):
+        raise ConfigError("the cache dir lies inside the output, which each build replaces",
+                          file=cache, field="--cache-dir", hint="choose a cache dir outside the output")
+
+
+def rebase(value: Any, old: str, new: str) -> Any:
+    """`value` (a model, or strings and paths in it) with the path `old` replaced by `new`."""
+    if isinstance(value, Path):
+        text = str(value)
+        return Path(new + text[len(old):]) if text == old or text.startswith(old + "/") else value
+    if type(value) is str:
+        return value.replace(old, new)
+    if isinstance(value, tuple):
+        return tuple(rebase(v, old, new) for v in value)
+    if isinstance(value, list):
+        return [rebase(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {rebase(k, old, new): rebase(v, old, new) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: rebase(getattr(value, f.name), old, new)
+                                 for f in dataclasses.fields(value) if f.init})
+    return value

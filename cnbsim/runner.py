@@ -27,7 +27,7 @@ from typing import IO, Any, Mapping, Sequence, TextIO
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
 from cnbsim.output import BuiltOutput
-from cnbsim.tomlio import read_toml
+from cnbsim.tomlio import parse_json, read_json, read_toml
 
 RESULT_MARKER = "PlanQK:Job:MultilineResult"
 INPUT_ROOT_VAR = "PLANQK_INPUT_ROOT"      # the runtime's configurable input root (default /var/input)
@@ -40,20 +40,8 @@ CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def read_json_input(path: Path | str, what: str) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file not found", file=path, hint=f"check the --{what} path")
-    except IsADirectoryError:
-        raise ConfigError(f"{what} must be a file, not a directory", file=path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} file: {getattr(exc, 'strerror', None) or exc}", file=path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          file=path, hint="fix the JSON (e.g. check quotes and commas)")
+    """A `--data`/`--params` JSON file, bounded in size and depth (tomlio's limits)."""
+    return read_json(Path(path), what=f"--{what} file")
 
 
 @dataclass
@@ -76,10 +64,8 @@ class Job:
             path = self.output_dir / name
             if path.is_file():
                 text = path.read_text(encoding="utf-8", errors="replace")
-                try:
-                    return True, json.loads(text)
-                except json.JSONDecodeError:
-                    return True, text        # output.txt of a custom runtime that wrote a bare string
+                parsed, value = _json_value(text)
+                return True, value if parsed else text    # output.txt of a custom runtime: a bare string
         return parse_result(stdout)
 
     def close(self) -> None:
@@ -270,13 +256,16 @@ def parse_result(stdout: str) -> tuple[bool, Any]:
     if len(marks) < 2:
         for line in reversed(lines):  # the single-line form of custom runtimes
             if line.startswith("PlanQK:Job:Result:"):
-                try:
-                    return True, json.loads(line.split(":", 3)[3])
-                except json.JSONDecodeError:
-                    return False, None
+                return _json_value(line.split(":", 3)[3])
         return False, None
     start_, end = marks[-2], marks[-1]
+    return _json_value("\n".join(lines[start_ + 1:end]))
+
+
+def _json_value(text: str) -> tuple[bool, Any]:
+    """(True, value) for JSON within tomlio's size and depth limits, else (False, None): a process's
+    result is untrusted input, and a deeply nested one must not crash cnbsim."""
     try:
-        return True, json.loads("\n".join(lines[start_ + 1:end]))
-    except json.JSONDecodeError:
+        return True, parse_json(text, path="the process's result", what="the result")
+    except ConfigError:
         return False, None

@@ -1,15 +1,21 @@
 """The `cnbsim` command: pack-like verbs (build, detect, run, inspect, serve, export) and the
 lifecycle-compatible phases (`cnbsim lifecycle detector|builder|launcher`).
 
-Every error is one line on stderr (`ERROR: ...`) and an exit code from the Platform API
-where it names one (20/21 detect, 51/52 build, 12 buildpack API, 82 launch); never a traceback.
+Every error is one line on stderr (`ERROR: ...`, secrets redacted) and an exit code from
+`EXIT_CODES`: the Platform API's where it names one, cnbsim's own otherwise; never a traceback.
+SIGTERM and SIGHUP are handled as SIGINT is: the build stops, its work dirs are removed, the
+previous output stays, and the exit code is 128 + the signal's number.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
+import threading
+import traceback
 import sys
 import time
 from pathlib import Path
@@ -17,8 +23,49 @@ from typing import Any, Sequence, TextIO
 
 from cnbsim import __version__
 from cnbsim.errors import CnbsimError, ConfigError
+from cnbsim.leaks import MIN_LENGTH, SECRET_NAME_PATTERNS, redact
 
-EPILOG = "Docs: README.md of the cnbsim repository. Exit codes follow the CNB Platform API."
+EPILOG = ("Docs: README.md of the cnbsim repository. Exit codes follow the CNB Platform API "
+          "(README: Exit codes); 128+N when stopped by signal N.")
+
+# Every exit code `cnbsim` gives (README "Exit codes" lists the same table).
+EXIT_CODES = {
+    0: "success",
+    1: "bad input: a file, directory or option is missing or invalid, or cnbsim refuses to replace a directory",
+    2: "usage: unknown verb or option (argparse)",
+    11: "platform API incompatible", 12: "buildpack API incompatible",
+    20: "detect: no group passed", 21: "detect: a buildpack errored", 22: "detect: other error",
+    51: "build: a bin/build failed", 52: "build: other error", 53: "build: a secret leaked into the output",
+    62: "export error", 82: "launch: failed to launch",
+    70: "internal error (a bug in cnbsim: please report it)", 74: "I/O error (disk full, permission denied)",
+    129: "interrupted by SIGHUP", 130: "interrupted by SIGINT (Ctrl-C)", 143: "interrupted by SIGTERM",
+}
+INTERNAL_ERROR, IO_ERROR = 70, 74
+
+
+class Interrupted(KeyboardInterrupt):
+    """A SIGINT, SIGTERM or SIGHUP: unwinds like Ctrl-C, so every `finally` and `with` cleans up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):   # once: later signals must not cut the cleanup
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _timeout(value: str) -> float:
+    """`--timeout`: a finite number of seconds above zero."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > 10 ** 7:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number of seconds above 0 (at most 10000000)")
+    return seconds
 
 
 def _color(stream: TextIO) -> bool:
@@ -33,11 +80,9 @@ def parse_env(pairs: Sequence[str], env_file: str | None) -> dict[str, str]:
     """`--env K=V` (or `--env K`, taken from this shell, like pack) and `--env-file FILE` lines."""
     out: dict[str, str] = {}
     if env_file:
+        from cnbsim.tomlio import MAX_TOML_BYTES, read_bounded
         path = Path(env_file)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ConfigError(f"cannot read env file: {exc.strerror}", file=path, hint="check the --env-file path")
+        lines = (read_bounded(path, what="env file", limit=MAX_TOML_BYTES) or "").splitlines()
         for n, line in enumerate(lines, start=1):
             line = line.strip()
             if not line or line.startswith("#"):
@@ -76,7 +121,7 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
                    help="stub: package managers record what they would install (fast, default); "
                         "real: install into the layers with virtualenv + pip")
     p.add_argument("--wheelhouse", metavar="DIR", help="real mode: install from these wheels only (offline)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
+    p.add_argument("--timeout", type=_timeout, metavar="SECONDS",
                    help="kill a bin/detect or bin/build that runs longer (defaults 60s / 1800s)")
     p.add_argument("--json", action="store_true", help="print the JSON result on stdout, logs on stderr")
     p.add_argument("-v", "--verbose", action="store_true", help="show debug lines (detect output, plan tries)")
@@ -114,8 +159,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--oci", metavar="DIR", help="also export an OCI image layout to DIR")
     b.add_argument("--tag", metavar="NAME", help="with --oci: the image's tag")
     b.add_argument("--secret-env", action="append", default=[], metavar="NAME",
-                   help="treat this env var as a secret for the leak check (besides *TOKEN*, *SECRET*, "
-                        "*PASSWORD*, *_KEY)")
+                   help="treat this env var as a secret for the leak check (besides names matching "
+                        f"{', '.join(SECRET_NAME_PATTERNS)})")
 
     d = sub.add_parser("detect", help="run detection alone and say which group passes, or why none does",
                        epilog=EPILOG)
@@ -211,19 +256,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     handler = {"build": cmd_build, "detect": cmd_detect, "run": cmd_run, "inspect": cmd_inspect,
                "serve": cmd_serve, "export": cmd_export, "package": cmd_package}[args.verb]
+    args.secrets = ()            # set by _options: values every error message hides
+    handlers = _on_signals()
     try:
         return handler(args)
+    except Interrupted as exc:
+        print(f"ERROR: interrupted by {signal.Signals(exc.signum).name}; the previous output is kept, "
+              "nothing was left half-written", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
-        print("ERROR: interrupted; nothing was left half-written", file=sys.stderr)
-        return 130
+        print("ERROR: interrupted; the previous output is kept, nothing was left half-written", file=sys.stderr)
+        return 128 + signal.SIGINT
     except CnbsimError as exc:
         from cnbsim.phase.detect import DetectFailed
         if isinstance(exc, DetectFailed):
             print(exc.explain(), file=sys.stderr)
-            print(f"ERROR: failed to detect: {exc.message}", file=sys.stderr)
+            _error(f"failed to detect: {exc.message}", args)
         else:
-            print(f"ERROR: {exc}", file=sys.stderr)
+            _error(str(exc), args)
         return exc.exit_code
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}", args)
+        return IO_ERROR
+    except Exception as exc:      # a bug: one line, the traceback only on request
+        if os.environ.get("CNBSIM_DEBUG"):
+            traceback.print_exc()
+        _error(f"internal error: {type(exc).__name__}: {exc} (a bug in cnbsim; set CNBSIM_DEBUG=1 "
+               "for the traceback and report it)", args)
+        return INTERNAL_ERROR
+    finally:
+        _restore_signals(handlers)
+
+
+def _error(message: str, args: argparse.Namespace) -> None:
+    print(f"ERROR: {redact(message, args.secrets)}", file=sys.stderr)
+
+
+def _on_signals() -> dict[int, Any]:
+    """Handle SIGTERM and SIGHUP as SIGINT (main thread only: Python runs handlers there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+
+def _restore_signals(handlers: dict[int, Any]) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOptions
@@ -233,7 +312,9 @@ def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOpt
                                   buildpack_store=tuple(Path(d) for d in args.buildpack_store), **extra)
     if args.timeout:
         kwargs.update(detect_timeout=args.timeout, build_timeout=args.timeout)
-    return BuildOptions(**kwargs)
+    options = BuildOptions(**kwargs)
+    args.secrets = tuple(v for v in options.secrets().values() if len(v) >= MIN_LENGTH)
+    return options
 
 
 def _logger(args: argparse.Namespace):  # noqa: ANN202 - Logger
@@ -352,14 +433,58 @@ def _human(n: int) -> str:
     return str(n)
 
 
+class _MapOf:
+    """A shape: a JSON object with any keys, each value of `shape`."""
+
+    def __init__(self, shape: Any) -> None:
+        self.shape = shape
+
+
+# What `inspect` reads of report.json (the report module writes more).
+_REPORT_SHAPE = {
+    "buildpacks": [{"id": str, "version": str, "api": str,
+                    "layers": [{"name": str, "types": _MapOf(bool), "files": int}]}],
+    "processes": [{"type": str, "command": [str], "args": [str], "default": bool, "direct": bool,
+                   "buildpack_id": str}],
+    "launch_env": _MapOf(_MapOf(str)),
+}
+
+
+def _check_shape(value: Any, shape: Any, path: Path, where: str) -> None:
+    """Raise a ConfigError naming the first field of `value` that does not have `shape`."""
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"expected {expected}, found {type(value).__name__}", file=path, field=where or "(top)",
+                           hint="the report is damaged or not cnbsim's: rebuild with cnbsim build")
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise wrong("an object")
+        for key, sub in shape.items():
+            if key not in value:
+                raise ConfigError("missing", file=path, field=f"{where}.{key}".lstrip("."),
+                                  hint="the report is damaged or not cnbsim's: rebuild with cnbsim build")
+            _check_shape(value[key], sub, path, f"{where}.{key}".lstrip("."))
+    elif isinstance(shape, list):
+        if not isinstance(value, list):
+            raise wrong("an array")
+        for i, item in enumerate(value):
+            _check_shape(item, shape[0], path, f"{where}[{i}]")
+    elif isinstance(shape, _MapOf):
+        if not isinstance(value, dict):
+            raise wrong("an object")
+        for key, item in value.items():
+            _check_shape(item, shape.shape, path, f"{where}.{key}".lstrip("."))
+    elif not isinstance(value, shape) or (shape is int and isinstance(value, bool)):
+        raise wrong({str: "a string", bool: "true or false", int: "an integer"}[shape])
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from cnbsim.output import BuiltOutput
     output = BuiltOutput.open(args.output)
+    from cnbsim.model.buildpack import escape_id
+    from cnbsim.tomlio import read_json
     report_path = output.path / "report.json"
-    try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read the build report: {exc}", file=report_path, hint="rebuild with cnbsim build")
+    report = read_json(report_path, what="build report")
+    _check_shape(report, _REPORT_SHAPE, report_path, "")
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
         return 0
@@ -377,7 +502,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for b in report["buildpacks"]:
         for layer in b["layers"]:
             types = [t for t, on in layer["types"].items() if on]
-            size = _dir_size(output.layers_dir / b["id"].replace("/", "_") / layer["name"])
+            size = _dir_size(output.layers_dir / escape_id(b["id"]) / escape_id(layer["name"]))
             print(f"  {b['id']}:{layer['name']}  [{', '.join(types)}]  {_human(size)}, {layer['files']} files")
     print(_bold("Launch env:", color))
     for ptype, env in report["launch_env"].items():

@@ -113,6 +113,7 @@ def detect(order: tuple[OrderGroup, ...], store: BuildpackStore, platform: Platf
     for group in order:          # lc verifyOrder: every top-level buildpack's API, before anything runs
         for el in group.group:
             store.lookup(el.id, el.version).api_version
+    _check_no_cycle(order, store)
     try:
         group, plan = detector.detect_order(order, [], [], optional=False)
     except _Failed as failed:
@@ -124,6 +125,30 @@ def detect(order: tuple[OrderGroup, ...], store: BuildpackStore, platform: Platf
     for level, message in detector.buffer:
         log.log(level, message)
     return DetectResult(group, plan, detector.runs, tuple(detector.outcomes))
+
+
+def _check_no_cycle(order: tuple[OrderGroup, ...], store: BuildpackStore) -> None:
+    """A composite whose [[order]] includes itself, directly or through others, is an error, not an
+    endless expansion. (The lifecycle does not check this; pack refuses such a builder.)"""
+    finished: set[str] = set()
+
+    def visit(order: tuple[OrderGroup, ...], path: tuple[BuildpackDescriptor, ...]) -> None:
+        for group in order:
+            for el in group.group:
+                try:
+                    desc = store.lookup(el.id, el.version)
+                except ConfigError:
+                    continue          # reported where detection reaches it
+                if not desc.is_composite or desc.key in finished:
+                    continue
+                if any(p.key == desc.key for p in path):
+                    cycle = " -> ".join([*(p.key for p in path[[p.key for p in path].index(desc.key):]), desc.key])
+                    raise DetectError(f"composite buildpack {desc.key} includes itself through its [[order]] "
+                                      f"({cycle})", file=desc.root / "buildpack.toml", field="order",
+                                      hint="remove the group entry that leads back to it", exit_code=22)
+                visit(desc.order, (*path, desc))
+                finished.add(desc.key)
+    visit(order, ())
 
 
 class _Detector:

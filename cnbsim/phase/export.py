@@ -14,19 +14,20 @@ that has `cnbsim` (and its Python) on PATH. Not emulated: the SBOM layer, extens
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import re
-import secrets
 import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from cnbsim.cache import REBUILT, RESTORED, REUSED
 from cnbsim.errors import BuildError, CnbsimError, ExportError
+from cnbsim.fs import AtomicDir, DirKind
 from cnbsim.log import Logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
@@ -136,7 +137,7 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
     run = read_run_image(Path(run_image)) if run_image is not None else None
     created = _created(api, say)
     oci_dir = Path(oci_dir).absolute()
-    with _Staging(oci_dir) as staging:
+    with _Staging(oci_dir, say) as staging:
         previous = PreviousImage.find(staging.old, tag, LIFECYCLE_METADATA_LABEL, say.debug) if staging.old else None
         image = ImageWriter(staging.path, previous, compress, created)
         if run is not None:
@@ -570,31 +571,38 @@ def _check_tag(tag: str) -> str:
 # The layout directory: built aside, swapped in
 
 
-class _Staging:
-    """Build the new layout next to `target`, then swap it in: a failure leaves `target` as it was."""
+@contextlib.contextmanager
+def _export_errors() -> Iterator[None]:
+    """cnbsim errors raised while placing the layout, as ExportErrors."""
+    try:
+        yield
+    except ExportError:
+        raise
+    except CnbsimError as exc:
+        raise ExportError(exc.message, file=exc.file, field=exc.field, hint=exc.hint) from None
 
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        self.aside = target.with_name(f".{target.name}.cnbsim-previous")
-        self.path = target.with_name(f".{target.name}.cnbsim-staging-{os.getpid()}-{secrets.token_hex(4)}")
+
+class _Staging(AtomicDir):
+    """The new layout, built beside `target` and swapped in: a failure leaves `target` as it was."""
+
+    def __init__(self, target: Path, say: _Say) -> None:
+        super().__init__(target, DirKind.OCI_LAYOUT, "OCI layout", notice=say.warn)
         self.old: Layout | None = None   # the layout being replaced
 
     def __enter__(self) -> "_Staging":
-        if self.aside.exists() and not self.target.exists():
-            self.aside.rename(self.target)   # a crash left the last good layout aside
-        shutil.rmtree(self.aside, ignore_errors=True)
-        if self.target.exists() and not (self.target / "oci-layout").is_file() and (
-                not self.target.is_dir() or any(self.target.iterdir())):
-            raise ExportError("exists and is not an OCI image layout; refusing to replace it", file=self.target,
-                              hint="choose another --oci directory (an empty one, or a layout to update)")
-        if (self.target / "oci-layout").is_file():
-            self.old = Layout(self.target, "the OCI layout to update")
+        with _export_errors():
+            super().__enter__()
         try:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            self.path.mkdir()
-        except OSError as exc:
-            raise ExportError(f"cannot create the OCI layout: {exc.strerror}", file=self.target) from None
+            if self.current is not None:
+                self.old = Layout(self.current, "the OCI layout to update")
+        except BaseException:
+            self.__exit__()            # entering failed: no `with` body, so no __exit__ either
+            raise
         return self
+
+    def commit(self) -> None:
+        with _export_errors():
+            super().commit()
 
     def write_index(self, entry: dict[str, Any], tag: str, say: _Say) -> None:
         """index.json: the old entries (their blobs kept) but this tag's, which `entry` replaces in place."""
@@ -626,12 +634,3 @@ class _Staging:
                     self._copy_blobs(old, child, say)
         except (CnbsimError, OSError, AttributeError) as exc:
             say.warn(f"an image already in the OCI layout is incomplete: {exc}")
-
-    def commit(self) -> None:
-        if self.target.exists():
-            self.target.rename(self.aside)
-        self.path.rename(self.target)
-        shutil.rmtree(self.aside, ignore_errors=True)
-
-    def __exit__(self, *exc: Any) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cnbsim.cache import Cache
 from cnbsim.errors import BuildError
-from cnbsim.fs import is_regular, special_files
+from cnbsim.fs import relocate, special_files
 from cnbsim.log import Logger
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import escape_id
@@ -104,32 +104,3 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             restored[(el.id, name)] = Restored((el.id, name), "previous", "")
             log.debug(f"Restoring metadata for \"{el.id}:{name}\" from app image")
     return restored
-
-
-def relocate(root: Path, old: str, new: str) -> None:
-    """Replace the path `old` by `new` in the files and link targets under `root`."""
-    old_b, new_b = old.encode(), new.encode()
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            path = Path(dirpath, name)
-            if not path.is_symlink() and not is_regular(str(path)):
-                continue
-            if path.is_symlink():
-                target = os.readlink(path)
-                if old in target:
-                    path.unlink()
-                    path.symlink_to(target.replace(old, new))
-                continue
-            data = path.read_bytes()
-            if old_b in data:
-                mode = path.stat().st_mode
-                path.unlink()
-                path.write_bytes(data.replace(old_b, new_b))
-                path.chmod(mode)
-    for dirpath, dirnames, _ in os.walk(root):
-        for name in dirnames:
-            path = Path(dirpath, name)
-            if path.is_symlink() and old in os.readlink(path):
-                target = os.readlink(path)
-                path.unlink()
-                path.symlink_to(target.replace(old, new))

@@ -109,7 +109,7 @@ def test_failed_build_leaves_the_previous_output_untouched(service, bps, tmp_pat
     assert res.returncode == 51
     assert "ERROR: " in res.stderr and "exit status 2" in res.stderr
     assert (out / "report.json").read_text() == before
-    assert not list(tmp_path.glob("out.cnbsim-*"))
+    assert not list(tmp_path.glob(".out.cnbsim-*"))
 
 
 def test_refuses_to_replace_a_directory_that_is_not_a_cnbsim_output(service, tmp_path):
@@ -145,7 +145,7 @@ def test_unsupported_buildpack_api_is_exit_12(bps, app, tmp_path):
     (["build", "does-not-exist"], "app directory does not exist"),
     (["build", ".", "-b", "no/such-buildpack"], "unknown buildpack 'no/such-buildpack'"),
     (["build", ".", "--env", "=x"], "is not KEY=VALUE"),
-    (["build", ".", "--env-file", "missing.env"], "cannot read env file"),
+    (["build", ".", "--env-file", "missing.env"], "env file not found"),
     (["run", "not-an-output"], "is not a cnbsim build output"),
     (["inspect", "not-an-output"], "is not a cnbsim build output"),
 ])
@@ -189,8 +189,8 @@ def test_run_json_prints_only_the_result_and_passes_args_and_exit_code(service, 
 
 @pytest.mark.parametrize("make, message", [
     (lambda d: None, "data file not found"),
-    (lambda d: (d / "in.json").write_text("{not json"), "data is not valid JSON"),
-    (lambda d: (d / "in.json").mkdir(), "must be a file"),
+    (lambda d: (d / "in.json").write_text("{not json"), "--data file is not valid JSON"),
+    (lambda d: (d / "in.json").mkdir(), "--data file is a directory, expected a file"),
 ])
 def test_run_rejects_bad_data_files(service, tmp_path, make, message):
     app, bp = service
@@ -251,7 +251,7 @@ def test_ctrl_c_during_a_build_stops_it_and_keeps_the_previous_output(service, b
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert err.strip().splitlines()[-1] == "ERROR: interrupted; nothing was left half-written"
+    assert err.strip().splitlines()[-1].startswith("ERROR: interrupted by SIGINT; the previous output is kept")
     assert "Traceback" not in err
     assert (out / "report.json").read_text() == before
-    assert not list(tmp_path.glob("out.cnbsim-*"))
+    assert not list(tmp_path.glob(".out.cnbsim-*"))
