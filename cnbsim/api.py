@@ -20,7 +20,8 @@ from typing import Any, Mapping, Sequence
 
 from cnbsim import leaks
 from cnbsim import report as reportmod
-from cnbsim.phase.build import BuildOutcome, BuildpackBuild, Layer
+from cnbsim.model.layers import Layer
+from cnbsim.phase.build import BuildOutcome, BuildpackBuild
 from cnbsim.phase.build import build as build_phase
 from cnbsim.builder import Sources, resolve_sources
 from cnbsim.cache import Cache

@@ -37,6 +37,8 @@ SUPPORTED_BUILDPACK_APIS = tuple(ApiVersion(0, m) for m in range(7, 13))
 # Platform APIs: lc:api/apis.go supports 0.7 .. 0.15; cnbsim defaults to the newest.
 SUPPORTED_PLATFORM_APIS = tuple(ApiVersion(0, m) for m in range(7, 16))
 DEFAULT_PLATFORM_API = SUPPORTED_PLATFORM_APIS[-1]
+# What a buildpack that names no (or no valid) API in metadata.toml is taken to follow: the newest.
+DEFAULT_BUILDPACK_API = SUPPORTED_BUILDPACK_APIS[-1]
 
 
 def supported_range(apis: tuple[ApiVersion, ...]) -> str:

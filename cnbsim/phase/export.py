@@ -30,8 +30,9 @@ from cnbsim.errors import BuildError, CnbsimError, ExportError
 from cnbsim.log import Logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
-from cnbsim.model.launch import FORBIDDEN_TYPE_CHARS, Process, read_store_toml
-from cnbsim.model.layer import LayerTypes, parse_layer_toml
+from cnbsim.model.launch import FORBIDDEN_TYPE_CHARS, Process
+from cnbsim.model.layer import LayerTypes
+from cnbsim.model.layers import read_layers_dir
 from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.project import read_project_toml
@@ -45,7 +46,6 @@ from cnbsim.platform import RunTarget
 from cnbsim.phase.build import BuildOutcome
 from cnbsim.phase.restore import Restored
 from cnbsim.report import tree_digest
-from cnbsim.tomlio import read_toml
 
 # Re-exported: the exporter's public names (tests and callers import them from here).
 __all__ = ["APP_DIR", "LAUNCHER_PATH", "LAYERS_DIR", "OCI_CONFIG", "OCI_INDEX", "OCI_LAYER", "OCI_LAYER_GZIP",
@@ -234,36 +234,15 @@ class _BuildOutput(BuiltOutput):
 
 
 def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[_LaunchLayer, ...], dict[str, Any] | None]:
-    """lc:buildpack/layers.go ReadLayersDir: layer dirs and tomls, sorted by `<bp>:<layer>`; launch ones kept."""
-    bp_dir = layers_dir / escape_id(bp.id)
-    names: set[str] = set()
-    if bp_dir.is_dir():
-        for entry in os.scandir(bp_dir):
-            if entry.is_dir(follow_symlinks=False):
-                names.add(entry.name)
-            elif entry.name.endswith(".toml"):
-                names.add(entry.name[: -len(".toml")])
-    names -= {"launch", "build", "store"}
-    api = ApiVersion.parse(bp.api) if bp.api else ApiVersion(0, 10)
-    layers, malformed = [], []
-    for name in sorted(names, key=os.fsencode):
-        toml = bp_dir / f"{name}.toml"
-        if not toml.is_file():
-            continue  # a directory without a toml is not a layer
-        try:
-            raw = read_toml(toml, what="layer metadata file", error=ExportError)
-            meta = parse_layer_toml(raw, toml, api)
-        except CnbsimError as exc:
-            malformed.append((name, toml, exc))
-            continue
-        if meta.types.launch:
-            layers.append(_LaunchLayer(bp, name, bp_dir / name, meta.types, raw.get("metadata")))
-    if malformed:
-        ids = " ".join(f"{bp.id}:{name}" for name, _, _ in malformed)
-        raise ExportError(f"failed to parse metadata for layers '[{ids}]'", file=malformed[0][1],
-                          hint=malformed[0][2].message)
-    store = read_store_toml(bp_dir / "store.toml")
-    return tuple(layers), (store.metadata if store is not None else None)
+    """lifecycle phase/exporter.go addBuildpackLayers: the launch layers of ReadLayersDir; a malformed one fails."""
+    bp_layers = read_layers_dir(layers_dir, bp.id, error=ExportError)
+    if bp_layers.malformed:
+        ids = " ".join(m.identifier for m in bp_layers.malformed)
+        raise ExportError(f"failed to parse metadata for layers '[{ids}]'", file=bp_layers.malformed[0].error.file,
+                          hint=bp_layers.malformed[0].error.message)
+    layers = tuple(_LaunchLayer(bp, layer.name, layer.path, layer.types, layer.metadata.data)
+                   for layer in bp_layers.launch_layers())
+    return layers, (bp_layers.store.metadata if bp_layers.store is not None else None)
 
 
 

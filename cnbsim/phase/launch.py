@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from cnbsim.env import LAUNCH_ROOT_DIRS, Env
-from cnbsim.errors import CnbsimError, LaunchError
-from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
-from cnbsim.model.buildpack import escape_id
+from cnbsim.errors import LaunchError
+from cnbsim.model.api import DEFAULT_BUILDPACK_API, DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
-from cnbsim.model.layer import LayerMetadata, parse_layer_toml
+from cnbsim.model.layers import read_layers_dir
 from cnbsim.model.metadata import BuildMetadata, read_metadata_toml
-from cnbsim.tomlio import parse_toml, read_toml
+from cnbsim.tomlio import parse_toml
 
 
 @dataclass(frozen=True)
@@ -35,43 +34,33 @@ class LaunchPlan:
 
 
 def launch_layers(layers_dir: Path, metadata: BuildMetadata) -> list[tuple[str, list[Path]]]:
-    """Per buildpack (group order), its launch layer dirs sorted by name (cnb-spec.md 4.4.2, 7.1.5).
+    """Per buildpack (group order), its launch layer dirs in ReadLayersDir order (cnb-spec.md 4.4.2, 7.1.5).
 
-    In an image every layer dir is a launch layer; in a build output only those whose
-    `<layer>.toml` says `launch = true` would have been exported.
+    In an image every layer dir is a launch layer (its `<layer>.toml` files are not exported); in a
+    build output only those whose `<layer>.toml` says `launch = true` would have been, and a malformed
+    one would have failed the export (lifecycle phase/exporter.go).
     """
     out = []
     for bp in metadata.buildpacks:
-        bp_dir = layers_dir / escape_id(bp.id)
-        if not bp_dir.is_dir():
+        bp_layers = read_layers_dir(layers_dir, bp.id, error=LaunchError)
+        if not bp_layers.exists:
             continue
-        api = _api(bp.api)
-        layers = []
-        for d in sorted((p for p in bp_dir.iterdir() if p.is_dir()), key=lambda p: p.name):
-            toml = bp_dir / f"{d.name}.toml"
-            if not toml.exists():
-                if d.name.endswith(".ignore") or (bp_dir / "launch.toml").exists() or any(bp_dir.glob("*.toml")):
-                    continue  # a build output: a dir without <layer>.toml is not a layer
-                layers.append(d)  # an unpacked image: toml files are not exported
-                continue
-            if _layer_meta(toml, api).types.launch:
-                layers.append(d)
-        out.append((bp.id, layers))
+        if bp_layers.malformed:
+            bad = bp_layers.malformed[0].error
+            raise LaunchError(str(bad), exit_code=82)
+        if bp_layers.has_tomls:
+            chosen = bp_layers.launch_layers()
+        else:
+            chosen = tuple(layer for layer in bp_layers.layers if not layer.name.endswith(".ignore"))
+        out.append((bp.id, [layer.path for layer in chosen if layer.has_contents]))
     return out
 
 
-def _api(text: str) -> ApiVersion:
+def _bp_api(text: str) -> ApiVersion:
     try:
         return ApiVersion.parse(text)
     except ValueError:
-        return ApiVersion(0, 12)
-
-
-def _layer_meta(toml: Path, api: ApiVersion) -> LayerMetadata:
-    try:
-        return parse_layer_toml(read_toml(toml, what="layer metadata file", error=LaunchError), toml, api)
-    except CnbsimError as exc:
-        raise LaunchError(str(exc), exit_code=82)
+        return DEFAULT_BUILDPACK_API
 
 
 def launch_env(layers_dir: Path, metadata: BuildMetadata, process_type: str | None,
@@ -207,7 +196,7 @@ def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = N
         if bp is None:
             raise LaunchError(f"failed to find buildpack for process {process.type} with buildpack ID "
                               f"{process.buildpack_id}")
-        command, args = _user_args(process, user_args, _api(bp.api), platform_api)
+        command, args = _user_args(process, user_args, _bp_api(bp.api), platform_api)
         cwd = app_dir / process.working_dir if process.working_dir else app_dir
         process_for_plan = process
     if process.direct:

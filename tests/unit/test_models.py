@@ -529,39 +529,35 @@ LAYER = Path("/layers/my-bp/venv.toml")
 
 def test_layer_toml_reads_types_flags_and_metadata():
     meta = parse_layer_toml(parse_toml('[types]\nlaunch = true\ncache = true\n[metadata]\nsha = "abc"\n',
-                                       path=LAYER), LAYER, api("0.10"))
+                                       path=LAYER), LAYER)
     assert meta.types == LayerTypes(launch=True, build=False, cache=True)
     assert meta.types.any
     assert meta.metadata == {"sha": "abc"}
 
 
 def test_empty_layer_toml_has_no_types():
-    assert parse_layer_toml({}, LAYER, api("0.7")) == LayerMetadata()
+    assert parse_layer_toml({}, LAYER) == LayerMetadata()
     assert not LayerMetadata().types.any
 
 
 @pytest.mark.parametrize("flag", ["launch", "build", "cache"])
-@pytest.mark.parametrize("version", ["0.6", "0.7", "0.9", "0.12"])
-def test_top_level_layer_flag_is_rejected_from_api_0_6(flag, version):
+def test_top_level_layer_flag_is_rejected(flag):
     with pytest.raises(BuildError) as err:
-        parse_layer_toml({flag: False, "types": {"launch": True}}, LAYER, api(version))
+        parse_layer_toml({flag: False, "types": {"launch": True}}, LAYER)
     assert f"the launch, cache and build flags should be in the types table of {LAYER}" in str(err.value)
     assert err.value.field == flag
 
 
-def test_layer_flags_are_top_level_for_api_0_5_and_in_types_from_0_6():
+def test_layer_flags_are_written_in_types_and_read_back():
     meta = LayerMetadata(LayerTypes(launch=True, build=True), {"k": "v"})
-    old = meta.to_toml(api("0.5"))
-    new = meta.to_toml(api("0.6"))
-    assert old == {"launch": True, "build": True, "cache": False, "metadata": {"k": "v"}}
+    new = meta.to_toml()
     assert new == {"types": {"launch": True, "build": True, "cache": False}, "metadata": {"k": "v"}}
-    assert parse_layer_toml(old, LAYER, api("0.5")) == meta
-    assert parse_layer_toml(new, LAYER, api("0.6")) == meta
+    assert parse_layer_toml(new, LAYER) == meta
 
 
 def test_layer_flag_that_is_not_a_boolean_is_an_error_naming_the_field():
     with pytest.raises(BuildError) as err:
-        parse_layer_toml({"types": {"launch": "yes"}}, LAYER, api("0.10"))
+        parse_layer_toml({"types": {"launch": "yes"}}, LAYER)
     assert err.value.field == "types.launch"
 
 
