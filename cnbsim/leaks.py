@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from cnbsim.errors import BuildError
+from cnbsim.errors import BuildError, ExitCode
 from cnbsim.fs import is_regular
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|_KEY$", re.IGNORECASE)
@@ -24,7 +24,7 @@ MIN_LENGTH = 4   # shorter values would match everywhere; they are not searched 
 class SecretLeakError(BuildError):
     """A secret value was found in the build output."""
 
-    exit_code = 53
+    exit_code = ExitCode.SECRET_LEAK
 
 
 def secret_values(env: Mapping[str, str], extra_names: Iterable[str] = ()) -> dict[str, str]:

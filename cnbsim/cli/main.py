@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from cnbsim import __version__
-from cnbsim.errors import CnbsimError, ConfigError
+from cnbsim.errors import CnbsimError, ConfigError, ExitCode
 
 EPILOG = "Docs: README.md of the cnbsim repository. Exit codes follow the CNB Platform API."
 
@@ -162,14 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.args = process_args
     if not args.verb:
         parser.print_help()
-        return 0
+        return ExitCode.SUCCESS
     handler = {"build": cmd_build, "detect": cmd_detect, "run": cmd_run, "inspect": cmd_inspect,
                "serve": cmd_serve, "export": cmd_export}[args.verb]
     try:
         return handler(args)
     except KeyboardInterrupt:
         print("ERROR: interrupted; nothing was left half-written", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except CnbsimError as exc:
         from cnbsim.phase.detect import DetectFailed
         if isinstance(exc, DetectFailed):
@@ -211,7 +211,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         _export(result.output, Path(args.oci), args.tag, None, False, log)
     if args.json:
         sys.stdout.write(dumps(result.report))
-        return 0
+        return ExitCode.SUCCESS
     color = _color(sys.stdout)
     print(_bold("===> SUMMARY", color) if log.banners else "")
     print("Processes:")
@@ -227,7 +227,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"  {layer.buildpack_id}:{layer.name} [{', '.join(types)}]" + (f" ({status})" if status else ""))
     print(f"Output: {_shown(result.output)}")
     print(f"Built in {time.perf_counter() - started:.2f}s")
-    return 0
+    return ExitCode.SUCCESS
 
 
 def _shown(path: Path) -> str:
@@ -247,9 +247,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
                    "plan": [{"providers": [p.id for p in e.providers], "requires": [r.name for r in e.requires]}
                             for e in result.plan.entries]}, sys.stdout, indent=2)
         print()
-        return 0
+        return ExitCode.SUCCESS
     print(f"Detection passed: {len(result.group)} buildpacks in the group.")
-    return 0
+    return ExitCode.SUCCESS
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -321,7 +321,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot read the build report: {exc}", file=report_path, hint="rebuild with cnbsim build")
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        return 0
+        return ExitCode.SUCCESS
     color = _color(sys.stdout)
     print(_bold("Buildpacks:", color))
     width = max((len(b["id"]) for b in report["buildpacks"]), default=0)
@@ -343,7 +343,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  {ptype}:")
         for k, v in env.items():
             print(f"    {k}={v}")
-    return 0
+    return ExitCode.SUCCESS
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -363,7 +363,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cnbsim.log import Logger
     _export(Path(args.output), Path(args.oci), args.tag, args.run_image, args.uncompressed,
             Logger(stream=sys.stdout))
-    return 0
+    return ExitCode.SUCCESS
 
 
 if __name__ == "__main__":

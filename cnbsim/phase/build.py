@@ -14,7 +14,7 @@ from pathlib import Path
 from cnbsim import proc
 from cnbsim.buildpacks import BuildpackStore
 from cnbsim.env import BUILD_ROOT_DIRS, Env
-from cnbsim.errors import BuildError
+from cnbsim.errors import BuildError, ExitCode
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id
 from cnbsim.model.launch import (BuildToml, Label, LaunchToml, Process, Slice, StoreToml, read_build_toml,
@@ -127,7 +127,7 @@ def _run_build(desc: BuildpackDescriptor, bp_plan: BuildpackPlan, bp_dir: Path, 
                         on_line=log.raw)
     if done.code != 0:
         reason = done.error or f"exit status {done.code}"
-        raise BuildError(f"failed to build: {reason}", file=argv[0], exit_code=51,
+        raise BuildError(f"failed to build: {reason}", file=argv[0], exit_code=ExitCode.BUILD_FAILED_WITH_ERRORS,
                          hint=f"buildpack {desc.key} failed; its output is above")
     return done.output
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cnbsim import proc
 from cnbsim.buildpacks import BuildpackStore
-from cnbsim.errors import ConfigError, DetectError
+from cnbsim.errors import ConfigError, DetectError, ExitCode
 from cnbsim.log import Logger
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor
@@ -79,7 +79,7 @@ class DetectFailed(DetectError):
 
     def __init__(self, groups: tuple[GroupOutcome, ...], runs: dict[str, DetectRun], bp_error: bool) -> None:
         message = ("buildpack(s) failed with err" if bp_error else "no buildpacks participating")
-        super().__init__(message, exit_code=21 if bp_error else 20,
+        super().__init__(message, exit_code=ExitCode.DETECT_FAILED_WITH_ERRORS if bp_error else ExitCode.DETECT_FAILED,
                          hint="see why each group failed above")
         self.groups = groups
         self.runs = runs
@@ -158,7 +158,7 @@ class _Detector:
             except ConfigError as exc:
                 # the top-level order was verified before detection: this one is inside a composite
                 raise DetectError(f"failed to detect: {exc.message}", file=exc.file, hint=exc.hint,
-                                  exit_code=22) from None
+                                  exit_code=ExitCode.DETECT_ERROR) from None
             if desc.is_composite:
                 return self.detect_order(desc.order, done, elements[i + 1:], el.optional)
             el = GroupElement(el.id, desc.version, el.optional, desc.api, desc.info.homepage)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from cnbsim.env import LAUNCH_ROOT_DIRS, Env
-from cnbsim.errors import LaunchError
+from cnbsim.errors import ExitCode, LaunchError
 from cnbsim.model.api import DEFAULT_BUILDPACK_API, DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
 from cnbsim.model.layers import read_layers_dir
@@ -47,7 +47,7 @@ def launch_layers(layers_dir: Path, metadata: BuildMetadata) -> list[tuple[str, 
             continue
         if bp_layers.malformed:
             bad = bp_layers.malformed[0].error
-            raise LaunchError(str(bad), exit_code=82)
+            raise LaunchError(str(bad), exit_code=ExitCode.LAUNCH_ERROR)
         if bp_layers.has_tomls:
             chosen = bp_layers.launch_layers()
         else:
