@@ -27,12 +27,12 @@ from cnbsim.builder import Sources, resolve_sources
 from cnbsim.cache import Cache
 from cnbsim.phase.export import reuse_layers
 from cnbsim.phase.restore import restore
-from cnbsim.phase.detect import DetectFailed, DetectResult
+from cnbsim.phase.detect import DetectResult
 from cnbsim.phase.detect import detect as detect_phase
 from cnbsim.errors import ConfigError
 from cnbsim.fs import special_files
 from cnbsim.phase.launch import launch_env
-from cnbsim.log import Logger
+from cnbsim.log import Logger, Redactor
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
 from cnbsim.model.order import GroupElement, group_to_toml
@@ -199,22 +199,12 @@ def default_output(app: Path) -> Path:
     return Path.cwd() / "cnbsim-out" / app.absolute().name
 
 
-def _detect_redacted(sources: Sources, platform: Platform, log: Logger) -> DetectResult:
-    """The detect phase; a failure's account of buildpack output hides the build's secrets."""
-    try:
-        return detect_phase(sources.order, sources.store, platform, log)
-    except DetectFailed as failed:
-        failed.secrets = log.secrets
-        raise
-
-
 def detect(app: Path | str, *, builder: Path | str | None = None,
            buildpacks: Sequence[Path | str] | None = None, options: BuildOptions | None = None,
            log: Logger | None = None, **kwargs: Any) -> DetectResult:
     """Run detection alone on a copy of `app`; raises DetectFailed when no group passes."""
     options = options or BuildOptions(**kwargs)
-    log = log or Logger(stream=None)
-    log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
+    log = (log or Logger(stream=None)).with_secrets(Redactor(options.secrets().values()))
     app = _check_app(Path(app))
     sources = resolve_sources(builder, buildpacks, log)
     with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
@@ -223,7 +213,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
         write_platform_dir(platform_dir, options.platform_env())
         platform = Platform(app_dir=workspace, platform_dir=platform_dir, layers_dir=Path(tmp) / "layers",
                             api=options.platform_api, detect_timeout=options.detect_timeout)
-        return _detect_redacted(sources, platform, log)
+        return detect_phase(sources.order, sources.store, platform, log)
 
 
 def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
@@ -235,11 +225,10 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     output at `output`, if any, is the "previous image" whose launch layers can be reused.
     """
     options = options or BuildOptions(**kwargs)
-    log = log or Logger(stream=None)
+    log = (log or Logger(stream=None)).with_secrets(Redactor(options.secrets().values()))
     app = _check_app(Path(app))
     started = time.perf_counter()
     platform_values = options.platform_env()
-    log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
     sources = resolve_sources(builder, buildpacks, log)
     out = Path(output) if output else default_output(app)
     with OutputDir(out) as target, tempfile.TemporaryDirectory(prefix="cnbsim-platform-") as tmp:
@@ -252,7 +241,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                             build_timeout=options.build_timeout)
         t0 = time.perf_counter()
         log.phase("DETECTING")
-        detected = _detect_redacted(sources, platform, log)
+        detected = detect_phase(sources.order, sources.store, platform, log)
         write_toml(layers / "group.toml", group_to_toml(detected.group))
         write_toml(layers / "plan.toml", detected.plan.to_toml())
         t1 = time.perf_counter()
@@ -281,7 +270,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         normalize = reportmod.Normalizer(
             {str(layers): "/layers", str(workspace): "/workspace", str(target.path): "/output",
              str(Path(tmp)): "/platform"},
-            log.secrets)
+            log.redact)
         report = reportmod.build_report(result, normalize)
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (target.path / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")

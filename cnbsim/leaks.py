@@ -1,7 +1,7 @@
 """The secret-leak check: a build fails if a secret given at build time ends up in its output.
 
-A platform env var is secret when its name contains TOKEN, SECRET or PASSWORD, ends in _KEY,
-or is named with `--secret-env`. After the build and before anything is exported, each such
+A platform env var is secret when its name matches log.SECRET_NAME_PATTERNS (TOKEN, SECRET,
+PASSWORD, ending in _KEY) or is named with `--secret-env`. After the build and before anything is exported, each such
 value is searched in every file of the layers dir (layer contents, env files, launch.toml, ...),
 in the workspace files the build added or changed, in the report and in the captured logs.
 A hit names the file and never shows the value.
@@ -10,15 +10,14 @@ A hit names the file and never shows the value.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from cnbsim.errors import BuildError, ExitCode
 from cnbsim.fs import is_regular
+from cnbsim.log import MIN_SECRET_LENGTH, is_secret_name
 
-SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|_KEY$", re.IGNORECASE)
-MIN_LENGTH = 4   # shorter values would match everywhere; they are not searched (with a warning)
+MIN_LENGTH = MIN_SECRET_LENGTH   # shorter values would match everywhere; they are not searched (with a warning)
 
 
 class SecretLeakError(BuildError):
@@ -30,7 +29,7 @@ class SecretLeakError(BuildError):
 def secret_values(env: Mapping[str, str], extra_names: Iterable[str] = ()) -> dict[str, str]:
     """name -> value of the platform env vars that are secrets."""
     names = set(extra_names)
-    return {k: v for k, v in env.items() if v and (SECRET_NAME.search(k) or k in names)}
+    return {k: v for k, v in env.items() if v and (is_secret_name(k) or k in names)}
 
 
 def _files(root: Path) -> Iterable[Path]:

@@ -14,29 +14,27 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from cnbsim.log import NO_SECRETS, Redactor
 from cnbsim.phase.launch import launch_env
 
 if TYPE_CHECKING:
     from cnbsim.api import BuildResult
 
 SCHEMA = 1
-REDACTED = "<redacted>"
 
 
 class Normalizer:
     """Replaces host paths by their image paths and secret values by a marker, in any JSON value."""
 
-    def __init__(self, paths: Mapping[str, str], secrets: Iterable[str] = ()) -> None:
+    def __init__(self, paths: Mapping[str, str], redact: Redactor = NO_SECRETS) -> None:
         self.pairs = sorted(((h, i) for h, i in paths.items() if h), key=lambda p: -len(p[0]))
-        self.secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        self.redact = redact
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, str):
             for host, image in self.pairs:      # paths first: a secret inside a path must not break it
                 value = value.replace(host, image)
-            for secret in self.secrets:
-                value = value.replace(secret, REDACTED)
-            return value
+            return self.redact(value)
         if isinstance(value, dict):
             return {self(k): self(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):

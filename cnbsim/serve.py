@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import IO, Any, Callable, TextIO
+from typing import IO, Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from cnbsim import sandbox
 from cnbsim.errors import CnbsimError, ConfigError
+from cnbsim.log import Logger
 from cnbsim.output import BuiltOutput
 from cnbsim.runner import Job, RunRequest, parse_result, start
 
@@ -61,19 +62,6 @@ TRUE_WORDS, FALSE_WORDS = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"
 
 def _now() -> str:
     return datetime.now().strftime(TIME_FORMAT)
-
-
-class _Log:
-    """Whole lines to the server's log stream, from any thread."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.lock = threading.Lock()
-
-    def line(self, text: str) -> None:
-        with self.lock:
-            self.stream.write(text + "\n")
-            self.stream.flush()
 
 
 class RequestError(Exception):
@@ -151,7 +139,7 @@ def _kill_group(process: subprocess.Popen) -> None:
 class JobTable:
     """The jobs of one server: started, watched, cancelled; one lock around all of them."""
 
-    def __init__(self, output: BuiltOutput, sandbox_mode: str, log: _Log) -> None:
+    def __init__(self, output: BuiltOutput, sandbox_mode: str, log: Logger) -> None:
         self.output = output
         self.sandbox_mode = sandbox_mode
         self.log = log
@@ -179,7 +167,7 @@ class JobTable:
                 record.status, record.ended_at = CANCELLED, _now()
             view = record.view()
         record.watcher.start()
-        self.log.line(f"job {record.id} started (pid {record.launched.process.pid})")
+        self.log.info(f"job {record.id} started (pid {record.launched.process.pid})")
         return view
 
     def find(self, job_id: str, *, with_output: bool = False) -> JobView | None:
@@ -219,7 +207,7 @@ class JobTable:
                 (record.stdout if is_stdout else record.stderr).append(line)
                 if interim is not None:
                     record.interim.append(interim[0])
-            self.log.line(f"[{record.id[:8]}] {line.rstrip()}")
+            self.log.info(f"[{record.id[:8]}] {line.rstrip()}")
         stream.close()
 
     def _watch(self, record: _Record) -> None:
@@ -241,7 +229,7 @@ class JobTable:
                 record.ended_at = _now()
             status = record.status
         record.launched.close()
-        self.log.line(f"job {record.id} {status} (exit code {record.exit_code})")
+        self.log.info(f"job {record.id} {status} (exit code {record.exit_code})")
 
 
 def _interim(line: str) -> tuple[Any] | None:
@@ -307,7 +295,7 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        self.table.log.line(f"error while answering {client_address[0]}: {sys.exc_info()[1]!r}")
+        self.table.log.info(f"error while answering {client_address[0]}: {sys.exc_info()[1]!r}")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -410,10 +398,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # http.server's own errors can come before the request line is parsed: no path then
-        self.server.table.log.line(f"{self.command or '-'} {getattr(self, 'path', '-')} {int(code)}")
+        self.server.table.log.info(f"{self.command or '-'} {getattr(self, 'path', '-')} {int(code)}")
 
     def log_message(self, format: str, *args: Any) -> None:
-        self.server.table.log.line(format % args)
+        self.server.table.log.info(format % args)
 
 
 def _bind(host: str, port: int, table: JobTable) -> _Server:
@@ -445,7 +433,7 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
         raise ConfigError("this build has no default process to run for each job", file=output.path,
                           hint=f"its process types: {known}; the job-template buildpack sets one")
     sandboxed = sandbox.use_sandbox(sandbox_mode)   # `--sandbox always` without bwrap fails here, not per job
-    log = _Log(sys.stderr)
+    log = Logger(stream=sys.stderr, keep=False)   # whole lines, from any thread
     table = JobTable(output, sandbox_mode, log)
     server = _bind(host, port, table)
     port = server.server_port
@@ -456,7 +444,7 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        log.line(f"warning: listening on {host}: anyone who can reach it can run jobs (there is no auth)")
+        log.info(f"warning: listening on {host}: anyone who can reach it can run jobs (there is no auth)")
     stop = stop or threading.Event()
 
     def shutdown_when_stopped() -> None:
@@ -472,9 +460,9 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
     try:
         server.serve_forever(poll_interval=0.1)   # how soon `stop` takes effect
     except KeyboardInterrupt:
-        log.line("interrupted")
+        log.info("interrupted")
     finally:
-        log.line("stopping: cancelling running jobs")
+        log.info("stopping: cancelling running jobs")
         table.close()
         server.server_close()
         if on_main_thread:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from cnbsim.cache import REBUILT, RESTORED, REUSED
 from cnbsim.errors import BuildError, CnbsimError, ExportError
-from cnbsim.log import Logger
+from cnbsim.log import Logger, as_logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.launch import FORBIDDEN_TYPE_CHARS, Process
@@ -128,7 +128,8 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
     `run_image` is an OCI layout dir (or `DIR:TAG`) whose layers go first. Other tags already in
     `oci_dir` are kept; the layout is replaced only once the new one is complete.
     """
-    say = _Say(log)
+    say = as_logger(log)
+    first_line = len(say.records)
     api = _platform_api(platform_api)
     tag = _check_tag(tag if tag is not None else DEFAULT_TAG)
     source = _BuildOutput.read(Path(output_dir).absolute())
@@ -157,7 +158,7 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
         staging.commit()
     return ExportResult(oci_dir=oci_dir, tag=tag, manifest_digest=manifest_desc["digest"],
                         manifest_size=manifest_desc["size"], config_digest=config_desc["digest"],
-                        layers=tuple(image.layers), log=tuple(say.lines))
+                        layers=tuple(image.layers), log=say.lines(first_line, ("info", "warn")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,38 +311,12 @@ def _process_types_layer(processes: tuple[Process, ...]) -> Callable[[TarWriter]
 # Writing the image
 
 
-class _Say:
-    """Log lines to a Logger or a callable, and keep the info lines for the ExportResult."""
-
-    def __init__(self, log: Logger | Callable[[str], None] | None) -> None:
-        self.log = log
-        self.lines: list[str] = []
-
-    def info(self, line: str) -> None:
-        self.lines.append(line)
-        if isinstance(self.log, Logger):
-            self.log.info(line)
-        elif self.log is not None:
-            self.log(line)
-
-    def warn(self, line: str) -> None:
-        self.lines.append(f"Warning: {line}")
-        if isinstance(self.log, Logger):
-            self.log.warn(line)
-        elif self.log is not None:
-            self.log(f"Warning: {line}")
-
-    def debug(self, line: str) -> None:
-        if isinstance(self.log, Logger):
-            self.log.debug(line)
-
-
 
 
 
 
 def _add_layers(image: ImageWriter, source: _BuildOutput, previous: PreviousImage | None,
-                say: _Say) -> dict[str, Any]:
+                say: Logger) -> dict[str, Any]:
     """Buildpack, app, launcher, config and process-types layers (lc:phase/exporter.go); returns the
     io.buildpacks.lifecycle.metadata label's content."""
     def prev(key: str) -> set[str]:
@@ -409,7 +384,7 @@ def _reuse_without_contents(image: ImageWriter, layer: _LaunchLayer, created_by:
 
 
 def _image_config(source: _BuildOutput, run: RunImage | None, image: ImageWriter, lc_meta: dict[str, Any],
-                  api: ApiVersion, exec_env: str, created: str, say: _Say) -> dict[str, Any]:
+                  api: ApiVersion, exec_env: str, created: str, say: Logger) -> dict[str, Any]:
     """The image config: the run image's, with the lifecycle's env, labels and workdir (4.1, 5.4)."""
     base = dict(run.config) if run else {}
     container = dict(base.get("config") or {})
@@ -517,7 +492,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default)
 
 
-def _created(api: ApiVersion, say: _Say) -> str:
+def _created(api: ApiVersion, say: Logger) -> str:
     """cnb-spec.md 5.5.5: SOURCE_DATE_EPOCH (Platform >= 0.9), else 1980-01-01T00:00:01Z."""
     when = NORMALIZED_TIME
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
@@ -575,7 +550,7 @@ class _Staging:
             raise ExportError(f"cannot create the OCI layout: {exc.strerror}", file=self.target) from None
         return self
 
-    def write_index(self, entry: dict[str, Any], tag: str, say: _Say) -> None:
+    def write_index(self, entry: dict[str, Any], tag: str, say: Logger) -> None:
         """index.json: the old entries (their blobs kept) but this tag's, which `entry` replaces in place."""
         entries, placed = [], False
         for e in self.old.entries() if self.old else []:
@@ -591,7 +566,7 @@ class _Staging:
         (self.path / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
         (self.path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}) + "\n", encoding="utf-8")
 
-    def _copy_blobs(self, old: Layout, desc: dict[str, Any], say: _Say) -> None:
+    def _copy_blobs(self, old: Layout, desc: dict[str, Any], say: Logger) -> None:
         """Everything `desc` reaches: an index's manifests, a manifest's config and layers."""
         try:
             link_blob(old.blob(desc.get("digest")), self.path / "blobs" / "sha256")

@@ -11,6 +11,7 @@ from typing import Iterable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnbsim.log import BufferedLogger
 from cnbsim.phase.resolve import resolve_plan
 from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import DetectPlan, Plan, PlanEntry, PlanOption, Provide, Provider, Require
@@ -67,10 +68,10 @@ def test_require_before_any_provide_fails_a_required_buildpack():
 
 
 def test_require_before_any_provide_drops_an_optional_buildpack():
-    log: list[tuple[str, str]] = []
+    log = BufferedLogger()
     result = resolve_plan([bp("a", requires=["x"], optional=True), bp("b", ["x"], ["x"])], log=log)
     assert ids(result) == ["b"]
-    assert ("debug", "skip: a@1 requires x") in log
+    assert ("debug", "skip: a@1 requires x") in log.records
 
 
 def test_unused_provide_fails_a_required_buildpack():
@@ -80,11 +81,11 @@ def test_unused_provide_fails_a_required_buildpack():
 
 
 def test_unused_provide_drops_an_optional_buildpack():
-    log: list[tuple[str, str]] = []
+    log = BufferedLogger()
     result = resolve_plan([bp("a", ["x"], optional=True), bp("b")], log=log)
     assert ids(result) == ["b"]
     assert result[1] == Plan()
-    assert ("debug", "skip: a@1 provides unused x") in log
+    assert ("debug", "skip: a@1 provides unused x") in log.records
 
 
 def test_provide_after_the_last_require_is_unused_even_if_an_earlier_provide_was_consumed():
@@ -164,10 +165,10 @@ def test_alternatives_are_tried_in_order_and_the_first_that_resolves_wins():
 def test_trials_vary_the_last_buildpack_first_so_the_first_buildpack_is_outermost():
     # (a0, b0) fails; (a0, b1) resolves with x; (a1, b0) would resolve with y.
     group = [bp("a", ["x"], ors=[option(["y"])]), bp("b", requires=["y"], ors=[option(requires=["x"])])]
-    log: list[tuple[str, str]] = []
+    log = BufferedLogger()
     result = resolve_plan(group, log=log)
     assert list(entries(result)) == ["x"]
-    assert [m for _, m in log if m.startswith("Resolving plan")] == [
+    assert [m for _, m in log.records if m.startswith("Resolving plan")] == [
         "Resolving plan... (try #1)", "Resolving plan... (try #2)"]
 
 
