@@ -64,7 +64,12 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("app", metavar="APP", help="the app (project) directory; it is copied, never modified")
     p.add_argument("--builder", metavar="FILE", help="a builder.toml (default: the embedded PlanQK builder)")
     p.add_argument("--buildpack", "-b", dest="buildpacks", action="append", default=[], metavar="DIR|ID",
-                   help="a buildpack dir, package.toml or id[@version]; repeat to form one group (like pack)")
+                   help="a buildpack dir, package.toml, .cnb file, oci:DIR[:TAG] or id[@version]; repeat to "
+                        "form one group (like pack)")
+    p.add_argument("--buildpack-store", action="append", default=[], metavar="DIR",
+                   help="a dir of saved buildpackages (.cnb files, OCI layouts from `skopeo copy ... oci:DIR:TAG`) "
+                        "that registry references resolve to before the offline stubs (also "
+                        "$CNBSIM_BUILDPACK_STORE)")
     p.add_argument("--env", "-e", action="append", default=[], metavar="K=V",
                    help="a platform env var for the buildpacks (repeatable; K alone takes it from this shell)")
     p.add_argument("--env-file", metavar="FILE", help="KEY=VALUE lines, as platform env vars")
@@ -142,6 +147,20 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--run-image", metavar="OCI-DIR", help="an OCI layout to put the layers on top of")
     x.add_argument("--uncompressed", action="store_true", help="write uncompressed tar layers")
 
+    k = sub.add_parser("package", help="package a buildpack as a .cnb file or OCI layout (like pack buildpack package)",
+                       description="Write a buildpackage as `pack buildpack package` does: one layer per buildpack "
+                                   "(/cnb/buildpacks/<id>/<version>), the io.buildpacks.buildpackage.metadata and "
+                                   "io.buildpacks.buildpack.layers labels; reproducible.", epilog=EPILOG)
+    k.add_argument("output", metavar="OUTPUT", help="the .cnb file (--format file) or OCI layout dir (--format oci)")
+    k.add_argument("--config", "-c", metavar="FILE",
+                   help="package.toml: [buildpack] uri and [[dependencies]] (dirs, .cnb files, oci:DIR)")
+    k.add_argument("--path", "-p", metavar="DIR", help="package this buildpack dir alone (instead of --config)")
+    k.add_argument("--format", "-f", choices=("file", "oci"), default="file",
+                   help="file: an OCI layout in a tar (.cnb, default); oci: an OCI layout directory")
+    k.add_argument("--os", dest="target_os", default="", metavar="OS",
+                   help="the image's os (default: package.toml [platform] os, else linux)")
+    k.add_argument("--tag", default="", metavar="NAME", help="with --format oci: the image's tag in index.json")
+
     sub.add_parser("lifecycle", help="lifecycle-compatible phases: detector, builder, launcher",
                    add_help=False)
     return p
@@ -164,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return ExitCode.SUCCESS
     handler = {"build": cmd_build, "detect": cmd_detect, "run": cmd_run, "inspect": cmd_inspect,
-               "serve": cmd_serve, "export": cmd_export}[args.verb]
+               "serve": cmd_serve, "export": cmd_export, "package": cmd_package}[args.verb]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -183,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOptions
     from cnbsim.api import BuildOptions
     kwargs: dict[str, Any] = dict(env=parse_env(args.env, args.env_file), installer=args.installer,
-                                  wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None, **extra)
+                                  wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None,
+                                  buildpack_store=tuple(Path(d) for d in args.buildpack_store), **extra)
     if args.timeout:
         kwargs.update(detect_timeout=args.timeout, build_timeout=args.timeout)
     return BuildOptions(**kwargs)
@@ -368,3 +388,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    from cnbsim.buildpackage import package
+    config = args.config
+    if config is None and args.path is None and Path("package.toml").is_file():
+        config = "package.toml"
+    done = package(config, args.output, fmt=args.format, path=args.path, target_os=args.target_os, tag=args.tag)
+    print(f"Successfully created package {_shown(done.path)} ({done.id}@{done.version}, "
+          f"{len(done.layers)} buildpack layer{'s' if len(done.layers) != 1 else ''}, {done.manifest_digest})")
+    return 0
