@@ -264,17 +264,15 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         if cache:
             log.phase("CACHING")
             cache.save(outcome, layers, status, log)
-        result = BuildResult(app=app, output=target.path, sources=sources, detect=detected, outcome=outcome,
-                             log=log.text, layer_status=status,
-                             timings={"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2,
-                                      "cache": time.perf_counter() - t3})
+        timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
         normalize = reportmod.Normalizer(
             {str(layers): "/layers", str(workspace): "/workspace", str(target.path): "/output",
              str(Path(tmp)): "/platform"},
             log.redact)
-        report = reportmod.build_report(result, normalize)
+        report = reportmod.build_report(detected, outcome, layers, status, timings, normalize)
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (target.path / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")
         (target.path / "build.log").write_text(normalize(log.text), encoding="utf-8")
-        object.__setattr__(result, "report", report)
+        result = BuildResult(app=app, output=target.path, sources=sources, detect=detected, outcome=outcome,
+                             log=log.text, timings=timings, layer_status=status, report=report)
     return result

@@ -16,7 +16,7 @@ from cnbsim.phase.build import BuildOutcome
 from cnbsim.fs import special_files
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
-from cnbsim.report import tree_digest
+from cnbsim.fs import tree_digest
 
 RESTORED, REUSED, REBUILT = "restored", "reused", "rebuilt"
 INDEX = "index.json"

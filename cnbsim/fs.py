@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+from pathlib import Path
+from typing import Iterable
 
 
 def special_files(dirpath: str, names: list[str]) -> list[str]:
@@ -26,3 +29,42 @@ def is_regular(path: str) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = ()) -> tuple[str, int]:
+    """A content digest of a directory (names, types, modes' x bit, contents, link targets) and its file count.
+
+    `replace` maps host paths to image paths in contents and link targets first, so the digest is
+    that of the layer as built at `/layers` (where a real build writes it), not of this host's path.
+    """
+    pairs = [(h.encode(), i.encode()) for h, i in sorted(replace, key=lambda p: -len(p[0])) if h]
+
+    def fix(data: bytes) -> bytes:
+        for host, image in pairs:
+            if host in data:
+                data = data.replace(host, image)
+        return data
+    h = hashlib.sha256()
+    count = 0
+    if not root.is_dir():
+        return "", 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root)
+        h.update(f"d {rel_dir}\n".encode())
+        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+            path = os.path.join(dirpath, name)
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            count += 1
+            if os.path.islink(path):
+                h.update(f"l {rel} ".encode() + fix(os.readlink(path).encode()) + b"\n")
+                continue
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):     # a socket or FIFO: named, never opened (it could block)
+                h.update(f"o {rel}\n".encode())
+                continue
+            h.update(f"f {rel} {'x' if st.st_mode & 0o111 else '-'} ".encode())
+            with open(path, "rb") as fh:
+                h.update(fix(fh.read()) if pairs else fh.read())
+            h.update(b"\n")
+    return "sha256:" + h.hexdigest(), count

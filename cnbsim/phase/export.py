@@ -45,7 +45,7 @@ from cnbsim.output import BuiltOutput
 from cnbsim.platform import RunTarget
 from cnbsim.phase.build import BuildOutcome
 from cnbsim.phase.restore import Restored
-from cnbsim.report import tree_digest
+from cnbsim.fs import tree_digest
 
 # Re-exported: the exporter's public names (tests and callers import them from here).
 __all__ = ["APP_DIR", "LAUNCHER_PATH", "LAYERS_DIR", "OCI_CONFIG", "OCI_INDEX", "OCI_LAYER", "OCI_LAYER_GZIP",

@@ -29,7 +29,7 @@ from cnbsim.model.buildpack import escape_id
 from cnbsim.model.layer import LayerMetadata
 from cnbsim.model.layers import read_layers_dir
 from cnbsim.model.order import GroupElement
-from cnbsim.report import tree_digest
+from cnbsim.fs import tree_digest
 from cnbsim.tomlio import write_toml
 
 
