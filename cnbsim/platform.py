@@ -92,7 +92,7 @@ class Platform:
         overrides (unless clear-env), then the CNB_* variables of the buildpack's API."""
         base = env.with_platform(None if bp.info.clear_env else self.platform_dir, self.build_config_dir)
         out = dict(base.vars)
-        api = bp.api_version
+        api = bp.api
         out["CNB_BUILDPACK_DIR"] = str(bp.root)
         if api >= ApiVersion(0, 8):
             out.update(cnb_vars)

@@ -59,7 +59,7 @@ def build_report(detected: DetectResult, outcome: BuildOutcome, layers_dir: Path
                    if layer_status.get((bp.element.id, layer.name)) else {}),
             })
         buildpacks.append({
-            "id": bp.element.id, "version": bp.element.version, "api": bp.element.api,
+            "id": bp.element.id, "version": bp.element.version, "api": bp.element.api_text,
             "plan": [r.to_toml() for r in bp.plan.entries],
             "build_env": dict(sorted(bp.env_from_layers.items())),
             "layers": layers,
@@ -75,8 +75,7 @@ def build_report(detected: DetectResult, outcome: BuildOutcome, layers_dir: Path
               for p in md.processes}
     report = {
         "schema": SCHEMA,
-        "group": [{"id": e.id, "version": e.version, "api": e.api,
-                   **({"homepage": e.homepage} if e.homepage else {})} for e in detected.group],
+        "group": [e.to_toml() for e in detected.group],
         "plan": [{"providers": [{"id": p.id, "version": p.version} for p in e.providers],
                   "requires": [r.to_toml() for r in e.requires]} for e in detected.plan.entries],
         "detect": [{"passed": g.passed,

@@ -263,7 +263,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     result = detect(args.app, builder=args.builder, buildpacks=args.buildpacks or None,
                     options=_options(args), log=log)
     if args.json:
-        json.dump({"group": [{"id": e.id, "version": e.version, "api": e.api} for e in result.group],
+        json.dump({"group": [e.to_toml() for e in result.group],
                    "plan": [{"providers": [p.id for p in e.providers], "requires": [r.name for r in e.requires]}
                             for e in result.plan.entries]}, sys.stdout, indent=2)
         print()

@@ -64,7 +64,7 @@ class BuildpackInfo:
 class BuildpackDescriptor:
     """A parsed buildpack.toml. `order` is non-empty for a composite buildpack."""
 
-    api: str
+    api: ApiVersion                      # as declared; check_api() says whether the lifecycle supports it
     info: BuildpackInfo
     path: Path
     order: tuple[OrderGroup, ...] = ()
@@ -92,28 +92,22 @@ class BuildpackDescriptor:
     def is_composite(self) -> bool:
         return bool(self.order)
 
-    @property
-    def api_version(self) -> ApiVersion:
-        """The declared API; raises exit-12 errors as lc:cmd/apis.go VerifyBuildpackAPI does."""
-        try:
-            api = ApiVersion.parse(self.api)
-        except ValueError:
-            raise BuildpackApiError(f"parse buildpack API '{self.api}' for buildpack '{self.key}'",
-                                    file=self.path, field="api",
-                                    hint="set api = \"0.10\" (a <major>.<minor> version)")
-        if api not in SUPPORTED_BUILDPACK_APIS:
+    def check_api(self) -> ApiVersion:
+        """The declared API if the lifecycle supports it, else exit 12 (lifecycle cmd/apis.go VerifyBuildpackAPI,
+        run for each buildpack a phase uses, before it runs)."""
+        if self.api not in SUPPORTED_BUILDPACK_APIS:
             raise BuildpackApiError(
                 f"buildpack API version '{self.api}' is incompatible with the lifecycle",
                 file=self.path, field="api",
                 hint=f"set API for buildpack '{self.key}' to one of {supported_range(SUPPORTED_BUILDPACK_APIS)}")
-        return api
+        return self.api
 
     def effective_targets(self) -> tuple[Target, ...]:
         """buildpack.md "Targets", as lc:buildpack/bp_descriptor.go inferTargets does."""
         if self.targets:
             return self.targets
         inferred: list[Target] = []
-        api = ApiVersion.parse(self.api) if _parses(self.api) else ApiVersion(0, 0)
+        api = self.api
         for stack in self.stacks:
             if stack == "io.buildpacks.stacks.bionic" and (api.at_least("0.10") or len(self.stacks) == 1):
                 inferred.append(Target(os="linux", arch="amd64", distros=(Distro("ubuntu", "18.04"),)))
@@ -127,17 +121,9 @@ class BuildpackDescriptor:
         return self.raw
 
 
-def _parses(text: str) -> bool:
-    try:
-        ApiVersion.parse(text)
-        return True
-    except ValueError:
-        return False
-
-
 def parse_buildpack_toml(data: dict[str, Any], path: Path) -> BuildpackDescriptor:
     top = Fields(data, path)
-    api = top.str("api", required=True, hint='add api = "0.10" at the top of buildpack.toml')
+    api_text = top.str("api", required=True, hint='add api = "0.10" at the top of buildpack.toml')
     bp = top.sub("buildpack")
     if not top.has("buildpack"):
         raise top.fail("buildpack", "table is missing", "add a [buildpack] table with id and version")
@@ -158,6 +144,13 @@ def parse_buildpack_toml(data: dict[str, Any], path: Path) -> BuildpackDescripto
         targets.append(Target(t.str("os"), t.str("arch"), variant, distros))
     stacks = tuple(s.str("id", required=True) for s in top.tables("stacks"))
     order = parse_order_groups(top, path)
+    try:
+        api = ApiVersion.parse(api_text)
+    except ValueError:
+        # exit 12, as lifecycle cmd/apis.go VerifyBuildpackAPI gives it (there when the buildpack is used)
+        raise BuildpackApiError(f"parse buildpack API '{api_text}' for buildpack '{info.id}@{info.version}'",
+                                file=path, field="api", hint="set api = \"0.10\" (a <major>.<minor> version)"
+                                ) from None
     return BuildpackDescriptor(api=api, info=info, path=path, order=order,
                                targets=tuple(targets), stacks=stacks, raw=data)
 

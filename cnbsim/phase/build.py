@@ -54,7 +54,7 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
     log = log or Logger()
     descs = [store.lookup(el.id, el.version) for el in group]
     for desc in descs:
-        desc.api_version  # exit 12 before anything runs
+        desc.check_api()  # exit 12 before anything runs
     shutil.rmtree(platform.layers_dir / "sbom", ignore_errors=True)
     env = platform.base_env.copy()
     remaining = plan
@@ -76,7 +76,7 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
                 env.add_env_dir(layer.path / "env")
                 env.add_env_dir(layer.path / "env.build")
         build_toml = read_build_toml(bp_dir / "build.toml", bp_plan.names)
-        launch = read_launch_toml(bp_dir / "launch.toml", desc.api_version, desc.id)
+        launch = read_launch_toml(bp_dir / "launch.toml", desc.api, desc.id)
         for warning in launch.warnings:
             log.warn(warning)
         remaining = remaining.without_met(bp_plan.names - set(build_toml.unmet))

@@ -111,7 +111,7 @@ def detect(order: tuple[OrderGroup, ...], store: BuildpackStore, platform: Platf
     detector = _Detector(store, platform, log)
     for group in order:          # lc verifyOrder: every top-level buildpack's API, before anything runs
         for el in group.group:
-            store.lookup(el.id, el.version).api_version
+            store.lookup(el.id, el.version).check_api()
     try:
         group, plan = detector.detect_order(order, [], [], optional=False)
     except _Failed as failed:
@@ -160,7 +160,7 @@ class _Detector:
             if desc.is_composite:
                 return self.detect_order(desc.order, done, elements[i + 1:], el.optional)
             el = GroupElement(el.id, desc.version, el.optional, desc.api, desc.info.homepage)
-            api = desc.api_version
+            api = desc.check_api()
             # lc detectGroup: the target check first, then exec-env
             if self.platform.api >= ApiVersion(0, 12) and not el.optional and not self._target_ok(desc):
                 # [IMPL] only a required buildpack's target is checked; an optional one still runs.

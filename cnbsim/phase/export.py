@@ -419,8 +419,7 @@ def _build_metadata(metadata: BuildMetadata, api: ApiVersion) -> dict[str, Any]:
     """io.buildpacks.build.metadata (lc:platform/files BuildMetadata): no api, labels or slices [GAP]."""
     from cnbsim import __version__
     out: dict[str, Any] = {
-        "buildpacks": [{"id": b.id, "version": b.version, **({"homepage": b.homepage} if b.homepage else {})}
-                       for b in metadata.buildpacks],
+        "buildpacks": [b.to_toml(api=False) for b in metadata.buildpacks],
         "launcher": {"version": __version__, "source": {"git": {"repository": "cnbsim", "commit": ""}}},
         "processes": [_process_json(p, api) for p in metadata.processes],
     }

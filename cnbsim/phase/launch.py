@@ -56,13 +56,6 @@ def launch_layers(layers_dir: Path, metadata: BuildMetadata) -> list[tuple[str, 
     return out
 
 
-def _bp_api(text: str) -> ApiVersion:
-    try:
-        return ApiVersion.parse(text)
-    except ValueError:
-        return DEFAULT_BUILDPACK_API
-
-
 def launch_env(layers_dir: Path, metadata: BuildMetadata, process_type: str | None,
                environ: Mapping[str, str]) -> Env:
     env = Env.for_launch(environ)
@@ -196,7 +189,7 @@ def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = N
         if bp is None:
             raise LaunchError(f"failed to find buildpack for process {process.type} with buildpack ID "
                               f"{process.buildpack_id}")
-        command, args = _user_args(process, user_args, _bp_api(bp.api), platform_api)
+        command, args = _user_args(process, user_args, bp.api or DEFAULT_BUILDPACK_API, platform_api)
         cwd = app_dir / process.working_dir if process.working_dir else app_dir
         process_for_plan = process
     if process.direct:

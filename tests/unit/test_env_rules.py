@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from cnbsim.env import BUILD_ROOT_DIRS, LAUNCH_ROOT_DIRS, Env, read_env_dir
 from cnbsim.phase.launch import launch_env
 from cnbsim.model.metadata import BuildMetadata
+from cnbsim.model.api import ApiVersion
 from cnbsim.model.order import GroupElement
 
 ENV = Path("/layers/my-bp/layer/env")
@@ -281,7 +282,7 @@ def test_root_dirs_applied_in_layer_order_put_the_later_layer_first_in_path(fs):
 # -- the launch env (cnb-spec.md 4.4) -----------------------------------------------------------------
 
 LAYERS = Path("/layers")
-MD = BuildMetadata(buildpacks=(GroupElement("my-org/bp", "1", api="0.10"),))
+MD = BuildMetadata(buildpacks=(GroupElement("my-org/bp", "1", api=ApiVersion(0, 10)),))
 
 
 def launch_layer(put, fs, name: str, env_files: dict[str, dict[str, str]] | None = None,

@@ -66,7 +66,7 @@ def test_valid_buildpack_toml_gives_every_field_the_lifecycle_reads(put):
         [metadata]
         anything = 1
     """)
-    assert (desc.api, desc.id, desc.version) == ("0.10", "my-org/my-bp", "1.0.0")
+    assert (desc.api, desc.id, desc.version) == (ApiVersion(0, 10), "my-org/my-bp", "1.0.0")
     assert desc.key == "my-org/my-bp@1.0.0"
     assert desc.info.name == "My Buildpack"
     assert desc.info.homepage == "https://example.com"
@@ -74,7 +74,7 @@ def test_valid_buildpack_toml_gives_every_field_the_lifecycle_reads(put):
     assert desc.info.sbom_formats == ("application/vnd.cyclonedx+json",)
     assert desc.root == BP.parent
     assert not desc.is_composite
-    assert desc.api_version == ApiVersion(0, 10)
+    assert desc.check_api() == ApiVersion(0, 10)
 
 
 def test_optional_buildpack_fields_default_to_empty_and_false(put):
@@ -280,25 +280,24 @@ def test_missing_buildpack_toml_is_a_config_error_naming_the_file(fs):
 
 
 @pytest.mark.parametrize("version", ["0.6", "0.13", "0.2", "1.0"])
-def test_unsupported_buildpack_api_parses_but_fails_with_exit_12_when_its_api_is_used(put, version):
+def test_unsupported_buildpack_api_parses_but_fails_with_exit_12_when_its_api_is_checked(put, version):
     desc = buildpack(put, f'api = "{version}"\n[buildpack]\nid = "a"\nversion = "1"\n')
     with pytest.raises(BuildpackApiError) as err:
-        desc.api_version
+        desc.check_api()
     assert err.value.exit_code == 12
     assert f"buildpack API version '{version}' is incompatible with the lifecycle" in str(err.value)
     assert "a@1" in str(err.value) and str(BP) in str(err.value)
 
 
 def test_unparsable_buildpack_api_fails_with_exit_12_and_the_parse_message(put):
-    desc = buildpack(put, 'api = "zero.nine"\n[buildpack]\nid = "a"\nversion = "1"\n')
     with pytest.raises(BuildpackApiError, match="parse buildpack API 'zero.nine' for buildpack 'a@1'") as err:
-        desc.api_version
+        buildpack(put, 'api = "zero.nine"\n[buildpack]\nid = "a"\nversion = "1"\n')
     assert err.value.exit_code == 12
 
 
 @pytest.mark.parametrize("version", ["0.7", "0.8", "0.9", "0.10", "0.11", "0.12"])
 def test_every_buildpack_api_the_lifecycle_supports_is_accepted(put, version):
-    assert buildpack(put, f'api = "{version}"\n[buildpack]\nid = "a"\nversion = "1"\n').api_version == api(version)
+    assert buildpack(put, f'api = "{version}"\n[buildpack]\nid = "a"\nversion = "1"\n').check_api() == api(version)
 
 
 def test_escaped_id_replaces_every_slash_with_an_underscore():
@@ -383,14 +382,14 @@ def test_order_toml_ignores_unknown_keys_and_requires_a_version(put):
 
 
 def test_group_toml_round_trips_id_version_api_and_homepage(fs):
-    group = (GroupElement("a", "1", api="0.9", homepage="https://a"), GroupElement("b", "2", api="0.10"))
+    group = (GroupElement("a", "1", api=ApiVersion(0, 9), homepage="https://a"), GroupElement("b", "2", api=ApiVersion(0, 10)))
     path = Path("/layers/group.toml")
     write_toml(path, group_to_toml(group))
     assert read_group_toml(path) == group
 
 
 def test_group_toml_never_writes_optional_and_omits_an_empty_homepage():
-    data = group_to_toml((GroupElement("a", "1", optional=True, api="0.9"),))
+    data = group_to_toml((GroupElement("a", "1", optional=True, api=ApiVersion(0, 9)),))
     assert data == {"group": [{"id": "a", "version": "1", "api": "0.9"}]}
 
 
@@ -699,7 +698,7 @@ def test_unmet_without_a_name_is_rejected(put):
 # -- <layers>/config/metadata.toml (cnb-spec.md 3.10, 1.4.1) ------------------------------------------
 
 METADATA = BuildMetadata(
-    buildpacks=(GroupElement("a", "1", api="0.8", homepage="https://a"), GroupElement("b", "2", api="0.10")),
+    buildpacks=(GroupElement("a", "1", api=ApiVersion(0, 8), homepage="https://a"), GroupElement("b", "2", api=ApiVersion(0, 10))),
     processes=(
         Process("web", ("python", "-m", "app"), ("--port", "8080"), True, buildpack_id="b",
                 working_dir="src", exec_env=("production",)),
