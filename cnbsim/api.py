@@ -37,11 +37,11 @@ from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
 from cnbsim.model.order import GroupElement, group_to_toml
 from cnbsim.model.plan import Plan
+from cnbsim.model.states import Installer, LayerStatus
 from cnbsim.output import OutputDir
 from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform
 from cnbsim.tomlio import write_toml
 
-INSTALLERS = ("stub", "real")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
@@ -50,7 +50,7 @@ class BuildOptions:
     """How the platform runs a build (defaults are `cnbsim build`'s)."""
 
     env: Mapping[str, str] = field(default_factory=dict)
-    installer: str = "stub"
+    installer: Installer | str = Installer.STUB
     wheelhouse: Path | None = None
     platform_api: ApiVersion = DEFAULT_PLATFORM_API
     detect_timeout: float = DEFAULT_DETECT_TIMEOUT
@@ -59,15 +59,17 @@ class BuildOptions:
     buildpack_store: tuple[Path, ...] = ()   # dirs of saved buildpackages for registry references
 
     def platform_env(self) -> dict[str, str]:
-        if self.installer not in INSTALLERS:
+        try:
+            installer = Installer(self.installer)
+        except ValueError:
             raise ConfigError(f"unknown installer '{self.installer}'", field="installer",
-                              hint="use 'stub' (record, fast) or 'real' (install with virtualenv + pip)")
+                              hint="use 'stub' (record, fast) or 'real' (install with virtualenv + pip)") from None
         values = {k: str(v) for k, v in self.env.items()}
         for name in values:
             if not _ENV_NAME.match(name):
                 raise ConfigError(f"'{name}' is not a valid environment variable name", field="env",
                                   hint="use letters, digits and '_' (e.g. BP_MY_SETTING)")
-        values["CNBSIM_INSTALLER"] = self.installer
+        values["CNBSIM_INSTALLER"] = installer.value
         values["CNBSIM_PYTHON"] = sys.executable
         values["CNBSIM_BASE_PYTHON"] = base_python()
         if self.wheelhouse is not None:
@@ -98,7 +100,7 @@ class BuildResult:
     outcome: BuildOutcome = field(repr=False)
     log: str = field(default="", repr=False)
     timings: dict[str, float] = field(default_factory=dict, repr=False)
-    layer_status: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    layer_status: dict[tuple[str, str], LayerStatus] = field(default_factory=dict, repr=False)
     report: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

@@ -12,13 +12,13 @@ import os
 import shutil
 from pathlib import Path
 
+from cnbsim.model.states import LayerStatus
 from cnbsim.phase.build import BuildOutcome
 from cnbsim.fs import special_files
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
 from cnbsim.fs import tree_digest
 
-RESTORED, REUSED, REBUILT = "restored", "reused", "rebuilt"
 INDEX = "index.json"
 LAYERS_KEY = "layers-dir"     # in the index: where the cached layers were built
 
@@ -52,7 +52,7 @@ class Cache:
         except (OSError, json.JSONDecodeError):
             return {}
 
-    def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
+    def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], LayerStatus],
              log: Logger) -> None:
         """Write the new cache aside, then swap it in; on any failure the previous cache stays as it was
         (a warning, as the lifecycle gives: the build itself succeeded). A layer restored from the cache
@@ -71,7 +71,8 @@ class Cache:
         staging.rename(self.path)
         shutil.rmtree(old, ignore_errors=True)
 
-    def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
+    def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path,
+               status: dict[tuple[str, str], LayerStatus],
                log: Logger) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "layers").mkdir(parents=True)
@@ -88,7 +89,7 @@ class Cache:
                 dest = staging / "layers" / escape_id(bp.element.id)
                 dest.mkdir(parents=True, exist_ok=True)
                 cached = self.layers / escape_id(bp.element.id) / layer.name
-                if status.get((bp.element.id, layer.name)) == RESTORED and name in before and cached.is_dir() \
+                if status.get((bp.element.id, layer.name)) == LayerStatus.RESTORED and name in before and cached.is_dir() \
                         and before.get(LAYERS_KEY) == str(layers_dir):
                     # unchanged: the new cache shares the cached files (never written in place: restore copies)
                     shutil.copytree(cached, dest / layer.name, symlinks=True, copy_function=_link_or_copy)

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
+from cnbsim.model.states import SandboxMode
 from cnbsim.output import BuiltOutput
 
 RESULT_MARKER = "PlanQK:Job:MultilineResult"
@@ -65,7 +66,7 @@ class RunRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     data: Any = None            # JSON values (already parsed); None = no input
     params: Any = None
-    sandbox: str = "auto"
+    sandbox: SandboxMode | str = SandboxMode.AUTO
     writable_workspace: bool = False
 
 

@@ -18,6 +18,7 @@ from typing import Any, Sequence, TextIO
 
 from cnbsim import __version__
 from cnbsim.errors import CnbsimError, ConfigError, ExitCode
+from cnbsim.model.states import Installer, SandboxMode
 
 EPILOG = "Docs: README.md of the cnbsim repository. Exit codes follow the CNB Platform API."
 
@@ -73,7 +74,7 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", "-e", action="append", default=[], metavar="K=V",
                    help="a platform env var for the buildpacks (repeatable; K alone takes it from this shell)")
     p.add_argument("--env-file", metavar="FILE", help="KEY=VALUE lines, as platform env vars")
-    p.add_argument("--installer", choices=("stub", "real"), default="stub",
+    p.add_argument("--installer", choices=Installer.values(), default=Installer.STUB.value,
                    help="stub: package managers record what they would install (fast, default); "
                         "real: install into the layers with virtualenv + pip")
     p.add_argument("--wheelhouse", metavar="DIR", help="real mode: install from these wheels only (offline)")
@@ -122,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--data", metavar="FILE", help="JSON input data (mounted at /var/input/data/data.json)")
     r.add_argument("--params", metavar="FILE", help="JSON params (mounted at /var/input/params/params.json)")
     r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="a container env var")
-    r.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto",
+    r.add_argument("--sandbox", choices=SandboxMode.values(), default=SandboxMode.AUTO.value,
                    help="run inside bubblewrap: /workspace, /layers, /var/input, no network "
                         "(auto: when bwrap works here)")
     r.add_argument("--writable-workspace", action="store_true", help="let the process write /workspace")
@@ -138,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     s.add_argument("--port", type=int, default=8081, help="the port (default 8081)")
     s.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1)")
-    s.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto", help="as for `run`")
+    s.add_argument("--sandbox", choices=SandboxMode.values(), default=SandboxMode.AUTO.value, help="as for `run`")
 
     x = sub.add_parser("export", help="write a build output as an OCI image layout", epilog=EPILOG)
     x.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")

@@ -18,11 +18,12 @@ from cnbsim.log import NO_SECRETS, BufferedLogger, Logger, Redactor
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor
 from cnbsim.model.order import GroupElement, OrderGroup
+from cnbsim.model.states import DetectStatus
 from cnbsim.model.plan import (DetectPlan, Plan, PlanDecodeError, parse_detect_plan)
 from cnbsim.phase.resolve import resolve_plan
 from cnbsim.platform import Platform
 
-PASS, FAIL, ERROR = "pass", "fail", "error"
+PASS, FAIL, SKIP, ERROR = DetectStatus.PASS, DetectStatus.FAIL, DetectStatus.SKIP, DetectStatus.ERROR
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class DetectRun:
     plan: DetectPlan = DetectPlan()
 
     @property
-    def status(self) -> str:
+    def status(self) -> DetectStatus:
         return PASS if self.code == 0 else FAIL if self.code == 100 else ERROR
 
 
@@ -45,7 +46,7 @@ class ElementOutcome:
     id: str
     version: str
     optional: bool
-    status: str          # pass | fail | skip | error
+    status: DetectStatus
     detail: str = ""
 
 
@@ -234,7 +235,7 @@ class _Detector:
             if status == FAIL:
                 buf.debug(f"{'skip' if d.el.optional else 'fail'}: {d.el.key}")
                 outcomes[d.el.id] = ElementOutcome(d.el.id, d.el.version, d.el.optional,
-                                                   "skip" if d.el.optional else FAIL, detail)
+                                                   SKIP if d.el.optional else FAIL, detail)
             else:
                 any_error = True
                 buf.info(f"err:  {d.el.key}" + (f" ({run.code})" if run.code != -1 else ""))

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from cnbsim.cache import REBUILT, RESTORED, REUSED
 from cnbsim.errors import BuildError, CnbsimError, ExportError
 from cnbsim.log import Logger, as_logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
@@ -36,6 +35,7 @@ from cnbsim.model.layers import read_layers_dir
 from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.project import read_project_toml
+from cnbsim.model.states import LayerStatus
 from cnbsim.oci.layout import (INDEX_TYPES, MANIFEST_TYPES, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP,
                                OCI_MANIFEST, REF_NAME, ExportedLayer, ImageWriter, Layout, PreviousImage, RunImage,
                                link_blob, read_run_image)
@@ -166,10 +166,10 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
 
 
 def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tuple[str, str], Restored],
-           log: Logger) -> dict[tuple[str, str], str]:
+           log: Logger) -> dict[tuple[str, str], LayerStatus]:
     """After the build: reuse kept launch layers from the previous output, as the exporter reuses an image's
     layers (lifecycle phase/exporter.go); say what was restored, reused or rebuilt."""
-    status: dict[tuple[str, str], str] = {}
+    status: dict[tuple[str, str], LayerStatus] = {}
     for bp in outcome.buildpacks:
         for layer in bp.layers:
             key = (bp.element.id, layer.name)
@@ -185,14 +185,14 @@ def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tu
                                      file=layer.path.with_name(layer.name + ".toml"),
                                      hint="the buildpack must create the layer directory on a first build")
                 shutil.copytree(src, layer.path, symlinks=True)
-                status[key] = REUSED
+                status[key] = LayerStatus.REUSED
                 log.info(f"Reusing layer '{bp.element.id}:{layer.name}'")
                 continue
             before = restored.get(key)
             if before and before.digest and tree_digest(layer.path)[0] == before.digest:
-                status[key] = RESTORED
+                status[key] = LayerStatus.RESTORED
             else:
-                status[key] = REBUILT
+                status[key] = LayerStatus.REBUILT
     return status
 
 
