@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cnbsim.errors import BuildpackApiError, ConfigError
 from cnbsim.model._fields import Fields
@@ -62,15 +62,21 @@ class BuildpackInfo:
 
 @dataclass(frozen=True)
 class BuildpackDescriptor:
-    """A parsed buildpack.toml. `order` is non-empty for a composite buildpack."""
+    """A parsed buildpack.toml: a ComponentBuildpack or a CompositeBuildpack (buildpacks/spec buildpack.md#buildpacktoml-toml)."""
 
     api: ApiVersion                      # as declared; check_api() says whether the lifecycle supports it
     info: BuildpackInfo
     path: Path
-    order: tuple[OrderGroup, ...] = ()
     targets: tuple[Target, ...] = ()
     stacks: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    is_composite: ClassVar[bool] = False
+
+    @property
+    def order(self) -> tuple[OrderGroup, ...]:
+        """The groups a composite is made of; none for a component."""
+        return ()
 
     @property
     def id(self) -> str:
@@ -87,10 +93,6 @@ class BuildpackDescriptor:
     @property
     def root(self) -> Path:
         return self.path.parent
-
-    @property
-    def is_composite(self) -> bool:
-        return bool(self.order)
 
     def check_api(self) -> ApiVersion:
         """The declared API if the lifecycle supports it, else exit 12 (lifecycle cmd/apis.go VerifyBuildpackAPI,
@@ -119,6 +121,20 @@ class BuildpackDescriptor:
 
     def to_toml(self) -> dict[str, Any]:
         return self.raw
+
+
+@dataclass(frozen=True)
+class ComponentBuildpack(BuildpackDescriptor):
+    """A buildpack that runs: bin/detect and bin/build."""
+
+
+@dataclass(frozen=True)
+class CompositeBuildpack(BuildpackDescriptor):
+    """A buildpack made of others: an `[[order]]` of groups, expanded at detection (lifecycle phase/detector.go)."""
+
+    order: tuple[OrderGroup, ...] = ()   # type: ignore[assignment]  # a field here, the base's property () there
+
+    is_composite: ClassVar[bool] = True
 
 
 def parse_buildpack_toml(data: dict[str, Any], path: Path) -> BuildpackDescriptor:
@@ -151,8 +167,10 @@ def parse_buildpack_toml(data: dict[str, Any], path: Path) -> BuildpackDescripto
         raise BuildpackApiError(f"parse buildpack API '{api_text}' for buildpack '{info.id}@{info.version}'",
                                 file=path, field="api", hint="set api = \"0.10\" (a <major>.<minor> version)"
                                 ) from None
-    return BuildpackDescriptor(api=api, info=info, path=path, order=order,
-                               targets=tuple(targets), stacks=stacks, raw=data)
+    if order:
+        return CompositeBuildpack(api=api, info=info, path=path, targets=tuple(targets), stacks=stacks, raw=data,
+                                  order=order)
+    return ComponentBuildpack(api=api, info=info, path=path, targets=tuple(targets), stacks=stacks, raw=data)
 
 
 def _exec_env(bp: Fields) -> tuple[str, ...]:
@@ -179,5 +197,5 @@ def _read_cached(path: Path, mtime_ns: int, size: int) -> BuildpackDescriptor:
     return parse_buildpack_toml(read_toml(path, what="buildpack.toml"), path)
 
 
-__all__ = ["BuildpackDescriptor", "BuildpackInfo", "Target", "Distro", "GroupElement",
+__all__ = ["BuildpackDescriptor", "ComponentBuildpack", "CompositeBuildpack", "BuildpackInfo", "Target", "Distro", "GroupElement",
            "read_buildpack_toml", "parse_buildpack_toml", "escape_id", "check_id", "ConfigError"]

@@ -16,7 +16,7 @@ from cnbsim.buildpacks import BuildpackStore
 from cnbsim.errors import ConfigError, DetectError, ExitCode
 from cnbsim.log import NO_SECRETS, BufferedLogger, Logger, Redactor
 from cnbsim.model.api import ApiVersion
-from cnbsim.model.buildpack import BuildpackDescriptor
+from cnbsim.model.buildpack import BuildpackDescriptor, CompositeBuildpack
 from cnbsim.model.order import GroupElement, OrderGroup
 from cnbsim.model.states import DetectStatus
 from cnbsim.model.plan import (DetectPlan, Plan, PlanDecodeError, parse_detect_plan)
@@ -158,7 +158,7 @@ class _Detector:
                 # the top-level order was verified before detection: this one is inside a composite
                 raise DetectError(f"failed to detect: {exc.message}", file=exc.file, hint=exc.hint,
                                   exit_code=ExitCode.DETECT_ERROR) from None
-            if desc.is_composite:
+            if isinstance(desc, CompositeBuildpack):
                 return self.detect_order(desc.order, done, elements[i + 1:], el.optional)
             el = GroupElement(el.id, desc.version, el.optional, desc.api, desc.info.homepage)
             api = desc.check_api()
