@@ -18,7 +18,15 @@ from cnbsim.tomlio import read_toml
 
 # [IMPL] lc rejects these only at export; cnbsim rejects them at build, because the
 # type becomes the file name /cnb/process/<type> and "/" would escape that directory.
-FORBIDDEN_TYPE_CHARS = set('/><:|&\\')
+FORBIDDEN_TYPE_CHARS = frozenset('/><:|&\\')
+PROCESS_TYPE_HINT = "use letters, digits, '.', '_' and '-'"
+
+
+def process_type_problem(ptype: str) -> str:
+    """'' for a valid process type, else the lifecycle's message (lifecycle layers/launcher.go ProcessTypesLayer)."""
+    if set(ptype) & FORBIDDEN_TYPE_CHARS:
+        return f"invalid process type '{ptype}': type may not contain characters '/><:|&\\'"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -72,10 +80,9 @@ class LaunchToml:
 
 def _process(p: Fields, api: ApiVersion, bp_id: str, warnings: list[str]) -> Process:
     ptype = p.str("type", required=True, hint='add type = "web" (or another process type)')
-    bad = sorted(set(ptype) & FORBIDDEN_TYPE_CHARS)
-    if bad:
-        raise p.fail("type", f"invalid process type '{ptype}': type may not contain characters {''.join(bad)!r}",
-                     "use letters, digits, '.', '_' and '-'")
+    problem = process_type_problem(ptype)
+    if problem:
+        raise p.fail("type", problem, PROCESS_TYPE_HINT)
     raw = p.data.get("command")
     if api < ApiVersion(0, 9):
         if not isinstance(raw, str):

@@ -29,7 +29,7 @@ from cnbsim.errors import BuildError, CnbsimError, ExportError
 from cnbsim.log import Logger, as_logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
-from cnbsim.model.launch import FORBIDDEN_TYPE_CHARS, Process
+from cnbsim.model.launch import PROCESS_TYPE_HINT, Process, process_type_problem
 from cnbsim.model.layer import LayerTypes
 from cnbsim.model.layers import read_layers_dir
 from cnbsim.model.metadata import BuildMetadata
@@ -293,9 +293,9 @@ def _launcher_layer(tw: TarWriter) -> None:
 def _process_types_layer(processes: tuple[Process, ...]) -> Callable[[TarWriter], None]:
     """lc:layers/launcher.go ProcessTypesLayer: /cnb/process/<type> -> the launcher, root-owned."""
     for p in processes:
-        if set(p.type) & FORBIDDEN_TYPE_CHARS:
-            raise ExportError(f"invalid process type '{p.type}': type may not contain characters '/><:|&\\'",
-                              field="processes.type", hint="use letters, digits, '.', '_' and '-'")
+        problem = process_type_problem(p.type)
+        if problem:
+            raise ExportError(problem, field="processes.type", hint=PROCESS_TYPE_HINT)
 
     def write(tw: TarWriter) -> None:
         tw.add(dir_header("/cnb", 0, 0))
