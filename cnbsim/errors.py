@@ -11,8 +11,8 @@ from pathlib import Path
 
 
 class ExitCode(IntEnum):
-    """Every exit code cnbsim gives: the Platform API's (buildpacks/spec platform.md#exit-codes; lifecycle
-    cmd/exit.go and platform/exit.go) and cnbsim's own (53, 130)."""
+    """Every exit code cnbsim gives: the Platform API's (the Exit Code table of each phase in buildpacks/spec
+    platform.md, e.g. #detector; lifecycle cmd/exit.go, platform/exit.go) and cnbsim's own (53, 130)."""
 
     SUCCESS = 0
     FAILED = 1                           # generic lifecycle error
@@ -40,7 +40,7 @@ class ExitCode(IntEnum):
 
     @staticmethod
     def is_launch(code: int) -> bool:
-        """platform.md#exit-codes: 80-89 are the launcher's."""
+        """buildpacks/spec platform.md#launcher: 80-89 are the launcher's."""
         return 80 <= code <= 89
 
 

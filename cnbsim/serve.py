@@ -1,6 +1,6 @@
 """`cnbsim serve`: the HTTP API of `planqk serve`, each job a process launched from a build output.
 
-planqk-runtime.md §4.3 gives the endpoints and payloads; §4.4 what to do better than it:
+PlanQK/planqk-cli-serve (src/app.py, src/model/) gives the endpoints and payloads; what to do better than it:
 every job is its own process (started like `cnbsim run`, same launcher and sandbox),
 `GET /{id}` never blocks, cancel kills the process group, an `ErrorResponse` (exit 1 with a
 result block) is FAILED, and jobs carry camelCase fields next to the snake_case ones.
@@ -224,7 +224,7 @@ class JobTable:
             record.exit_code = process.wait()
             if record.status == RUNNING:
                 record.has_result, record.result = parse_result("".join(record.stdout))
-                # planqk-runtime.md §1.9: an ErrorResponse is printed, then the runtime exits 1
+                # planqk-commons planqk/commons/runtime: an ErrorResponse is printed, then the runtime exits 1
                 record.status = SUCCEEDED if record.exit_code == 0 else FAILED
                 record.ended_at = _now()
             status = record.status
@@ -244,7 +244,7 @@ def _interim(line: str) -> tuple[Any] | None:
 
 
 def parse_submission(body: bytes) -> tuple[Any, Any]:
-    """(data, params) of a `POST /` body; each a JSON object or None (planqk-runtime.md §4.3)."""
+    """(data, params) of a `POST /` body; each a JSON object or None (PlanQK/planqk-cli-serve src/app.py)."""
     if not body.strip():
         return None, None
     try:

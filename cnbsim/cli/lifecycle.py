@@ -25,7 +25,7 @@ from cnbsim.model.plan import read_plan_toml
 from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform
 from cnbsim.tomlio import write_toml
 
-# flag -> (env var, default); "<layers>" in a default is the layers dir (platform.md "Inputs").
+# flag -> (env var, default); "<layers>" in a default is the layers dir (buildpacks/spec platform.md).
 FLAGS = {
     "app": ("CNB_APP_DIR", "/workspace"),
     "buildpacks": ("CNB_BUILDPACKS_DIR", "/cnb/buildpacks"),
@@ -178,7 +178,8 @@ def lifecycle_launcher(argv: Sequence[str]) -> int:
         api_text = os.environ.get("CNB_PLATFORM_API", "")
         platform_api = ApiVersion.parse(api_text) if api_text else DEFAULT_PLATFORM_API
         if os.environ.get("CNB_PROCESS_TYPE"):
-            # [IMPL] the lifecycle no longer honours CNB_PROCESS_TYPE: it only warns (cnb-spec.md 4.2.1).
+            # [IMPL] the lifecycle no longer honours CNB_PROCESS_TYPE: it only warns
+            # (lifecycle cmd/launcher/cli/launcher.go).
             t = os.environ["CNB_PROCESS_TYPE"]
             print(f"Warning: CNB_PROCESS_TYPE is not supported in Platform API {platform_api}", file=sys.stderr)
             print(f"Warning: Run with ENTRYPOINT '{t}' to invoke the '{t}' process type", file=sys.stderr)

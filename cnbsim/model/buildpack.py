@@ -1,4 +1,4 @@
-"""buildpack.toml (buildpack.md "buildpack.toml (TOML)"), as lc:buildpack/bp_descriptor.go reads it."""
+"""buildpack.toml (buildpacks/spec buildpack.md#buildpacktoml-toml), as lifecycle buildpack/bp_descriptor.go reads it."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def check_id(value: str, fields: Fields, key: str = "id") -> str:
 
 
 def escape_id(bp_id: str) -> str:
-    """lc:launch/launch.go EscapeID: every '/' becomes '_'."""
+    """lifecycle launch/launch.go EscapeID: every '/' becomes '_'."""
     return bp_id.replace("/", "_")
 
 
@@ -105,7 +105,7 @@ class BuildpackDescriptor:
         return self.api
 
     def effective_targets(self) -> tuple[Target, ...]:
-        """buildpack.md "Targets", as lc:buildpack/bp_descriptor.go inferTargets does."""
+        """buildpacks/spec buildpack.md#targets, as lifecycle buildpack/bp_descriptor.go inferTargets does."""
         if self.targets:
             return self.targets
         inferred: list[Target] = []

@@ -25,7 +25,7 @@ from cnbsim.model.layer import LayerMetadata, LayerTypes, read_layer_toml
 
 # `<name>.toml` files of a buildpack's layers dir that are not layers (lifecycle ReadLayersDir).
 NON_LAYER_TOMLS = frozenset({"launch", "build", "store"})
-# buildpacks/spec buildpack.md#bill-of-materials: `<layer>.sbom.<ext>`, `launch.sbom.<ext>`, `build.sbom.<ext>`.
+# buildpacks/spec buildpack.md#software-bill-of-materials: `<layer>.sbom.<ext>`, `launch.sbom.<ext>`, `build.sbom.<ext>`.
 SBOM_EXTENSIONS = ("cdx.json", "spdx.json", "syft.json")
 
 

@@ -1,4 +1,4 @@
-"""<layers>/config/metadata.toml (platform.md "metadata.toml"), written by the builder, read by the launcher."""
+"""<layers>/config/metadata.toml (buildpacks/spec platform.md#metadatatoml-toml), written by the builder, read by the launcher."""
 
 from __future__ import annotations
 

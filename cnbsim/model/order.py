@@ -1,4 +1,4 @@
-"""order.toml and group.toml (platform.md "order.toml", "group.toml")."""
+"""order.toml and group.toml (buildpacks/spec platform.md#ordertoml-toml, #grouptoml-toml)."""
 
 from __future__ import annotations
 
@@ -81,13 +81,13 @@ def order_to_toml(order: tuple[OrderGroup, ...]) -> dict[str, Any]:
 
 
 def group_to_toml(group: tuple[GroupElement, ...]) -> dict[str, Any]:
-    """lc:platform/files WriteGroup: id, version, api, homepage (if set); never optional."""
+    """lifecycle platform/files WriteGroup: id, version, api, homepage (if set); never optional."""
     entries = [el.to_toml() for el in group]
     return {"group": entries} if entries else {}
 
 
 def read_group_toml(path: Path) -> tuple[GroupElement, ...]:
-    """An empty file is a valid, empty group (cnb-spec.md 3.1.1)."""
+    """An empty file is a valid, empty group (buildpacks/spec platform.md#builder)."""
     top = Fields(read_toml(path, what="group.toml"), path)
     return tuple(
         GroupElement(id=e.str("id", required=True), version=e.str("version", required=True),

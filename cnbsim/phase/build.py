@@ -1,6 +1,6 @@
 """The build phase: run each bin/build of the group, then read what it left in its layers dir.
 
-Follows lc:phase/builder.go and lc:buildpack/build.go (cnb-spec.md 3.1-3.10).
+Follows lifecycle phase/builder.go and lifecycle buildpack/build.go (buildpacks/spec platform.md#builder).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
         env_from_layers = env_changes(env, platform.base_env)
         output = _run_build(desc, bp_plan, bp_dir, env, platform, log)
         layers, store_toml = _process_layers(desc, platform.layers_dir)
-        for layer in layers:  # the env later buildpacks see (cnb-spec.md 3.3.3)
+        for layer in layers:  # the env later buildpacks see (buildpacks/spec buildpack.md#build-layers)
             if layer.build:
                 env.add_root_dir(layer.path, BUILD_ROOT_DIRS)
                 env.add_env_dir(layer.path / "env")

@@ -1,6 +1,6 @@
 """The detect phase: order expansion, running bin/detect, build-plan resolution.
 
-Follows lc:phase/detector.go (cnb-spec.md 2.4-2.9): groups are tried in order, composite
+Follows lifecycle phase/detector.go (buildpacks/spec buildpack.md#order-resolution): groups are tried in order, composite
 buildpacks expand depth-first with the rest of the enclosing group appended, each
 bin/detect runs at most once, and the first group whose plan resolves wins.
 """

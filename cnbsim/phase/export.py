@@ -1,10 +1,11 @@
 """Export a cnbsim build output as an OCI image layout, as the lifecycle's exporter writes an image.
 
-Layer order (cnb-spec.md 5.1.5): the run image's layers, one layer per launch layer (group
+Layer order (buildpacks/spec platform.md#exporter, lifecycle phase/exporter.go): the run image's layers, one
+layer per launch layer (group
 order, sorted by name per buildpack), the app layer(s) (one per `[[slices]]` + the rest), the
 launcher, the launcher config (`/layers/config`) and the process types (`/cnb/process/<type>`).
-Labels, env, entrypoint and history are the lifecycle's (4.1, 5.4). Layer tars follow
-lc:archive and lc:layers (5.5), so an unchanged layer keeps its diffID and digest from one
+Labels, env, entrypoint and history are the lifecycle's (platform.md#labels). Layer tars follow
+lifecycle archive/ and layers/ (oci/tar.py), so an unchanged layer keeps its diffID and digest from one
 export to the next, and two exports of one build are byte-identical.
 
 Limitation: cnbsim has no Go launcher binary. `/cnb/lifecycle/launcher` is a POSIX sh script
@@ -65,7 +66,7 @@ PROJECT_METADATA_LABEL = "io.buildpacks.project.metadata"
 EXEC_ENV_LABEL = "io.buildpacks.exec-env"
 
 
-# lc:layers/factory.go: history `created_by` of each kind of layer.
+# lifecycle layers/factory.go: history `created_by` of each kind of layer.
 BUILDPACK_LAYER_HISTORY = "Layer: '{name}', Created by buildpack: {bp}"
 APP_LAYER_HISTORY = "Application Layer"
 SLICE_LAYER_HISTORY = "Application Slice: {n}"
@@ -257,7 +258,7 @@ def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[_Launch
 
 
 # ---------------------------------------------------------------------------------------------
-# Layer tars (cnb-spec.md 5.5, lc:archive/writer.go, lc:layers/*.go)
+# Layers of the lifecycle's own (lifecycle layers/launcher.go)
 
 
 
@@ -281,7 +282,7 @@ def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[_Launch
 
 
 def _launcher_layer(tw: TarWriter) -> None:
-    """lc:layers/launcher.go LauncherLayer: root-owned /cnb, /cnb/lifecycle and the launcher (0755)."""
+    """lifecycle layers/launcher.go LauncherLayer: root-owned /cnb, /cnb/lifecycle and the launcher (0755)."""
     tw.add(dir_header("/cnb", 0, 0))
     tw.add(dir_header("/cnb/lifecycle", 0, 0))
     script = LAUNCHER_SCRIPT.encode()
@@ -291,7 +292,7 @@ def _launcher_layer(tw: TarWriter) -> None:
 
 
 def _process_types_layer(processes: tuple[Process, ...]) -> Callable[[TarWriter], None]:
-    """lc:layers/launcher.go ProcessTypesLayer: /cnb/process/<type> -> the launcher, root-owned."""
+    """lifecycle layers/launcher.go ProcessTypesLayer: /cnb/process/<type> -> the launcher, root-owned."""
     for p in processes:
         problem = process_type_problem(p.type)
         if problem:
@@ -317,7 +318,7 @@ def _process_types_layer(processes: tuple[Process, ...]) -> Callable[[TarWriter]
 
 def _add_layers(image: ImageWriter, source: _BuildOutput, previous: PreviousImage | None,
                 say: Logger) -> dict[str, Any]:
-    """Buildpack, app, launcher, config and process-types layers (lc:phase/exporter.go); returns the
+    """Buildpack, app, launcher, config and process-types layers (lifecycle phase/exporter.go); returns the
     io.buildpacks.lifecycle.metadata label's content."""
     def prev(key: str) -> set[str]:
         return {previous.sha(key)} if previous else set()
@@ -364,7 +365,7 @@ def _add_layers(image: ImageWriter, source: _BuildOutput, previous: PreviousImag
     if source.metadata.processes:
         types = announce(image.add("buildpacksio/lifecycle:process-types", PROCESS_TYPES_HISTORY,
                                    _process_types_layer(source.metadata.processes), prev("process-types")))
-    # lc:platform/files LayersMetadata field order (runImage and stack follow).
+    # lifecycle platform/files LayersMetadata field order (runImage and stack follow).
     return {"app": [{"sha": lay.diff_id} for lay in app], "buildpacks": buildpacks, "config": {"sha": config},
             "launcher": {"sha": launcher}, "process-types": {"sha": types}}
 
@@ -385,7 +386,7 @@ def _reuse_without_contents(image: ImageWriter, layer: _LaunchLayer, created_by:
 
 def _image_config(source: _BuildOutput, run: RunImage | None, image: ImageWriter, lc_meta: dict[str, Any],
                   api: ApiVersion, exec_env: str, created: str, say: Logger) -> dict[str, Any]:
-    """The image config: the run image's, with the lifecycle's env, labels and workdir (4.1, 5.4)."""
+    """The image config: the run image's, with the lifecycle's env, labels and workdir (platform.md#exporter, #labels)."""
     base = dict(run.config) if run else {}
     container = dict(base.get("config") or {})
     top_layer = run.diff_ids[-1] if run and run.diff_ids else ""
@@ -416,7 +417,7 @@ def _image_config(source: _BuildOutput, run: RunImage | None, image: ImageWriter
 
 
 def _build_metadata(metadata: BuildMetadata, api: ApiVersion) -> dict[str, Any]:
-    """io.buildpacks.build.metadata (lc:platform/files BuildMetadata): no api, labels or slices [GAP]."""
+    """io.buildpacks.build.metadata (lifecycle platform/files BuildMetadata): no api, labels or slices [GAP]."""
     from cnbsim import __version__
     out: dict[str, Any] = {
         "buildpacks": [b.to_toml(api=False) for b in metadata.buildpacks],
@@ -429,7 +430,7 @@ def _build_metadata(metadata: BuildMetadata, api: ApiVersion) -> dict[str, Any]:
 
 
 def _process_json(p: Process, api: ApiVersion) -> dict[str, Any]:
-    """lc:launch Process JSON: command is an array from Platform 0.10, a string before."""
+    """lifecycle launch Process JSON: command is an array from Platform 0.10, a string before."""
     toml = p.to_metadata_toml(api)
     out: dict[str, Any] = {"type": p.type, "command": toml["command"], "args": toml.get("args"),
                            "direct": p.direct, "buildpackID": p.buildpack_id}
@@ -450,7 +451,7 @@ def _project_metadata(workspace: Path) -> dict[str, Any]:
 
 
 def _image_env(env: list[str], api: ApiVersion) -> list[str]:
-    """lc:phase/exporter.go setEnv: CNB_* dirs and API, then /cnb/process:/cnb/lifecycle: before PATH."""
+    """lifecycle phase/exporter.go setEnv: CNB_* dirs and API, then /cnb/process:/cnb/lifecycle: before PATH."""
     out = list(env)
 
     def get(name: str) -> str | None:
@@ -473,7 +474,7 @@ def _image_env(env: list[str], api: ApiVersion) -> list[str]:
 
 
 def _entrypoint(metadata: BuildMetadata, default_process: str | None) -> str:
-    """cnb-spec.md 4.1.1: the platform's -process-type, else the buildpacks' default, else the launcher."""
+    """buildpacks/spec platform.md#exporter: the platform's -process-type, else the buildpacks' default, else the launcher."""
     if default_process and metadata.process(default_process) is None:
         raise ExportError(f"tried to set {default_process} to default but it doesn't exist",
                           field="default_process",
@@ -492,7 +493,7 @@ def _json(value: Any) -> str:
 
 
 def _created(api: ApiVersion, say: Logger) -> str:
-    """cnb-spec.md 5.5.5: SOURCE_DATE_EPOCH (Platform >= 0.9), else 1980-01-01T00:00:01Z."""
+    """buildpacks/spec platform.md#build-reproducibility: SOURCE_DATE_EPOCH (Platform >= 0.9), else 1980-01-01T00:00:01Z."""
     when = NORMALIZED_TIME
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
     if epoch and api >= ApiVersion(0, 9):

@@ -1,6 +1,6 @@
 """The launcher: launch env, process selection, args, working dir, exec.d, profile.d, exec.
 
-Follows lc:launch/ and lc:cmd/launcher (cnb-spec.md 4.1-4.6). The env starts from the
+Follows lifecycle launch/ and cmd/launcher (buildpacks/spec platform.md#launcher, buildpack.md#launch). The env starts from the
 container's env; for each buildpack, all its launch layers' bin/ and lib/ first, then each
 layer's env/, env.launch/, env.launch/<type>/; then exec.d output; then the process runs.
 """
@@ -34,7 +34,7 @@ class LaunchPlan:
 
 
 def launch_layers(layers_dir: Path, metadata: BuildMetadata) -> list[tuple[str, list[Path]]]:
-    """Per buildpack (group order), its launch layer dirs in ReadLayersDir order (cnb-spec.md 4.4.2, 7.1.5).
+    """Per buildpack (group order), its launch layer dirs in ReadLayersDir order (buildpacks/spec buildpack.md#layer-paths).
 
     In an image every layer dir is a launch layer (its `<layer>.toml` files are not exported); in a
     build output only those whose `<layer>.toml` says `launch = true` would have been, and a malformed
@@ -72,7 +72,7 @@ def launch_env(layers_dir: Path, metadata: BuildMetadata, process_type: str | No
 
 def run_exec_d(layers_dir: Path, metadata: BuildMetadata, process_type: str | None, env: Env,
                app_dir: Path) -> None:
-    """lc:launch/exec_d.go: per layer, exec.d/* then exec.d/<type>/*; TOML on fd 3 overrides the env."""
+    """lifecycle launch/exec_d.go: per layer, exec.d/* then exec.d/<type>/*; TOML on fd 3 overrides the env."""
     for _, layers in launch_layers(layers_dir, metadata):
         for layer in layers:
             dirs = [layer / "exec.d"] + ([layer / "exec.d" / process_type] if process_type else [])
@@ -125,7 +125,7 @@ def _profiles(layers_dir: Path, metadata: BuildMetadata, process_type: str | Non
 
 def _user_args(process: Process, user_args: Sequence[str], bp_api: ApiVersion, platform_api: ApiVersion
                ) -> tuple[str, tuple[str, ...]]:
-    """lc:launch/process.go handleUserArgs (cnb-spec.md 4.3): the command and its final args."""
+    """lifecycle launch/process.go handleUserArgs (buildpacks/spec platform.md#launcher): the command and its final args."""
     if not process.command or not process.command[0]:
         raise LaunchError(f'no command provided for process type "{process.type}"')
     if platform_api < ApiVersion(0, 10):
@@ -140,7 +140,7 @@ def _user_args(process: Process, user_args: Sequence[str], bp_api: ApiVersion, p
 
 
 def _eligible_process(md: BuildMetadata, ptype: str, exec_env: str, platform_api: ApiVersion) -> Process | None:
-    """The first process of the type that may run in this exec-env (Platform API >= 0.15, cnb-spec.md 4.2.3):
+    """The first process of the type that may run in this exec-env (Platform API >= 0.15, buildpacks/spec platform.md#launcher):
     one without `exec-env`, or whose list holds `*` or CNB_EXEC_ENV (default production)."""
     for p in md.processes:
         if p.type != ptype:

@@ -17,7 +17,7 @@ from cnbsim.model.plan import DetectPlan, Plan, PlanEntry, PlanOption, Provider,
 
 def resolve_plan(passing: list[tuple[GroupElement, DetectPlan]], reasons: list[str] | None = None,
                  log: Logger | None = None) -> tuple[list[GroupElement], Plan] | None:
-    """Build-plan resolution over the buildpacks that passed detection (cnb-spec.md 2.7).
+    """Build-plan resolution over the buildpacks that passed detection (buildpacks/spec buildpack.md#phase-1-detection).
 
     Options per buildpack: the primary plan, then each [[or]]; only the last option may drop
     an optional buildpack. Trials are the Cartesian product, first buildpack outermost; the

@@ -1,6 +1,7 @@
 """The restore phase: layers put back before the build, as the lifecycle's analyzer and restorer do.
 
-Before the build (cnb-spec.md 5.3, buildpack.md "Layer Types"), for each buildpack of the group:
+Before the build (buildpacks/spec platform.md#restorer, buildpack.md#layer-types; lifecycle
+phase/restorer.go), for each buildpack of the group:
 - a `cache = true` layer saved in the cache gets its `<layer>.toml` (metadata only, no types)
   and its contents back;
 - a `launch = true` layer of the previous output (the previous image) gets its `<layer>.toml`

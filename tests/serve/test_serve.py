@@ -26,7 +26,7 @@ from cnbsim.errors import ConfigError
 from cnbsim.output import BuiltOutput
 from cnbsim.serve import serve
 
-# What the job-template runtime does (planqk-runtime.md §1.4-1.9), driven by fields of `data`.
+# What the job-template runtime does (planqk-commons planqk/commons/runtime), driven by fields of `data`.
 RUNTIME = r'''import json, os, sys, time
 root = os.environ.get("PLANQK_INPUT_ROOT", "/var/input")   # /var/input in the sandbox
 

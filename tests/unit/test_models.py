@@ -1,5 +1,5 @@
 """The typed models of every CNB file: each parses valid input, rejects invalid input at the edge
-with an error naming the file and the field, and writes what the lifecycle writes (cnb-spec.md 1-3)."""
+with an error naming the file and the field, and writes what the lifecycle writes (buildpacks/spec buildpack.md and platform.md)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def buildpack(put, body: str, path: Path = BP):
     return read_buildpack_toml(path)
 
 
-# -- API versions (cnb-spec.md 1.1.6) ---------------------------------------------------------------
+# -- API versions (buildpacks/spec buildpack.md#buildpack-api-version) -----------------------------------
 
 def test_api_versions_compare_numerically_so_0_10_is_newer_than_0_9():
     assert api("0.10") > api("0.9")
@@ -50,7 +50,7 @@ def test_api_version_that_is_not_major_dot_minor_is_rejected(text):
         api(text)
 
 
-# -- buildpack.toml (cnb-spec.md 2.3) ---------------------------------------------------------------
+# -- buildpack.toml (buildpacks/spec buildpack.md#buildpacktoml-toml; lifecycle buildpack/bp_descriptor.go) ---
 
 def test_valid_buildpack_toml_gives_every_field_the_lifecycle_reads(put):
     desc = buildpack(put, """
@@ -160,7 +160,8 @@ def test_exec_env_is_read_in_both_the_lifecycle_and_the_spec_spelling(put):
     assert spec.info.exec_env == ("test",)
 
 
-# Target inference when [[targets]] is empty (cnb-spec.md 2.3.3, 1.3 A16).
+# Target inference when [[targets]] is empty (buildpacks/spec buildpack.md#targets;
+# lifecycle buildpack/bp_descriptor.go).
 
 BIONIC = Target("linux", "amd64", "", (Distro("ubuntu", "18.04"),))
 
@@ -304,7 +305,7 @@ def test_escaped_id_replaces_every_slash_with_an_underscore():
     assert escape_id("my-org/sub/bp") == "my-org_sub_bp"
 
 
-# -- BuildpackStore (platform.md "Buildpacks Directory Layout", cnb-spec.md 2.1.1, 2.2.4) -----------
+# -- BuildpackStore (buildpacks/spec platform.md#buildpacks-directory-layout) ---
 
 def layout_bp(put, bp_id: str, version: str, declared: str | None = None) -> Path:
     path = Path("/cnb/buildpacks") / escape_id(bp_id) / version / "buildpack.toml"
@@ -347,7 +348,7 @@ def test_store_rejects_a_descriptor_whose_id_does_not_match_its_layout_location(
         store.lookup("org/bp", "1.0")
 
 
-# -- order.toml and group.toml (cnb-spec.md 2.2.1, 2.8.1, 3.1.1) ------------------------------------
+# -- order.toml and group.toml (buildpacks/spec platform.md#ordertoml-toml, #grouptoml-toml) ---
 
 ORDER = (
     OrderGroup((GroupElement("a", "1"), GroupElement("b", "2", optional=True))),
@@ -407,7 +408,7 @@ def test_invalid_group_toml_is_an_error_naming_the_file(put):
     assert err.value.file == "/layers/group.toml"
 
 
-# -- the build plan bin/detect writes (cnb-spec.md 2.5.7, 2.5.8) ------------------------------------
+# -- the build plan bin/detect writes (buildpacks/spec buildpack.md#detection; lifecycle buildpack/detect.go) ---
 
 def test_detect_plan_reads_provides_requires_with_metadata_and_or_alternatives_in_order():
     plan = parse_detect_plan("""
@@ -476,7 +477,7 @@ def test_detect_plan_round_trips_through_its_own_toml():
     assert parse_detect_plan(dumps(plan.to_toml()), "again.toml", "my-bp") == plan
 
 
-# -- plan.toml and the buildpack plan (cnb-spec.md 2.8.2, 3.2.1, 3.2.6) -----------------------------
+# -- plan.toml and the buildpack plan (buildpacks/spec platform.md#plantoml-toml, buildpack.md#buildpack-plan-toml) ---
 
 PLAN = Plan((
     PlanEntry((Provider("a", "1"),), (Require("python", {"version": "3.12"}), Require("python"))),
@@ -521,7 +522,7 @@ def test_entries_a_buildpack_met_are_removed_and_unmet_ones_stay_for_the_next_pr
     assert PLAN.without_met({"python", "pip", "venv"}) == Plan()
 
 
-# -- <layer>.toml (cnb-spec.md 3.5.2, 1.3 A2) ---------------------------------------------------------
+# -- <layer>.toml (buildpacks/spec buildpack.md#layer-content-metadata-toml) ---
 
 LAYER = Path("/layers/my-bp/venv.toml")
 
@@ -560,7 +561,7 @@ def test_layer_flag_that_is_not_a_boolean_is_an_error_naming_the_field():
     assert err.value.field == "types.launch"
 
 
-# -- launch.toml (cnb-spec.md 3.6, 1.3 A4/A5/A7) ------------------------------------------------------
+# -- launch.toml (buildpacks/spec buildpack.md#launchtoml-toml) ----------------------------------
 
 LAUNCH = Path("/layers/my-bp/launch.toml")
 
@@ -668,7 +669,7 @@ def test_empty_command_array_is_accepted_at_build():
     assert launch('[[processes]]\ntype = "web"\ncommand = []\n', "0.10").processes[0].command == ()
 
 
-# -- build.toml (cnb-spec.md 3.7.1) -------------------------------------------------------------------
+# -- build.toml (buildpacks/spec buildpack.md#buildtoml-toml) ------------------------------------------------
 
 BUILD = Path("/layers/my-bp/build.toml")
 
@@ -695,7 +696,7 @@ def test_unmet_without_a_name_is_rejected(put):
         read_build_toml(BUILD, {"python"})
 
 
-# -- <layers>/config/metadata.toml (cnb-spec.md 3.10, 1.4.1) ------------------------------------------
+# -- <layers>/config/metadata.toml (buildpacks/spec platform.md#metadatatoml-toml) ---
 
 METADATA = BuildMetadata(
     buildpacks=(GroupElement("a", "1", api=ApiVersion(0, 8), homepage="https://a"), GroupElement("b", "2", api=ApiVersion(0, 10))),

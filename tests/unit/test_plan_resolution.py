@@ -1,4 +1,5 @@
-"""Build-plan resolution over the buildpacks that passed detection (cnb-spec.md 2.7).
+"""Build-plan resolution over the buildpacks that passed detection (buildpacks/spec buildpack.md#phase-1-detection;
+lifecycle phase/detector.go runTrial).
 
 `resolve_plan` is pure: each case gives the passing buildpacks with the plan each wrote,
 in group order, and checks the participating group and the resolved plan.
@@ -33,7 +34,7 @@ def ids(result) -> list[str]:
 
 
 def entries(result) -> dict[str, PlanEntry]:
-    """Plan entries by dependency name (entry order is unspecified in the lifecycle, cnb-spec.md 2.7.6)."""
+    """Plan entries by dependency name (entry order is unspecified in the lifecycle: phase/detector.go)."""
     assert result is not None, "expected the group to resolve"
     out = {}
     for entry in result[1].entries:
@@ -47,7 +48,7 @@ def providers(entry: PlanEntry) -> list[str]:
     return [p.id for p in entry.providers]
 
 
-# -- provides and requires (cnb-spec.md 2.7.3) --------------------------------------------------------
+# -- provides and requires (lifecycle phase/detector.go runTrial) ---
 
 def test_buildpack_own_provide_satisfies_its_own_require():
     result = resolve_plan([bp("a", ["x"], ["x"])])
@@ -120,7 +121,7 @@ def test_group_that_passes_detection_with_no_plan_resolves_to_an_empty_plan():
     assert result[1] == Plan()
 
 
-# -- plan entries (cnb-spec.md 2.7.4) -----------------------------------------------------------------
+# -- plan entries (lifecycle phase/detector.go runTrial) -----
 
 def test_plan_entry_lists_every_provider_and_every_require_in_group_order_with_metadata():
     result = resolve_plan([
@@ -149,7 +150,7 @@ def test_requires_of_an_optional_buildpack_dropped_for_requiring_early_are_not_i
     assert entries(result)["x"].requires == (Require("x", {"by": "c"}),)
 
 
-# -- [[or]] alternatives and trials (cnb-spec.md 2.7.1, 2.7.2) ----------------------------------------
+# -- [[or]] alternatives and trials (lifecycle phase/detector.go runTrial) ---
 
 def test_or_alternative_is_tried_when_the_primary_plan_does_not_resolve():
     result = resolve_plan([bp("a", requires=["missing"], ors=[option(["x"], ["x"])])])
@@ -197,7 +198,7 @@ def test_when_no_trial_resolves_the_reasons_name_every_try():
     assert any(r.startswith("try #2: fail: a@1 requires gone") for r in reasons)
 
 
-# -- empty trials (cnb-spec.md 2.7.3 last line) ---------------------------------------------------------
+# -- empty trials (lifecycle phase/detector.go runTrial) -----
 
 def test_no_passing_buildpacks_fails():
     assert resolve_plan([]) is None
@@ -294,7 +295,7 @@ def test_every_require_comes_at_or_after_the_first_provider_and_every_provider_a
 
 
 def satisfied(group: list[tuple[GroupElement, PlanOption]]) -> bool:
-    """cnb-spec.md 2.7.3 'Consequences': every require has a provide at the same or an earlier
+    """lifecycle phase/detector.go runTrial: every require has a provide at the same or an earlier
     buildpack, and every provide has a require at the same or a later buildpack."""
     for i, (_, opt) in enumerate(group):
         for r in opt.requires:
