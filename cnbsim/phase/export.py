@@ -31,8 +31,7 @@ from cnbsim.log import Logger, as_logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.launch import PROCESS_TYPE_HINT, Process, process_type_problem
-from cnbsim.model.layer import LayerTypes
-from cnbsim.model.layers import read_layers_dir
+from cnbsim.model.layers import Layer, read_layers_dir
 from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.project import read_project_toml
@@ -202,23 +201,10 @@ def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tu
 
 
 @dataclass(frozen=True)
-class _LaunchLayer:
-    buildpack: GroupElement
-    name: str
-    path: Path
-    types: LayerTypes
-    data: Any      # the layer's [metadata] table, None when the toml has none
-
-    @property
-    def id(self) -> str:
-        return f"{self.buildpack.id}:{self.name}"
-
-
-@dataclass(frozen=True)
 class _BuildOutput(BuiltOutput):
     """A build output with, per buildpack of the group, its launch layers and store.toml metadata."""
 
-    layers: tuple[tuple[GroupElement, tuple[_LaunchLayer, ...], dict[str, Any] | None], ...] = ()
+    layers: tuple[tuple[GroupElement, tuple[Layer, ...], dict[str, Any] | None], ...] = ()
 
     @classmethod
     def read(cls, root: Path) -> "_BuildOutput":
@@ -235,16 +221,14 @@ class _BuildOutput(BuiltOutput):
         return cls(built.path, built.metadata, per_bp)
 
 
-def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[_LaunchLayer, ...], dict[str, Any] | None]:
+def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[Layer, ...], dict[str, Any] | None]:
     """lifecycle phase/exporter.go addBuildpackLayers: the launch layers of ReadLayersDir; a malformed one fails."""
     bp_layers = read_layers_dir(layers_dir, bp.id, error=ExportError)
     if bp_layers.malformed:
         ids = " ".join(m.identifier for m in bp_layers.malformed)
         raise ExportError(f"failed to parse metadata for layers '[{ids}]'", file=bp_layers.malformed[0].error.file,
                           hint=bp_layers.malformed[0].error.message)
-    layers = tuple(_LaunchLayer(bp, layer.name, layer.path, layer.types, layer.metadata.data)
-                   for layer in bp_layers.launch_layers())
-    return layers, (bp_layers.store.metadata if bp_layers.store is not None else None)
+    return bp_layers.launch_layers(), (bp_layers.store.metadata if bp_layers.store is not None else None)
 
 
 
@@ -334,12 +318,12 @@ def _add_layers(image: ImageWriter, source: _BuildOutput, previous: PreviousImag
             created_by = BUILDPACK_LAYER_HISTORY.format(name=layer.name, bp=f"{bp.id}@{bp.version}")
             if layer.path.is_dir():
                 name = f"{LAYERS_DIR}/{escape_id(bp.id)}/{layer.name}"
-                exported = image.add(layer.id, created_by, dir_layer(layer.path, name),
+                exported = image.add(layer.identifier, created_by, dir_layer(layer.path, name),
                                      {previous.layer_sha(bp.id, layer.name)} if previous else set())
             else:
                 exported = _reuse_without_contents(image, layer, created_by)
-            layers_md[layer.name] = {"sha": announce(exported), "data": layer.data, "build": layer.types.build,
-                                     "launch": True, "cache": layer.types.cache}
+            layers_md[layer.name] = {"sha": announce(exported), "data": layer.metadata.data, "build": layer.build,
+                                     "launch": True, "cache": layer.cache}
         entry: dict[str, Any] = {"key": bp.id, "version": bp.version, "layers": layers_md}
         if store is not None:
             entry["store"] = {"metadata": store}
@@ -370,18 +354,20 @@ def _add_layers(image: ImageWriter, source: _BuildOutput, previous: PreviousImag
             "launcher": {"sha": launcher}, "process-types": {"sha": types}}
 
 
-def _reuse_without_contents(image: ImageWriter, layer: _LaunchLayer, created_by: str) -> ExportedLayer:
-    """lc: a launch layer with a toml but no directory keeps the previous image's layer, or fails."""
-    toml = layer.path.with_name(layer.name + ".toml")
-    if layer.types.cache:
-        raise ExportError(f"layer '{layer.id}' is cache=true but has no contents", file=toml,
+def _reuse_without_contents(image: ImageWriter, layer: Layer, created_by: str) -> ExportedLayer:
+    """lifecycle phase/exporter.go: a launch layer with a toml but no directory keeps the previous image's layer,
+    or fails."""
+    if layer.cache:
+        raise ExportError(f"layer '{layer.identifier}' is cache=true but has no contents", file=layer.toml,
                           hint="create the layer directory, or set cache = false")
-    sha = image.previous.layer_sha(layer.buildpack.id, layer.name) if image.previous else ""
-    if not sha or sha not in image.previous.blobs:
-        raise ExportError(f"cannot reuse '{layer.id}', previous image has no metadata for layer '{layer.id}'",
-                          file=toml, hint="the buildpack must create the layer directory (or export to the "
-                                          "OCI layout and tag that holds the previous image)")
-    return image.reuse(layer.id, created_by, sha)
+    previous = image.previous
+    sha = previous.layer_sha(layer.buildpack_id, layer.name) if previous else ""
+    if previous is None or not sha or sha not in previous.blobs:
+        raise ExportError(f"cannot reuse '{layer.identifier}', previous image has no metadata for layer "
+                          f"'{layer.identifier}'",
+                          file=layer.toml, hint="the buildpack must create the layer directory (or export to the "
+                                                "OCI layout and tag that holds the previous image)")
+    return image.reuse(layer.identifier, created_by, sha)
 
 
 def _image_config(source: _BuildOutput, run: RunImage | None, image: ImageWriter, lc_meta: dict[str, Any],

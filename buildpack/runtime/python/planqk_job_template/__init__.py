@@ -1,5 +1,5 @@
 """PlanQK job-template runtime: runs a PlanQK service's `run(data=..., params=...)` once, as PlanQK's
-job-template does (as planqk-commons planqk/commons/runtime does), with the Python standard library only (Python 3.8+).
+job-template does (planqk-runtime.md §1.12), with the Python standard library only (Python 3.8+).
 
 The version below is the runtime's version; the buildpack reads it (bin/build) for the layer
 metadata and the image label, so bump it with every change of the runtime's behaviour.

@@ -1,4 +1,4 @@
-"""Finding and decoding `data` and `params` (planqk-commons planqk/commons/runtime; PlanQK/planqk-platform-samples' docker run recipes).
+"""Finding and decoding `data` and `params` (planqk-runtime.md §1.4, §1.12 items 2-3).
 
 Each input is taken from the first source that exists, in this order (shown for data):
 `DATA_FILE`, `<root>/data.json`, `<root>/data/data.json`, `./input/data.json`, `DATA_VALUE`,

@@ -1,6 +1,6 @@
 """One job: resolve the entry point, load the inputs, call `run(data=..., params=...)`, print the result.
 
-Exit codes (as planqk-commons planqk/commons/runtime gives them): 0 for a ResultResponse, another value or None; 1 for an
+Exit codes (planqk-runtime.md §1.9): 0 for a ResultResponse, another value or None; 1 for an
 ErrorResponse (after its block is printed), for an exception in the user's code (the line
 "Error executing user code: ...", the traceback on stderr, no block) and for an unusable
 entry point. `SystemExit` and `KeyboardInterrupt` from the user's code are not caught.
