@@ -86,7 +86,7 @@ class BuildOptions:
 
 def base_python() -> str:
     """The host's base interpreter (not a venv): what the cpython stub exposes."""
-    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    return reportmod.HostPython.current().path
 
 
 @dataclass(frozen=True)
@@ -271,7 +271,8 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             {str(layers): "/layers", str(workspace): "/workspace", str(target.path): "/output",
              str(Path(tmp)): "/platform"},
             log.redact)
-        report = reportmod.build_report(detected, outcome, layers, status, timings, normalize)
+        report = reportmod.build_report(detected, outcome, layers, status, timings, normalize,
+                                        reportmod.HostPython.current())
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (target.path / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")
         (target.path / "build.log").write_text(normalize(log.text), encoding="utf-8")

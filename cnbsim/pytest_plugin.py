@@ -83,41 +83,44 @@ class RunResult:
 
 @pytest.fixture
 def cnb_run() -> Callable[..., RunResult]:
-    """`cnb_run(result_or_output, data=None, params=None, process=None, env=None, args=(), sandbox="never")`."""
+    """`cnb_run(result_or_output, data=None, params=None, process=None, env=None, args=(), sandbox="never",
+    inputs=None)`; `inputs` ({name: JSON value}) mounts every input in PlanQK's v2 layout."""
     from cnbsim.output import BuiltOutput
-    from cnbsim.runner import RunRequest, parse_result, start
+    from cnbsim.runner import RunRequest, start
 
     def run(built: Any, data: Any = None, params: Any = None, process: str | None = None,
             env: Mapping[str, str] | None = None, args: Sequence[str] = (), sandbox: str = "never",
-            timeout: float = 120) -> RunResult:
+            timeout: float = 120, inputs: Mapping[str, Any] | None = None) -> RunResult:
         output = BuiltOutput.open(getattr(built, "output", built))
-        job = start(RunRequest(output, process, tuple(args), dict(env or {}), data, params, sandbox),
+        job = start(RunRequest(output, process, tuple(args), dict(env or {}), data, params, sandbox,
+                               inputs=dict(inputs or {})),
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             out, err = job.process.communicate(timeout=timeout)
+            stdout = out.decode("utf-8", errors="replace")
+            found, value = job.result(stdout)     # the v2 output file, else the result block
         finally:
             if job.process.poll() is None:
                 job.process.kill()
             job.close()
-        stdout = out.decode("utf-8", errors="replace")
-        found, value = parse_result(stdout)
         return RunResult(job.process.returncode, stdout, err.decode("utf-8", errors="replace"), found, value)
     return run
 
 
 def golden_view(subject: Any) -> dict[str, Any]:
-    """What a golden file holds: the report without timings, or the failure (exit code, message)."""
+    """What a golden file holds, the same on every host: the report as `report.comparable` gives it,
+    or the failure (exit code, message) with the host interpreter as placeholders."""
     from cnbsim.errors import CnbsimError
-    from cnbsim.report import without_timings
+    from cnbsim.report import HostPython, comparable
     if isinstance(subject, CnbsimError):
         from cnbsim.phase.detect import DetectFailed
         failure: dict[str, Any] = {"exit_code": subject.exit_code, "error": type(subject).__name__,
                                    "message": subject.message}
         if isinstance(subject, DetectFailed):
             failure["groups"] = [g.explain() for g in subject.groups]
-        return {"failure": failure}
+        return {"failure": HostPython.current().neutral_value(failure)}
     report = getattr(subject, "report", subject)
-    return without_timings(report)
+    return comparable(report)
 
 
 def _dumps(value: Any) -> str:

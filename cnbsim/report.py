@@ -2,12 +2,19 @@
 
 No absolute host paths (the layers dir reads `/layers`, the workspace `/workspace`, as in an
 image), no secret values, stable ordering: two builds of the same input give the same bytes
-apart from the `timings` table.
+apart from the host-dependent keys (`HOST_DEPENDENT`): `timings`, and `host`, the interpreter
+the stub buildpacks expose instead of a downloaded CPython. `comparable()` is the report as
+golden files hold it: without those keys, the host interpreter written as placeholders.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,6 +25,68 @@ from cnbsim.phase.detect import DetectResult
 from cnbsim.phase.launch import launch_env
 
 SCHEMA = 1
+# Keys that differ from host to host (or run to run) for the same input: goldens leave them out.
+HOST_DEPENDENT = ("timings", "host")
+
+
+@dataclass(frozen=True)
+class HostPython:
+    """The host's base interpreter, which the stubs expose instead of a downloaded CPython.
+
+    A build records it in the report's `host`. What it leaves in a build (the cpython layer's
+    link to it, `lib/pythonX.Y/site-packages`, poetry's `-pyX.Y` venv, a venv's `pyvenv.cfg`)
+    `neutral()` writes as placeholders, so that goldens and layer digests do not depend on
+    which Python ran the build; the requested and selected CPython stay as they are.
+    """
+
+    path: str
+    version: str
+
+    PLACEHOLDER = "<host.python>"
+    XY_PLACEHOLDER = "<host.python_xy>"
+
+    @classmethod
+    def current(cls) -> "HostPython":
+        """The base interpreter (not a venv) behind the running one: what cnbsim gives the stubs."""
+        return cls(os.path.realpath(getattr(sys, "_base_executable", sys.executable)), platform.python_version())
+
+    @classmethod
+    def from_report(cls, report: Mapping[str, Any]) -> "HostPython | None":
+        host = report.get("host")
+        if not isinstance(host, Mapping) or not host.get("python") or not host.get("python_version"):
+            return None
+        return cls(str(host["python"]), str(host["python_version"]))
+
+    def to_report(self) -> dict[str, str]:
+        return {"python": self.path, "python_version": self.version}
+
+    @property
+    def xy(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+    def neutral(self, text: str) -> str:
+        """`text` with the interpreter's path and the `pythonX.Y` / `pyX.Y` names derived from it as placeholders."""
+        text = text.replace(self.path, self.PLACEHOLDER)
+        return re.sub(rf"(?<=py){re.escape(self.xy)}(?!\d)|(?<=python){re.escape(self.xy)}(?!\d)",
+                      self.XY_PLACEHOLDER, text)
+
+    def neutral_bytes(self, data: bytes, name: str = "") -> bytes:
+        """File contents made neutral; a venv's `pyvenv.cfg` names its base interpreter by definition."""
+        if name == "pyvenv.cfg":
+            data = re.sub(rb"(?m)^(home|version|version_info|executable|command)[ \t]*=.*$", rb"\1 = <host>", data)
+        if self.path.encode() not in data and self.xy.encode() not in data:
+            return data
+        return self.neutral(data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
+
+    def neutral_value(self, value: Any) -> Any:
+        """`neutral` on every string (keys too) of a JSON value."""
+        if isinstance(value, str):
+            return self.neutral(value)
+        if isinstance(value, dict):
+            return {self.neutral(k): self.neutral_value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.neutral_value(v) for v in value]
+        return value
 
 
 class Normalizer:
@@ -41,14 +110,15 @@ class Normalizer:
 
 def build_report(detected: DetectResult, outcome: BuildOutcome, layers_dir: Path,
                  layer_status: Mapping[tuple[str, str], str], timings: Mapping[str, float],
-                 normalize: Normalizer) -> dict[str, Any]:
-    """The report of a finished build, from what its phases returned."""
+                 normalize: Normalizer, host: HostPython) -> dict[str, Any]:
+    """The report of a finished build from what its phases returned, host paths normalized; `host` is the
+    interpreter the build exposed."""
     md = outcome.metadata
     buildpacks = []
     for bp in outcome.buildpacks:
         layers = []
         for layer in bp.layers:
-            digest, files = tree_digest(layer.path, normalize.pairs)
+            digest, files = tree_digest(layer.path, normalize.pairs, host)
             layers.append({
                 "name": layer.name,
                 "types": {"launch": layer.launch, "build": layer.build, "cache": layer.cache},
@@ -92,12 +162,21 @@ def build_report(detected: DetectResult, outcome: BuildOutcome, layers_dir: Path
         "slices": [list(s.paths) for s in md.slices],
         "timings": {k: round(v, 4) for k, v in timings.items()},
     }
-    return normalize(report)
+    report = normalize(report)
+    report["host"] = host.to_report()
+    return report
 
 
 def dumps(report: Mapping[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=True) + "\n"
 
 
-def without_timings(report: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in report.items() if k != "timings"}
+def comparable(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report as golden files hold it: the same on every host for the same input.
+
+    The `HOST_DEPENDENT` keys are left out and the host interpreter the report names (`host`)
+    is written as placeholders wherever else it appears (`HostPython.neutral`).
+    """
+    kept = {k: v for k, v in report.items() if k not in HOST_DEPENDENT}
+    host = HostPython.from_report(report)
+    return host.neutral_value(kept) if host else kept

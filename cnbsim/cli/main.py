@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -117,11 +116,16 @@ def _parser() -> argparse.ArgumentParser:
                        description="Start a process of a build output through the launcher. With --data/--params "
                                    "(plain JSON files) it does what `docker run -e BASE64_ENCODED=false -v "
                                    "data.json:/var/input/data/data.json -v params.json:/var/input/params/"
-                                   "params.json IMAGE` does, then prints the PlanQK result.", epilog=EPILOG)
+                                   "params.json IMAGE` does, then prints the PlanQK result (from "
+                                   "/var/runtime/output/output.json, else the result block). Only the inputs "
+                                   "given are mounted, never the project's input/ dir.", epilog=EPILOG)
     r.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     r.add_argument("--process", "-p", metavar="TYPE", help="the process type (default: the default process)")
     r.add_argument("--data", metavar="FILE", help="JSON input data (mounted at /var/input/data/data.json)")
     r.add_argument("--params", metavar="FILE", help="JSON params (mounted at /var/input/params/params.json)")
+    r.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
+                   help="a JSON input for the run() parameter NAME, in PlanQK's v2 layout (repeatable; then "
+                        "every input is mounted at /var/runtime/input/NAME.json)")
     r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="a container env var")
     r.add_argument("--sandbox", choices=SandboxMode.values(), default=SandboxMode.AUTO.value,
                    help="run inside bubblewrap: /workspace, /layers, /var/input, no network "
@@ -275,42 +279,36 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from cnbsim.output import BuiltOutput
-    from cnbsim.runner import RunRequest, parse_result, read_json_input, start
+    from cnbsim.runner import RunRequest, read_json_input, run_attached, unmounted_inputs
     output = BuiltOutput.open(args.output)
-    user_args = args.args
+    named = {}
+    for item in args.input:
+        name, eq, path = item.partition("=")
+        if not eq or not name.isidentifier() or not path:
+            raise ConfigError(f"--input {item!r} is not NAME=FILE", field="--input",
+                              hint="e.g. --input data=input/data.json (NAME is the run() parameter)")
+        named[name] = read_json_input(path, f"input {name}")
     req = RunRequest(
-        output=output, process_type=args.process, args=tuple(user_args), env=parse_env(args.env, None),
+        output=output, process_type=args.process, args=tuple(args.args), env=parse_env(args.env, None),
         data=read_json_input(args.data, "data") if args.data else None,
         params=read_json_input(args.params, "params") if args.params else None,
-        sandbox=args.sandbox, writable_workspace=args.writable_workspace)
-    job = start(req, stdout=subprocess.PIPE, stderr=None if not args.json else sys.stderr)
-    chunks = []
-    user_out = sys.stderr if args.json else sys.stdout
-    try:
-        assert job.process.stdout is not None
-        for raw in iter(job.process.stdout.readline, b""):
-            line = raw.decode("utf-8", errors="replace")
-            chunks.append(line)
-            user_out.write(line)
-            user_out.flush()
-        code = job.process.wait()
-    except KeyboardInterrupt:
-        job.process.terminate()
-        job.process.wait()
-        raise
-    finally:
-        job.close()
-    found, value = parse_result("".join(chunks))
+        sandbox=args.sandbox, writable_workspace=args.writable_workspace, inputs=named)
+    note = unmounted_inputs(req)
+    if note:
+        print(note, file=sys.stderr)
+    outcome = run_attached(req, sys.stderr if args.json else sys.stdout, sys.stderr)
     if args.json:
-        if found:
-            json.dump(value, sys.stdout, indent=2, sort_keys=True)
+        if outcome.found:
+            json.dump(outcome.result, sys.stdout, indent=2, sort_keys=True)
             print()
-    elif found:
+    elif outcome.found:
         print(_bold("===> RESULT", _color(sys.stdout)))
-        print(json.dumps(value, indent=2, sort_keys=True))
-    if code != 0:
-        print(f"cnbsim: the process exited with code {code}", file=sys.stderr)
-    return code
+        print(json.dumps(outcome.result, indent=2, sort_keys=True))
+    if outcome.hint:
+        print(outcome.hint, file=sys.stderr)
+    if outcome.code != 0:
+        print(f"cnbsim: the process exited with code {outcome.code}", file=sys.stderr)
+    return outcome.code
 
 
 def _dir_size(path: Path) -> int:
