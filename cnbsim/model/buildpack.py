@@ -132,7 +132,7 @@ class ComponentBuildpack(BuildpackDescriptor):
 class CompositeBuildpack(BuildpackDescriptor):
     """A buildpack made of others: an `[[order]]` of groups, expanded at detection (lifecycle phase/detector.go)."""
 
-    order: tuple[OrderGroup, ...] = ()   # type: ignore[assignment]  # a field here, the base's property () there
+    order: tuple[OrderGroup, ...] = ()   # a field here, the base's property () there
 
     is_composite: ClassVar[bool] = True
 

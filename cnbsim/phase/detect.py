@@ -110,8 +110,8 @@ def detect(order: tuple[OrderGroup, ...], store: BuildpackStore, platform: Platf
     """Run the detect phase over `order`; raise `DetectFailed` when no group passes."""
     log = log or Logger()
     detector = _Detector(store, platform, log)
-    for group in order:          # lc verifyOrder: every top-level buildpack's API, before anything runs
-        for el in group.group:
+    for top in order:          # lifecycle verifyOrder: every top-level buildpack's API, before anything runs
+        for el in top.group:
             store.lookup(el.id, el.version).check_api()
     try:
         group, plan = detector.detect_order(order, [], [], optional=False)

@@ -539,9 +539,10 @@ class _Staging:
     def write_index(self, entry: dict[str, Any], tag: str, say: Logger) -> None:
         """index.json: the old entries (their blobs kept) but this tag's, which `entry` replaces in place."""
         entries, placed = [], False
-        for e in self.old.entries() if self.old else []:
-            if (e.get("annotations") or {}).get(REF_NAME) != tag:
-                self._copy_blobs(self.old, e, say)
+        old = self.old
+        for e in old.entries() if old else []:
+            if old is not None and (e.get("annotations") or {}).get(REF_NAME) != tag:
+                self._copy_blobs(old, e, say)
                 entries.append(e)
             elif not placed:
                 entries.append(entry)

@@ -112,7 +112,7 @@ def _exec_d_one(path: Path, env: Env, app_dir: Path) -> None:
 
 
 def _profiles(layers_dir: Path, metadata: BuildMetadata, process_type: str | None, app_dir: Path) -> list[str]:
-    out = []
+    out: list[str] = []
     for _, layers in launch_layers(layers_dir, metadata):
         for layer in layers:
             for d in [layer / "profile.d"] + ([layer / "profile.d" / process_type] if process_type else []):
