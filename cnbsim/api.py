@@ -22,27 +22,28 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from cnbsim import leaks
 from cnbsim import report as reportmod
-from cnbsim.phase.build import BuildOutcome, BuildpackBuild, Layer
+from cnbsim.model.layers import Layer
+from cnbsim.phase.build import BuildOutcome, BuildpackBuild
 from cnbsim.phase.build import build as build_phase
 from cnbsim.builder import Sources, resolve_sources
 from cnbsim.cache import Cache
 from cnbsim.phase.export import reuse_layers
 from cnbsim.phase.restore import restore
-from cnbsim.phase.detect import DetectFailed, DetectResult
+from cnbsim.phase.detect import DetectResult
 from cnbsim.phase.detect import detect as detect_phase
 from cnbsim.errors import BuildError, ConfigError
 from cnbsim.fs import is_inside, relocate, special_files
 from cnbsim.phase.launch import launch_env
-from cnbsim.log import Logger
+from cnbsim.log import Logger, Redactor
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
 from cnbsim.model.order import GroupElement, group_to_toml
 from cnbsim.model.plan import Plan
+from cnbsim.model.states import Installer, LayerStatus
 from cnbsim.output import OutputDir
 from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform
 from cnbsim.tomlio import write_toml
 
-INSTALLERS = ("stub", "real")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
@@ -51,7 +52,7 @@ class BuildOptions:
     """How the platform runs a build (defaults are `cnbsim build`'s)."""
 
     env: Mapping[str, str] = field(default_factory=dict)
-    installer: str = "stub"
+    installer: Installer | str = Installer.STUB
     wheelhouse: Path | None = None
     platform_api: ApiVersion = DEFAULT_PLATFORM_API
     detect_timeout: float = DEFAULT_DETECT_TIMEOUT
@@ -60,15 +61,17 @@ class BuildOptions:
     buildpack_store: tuple[Path, ...] = ()   # dirs of saved buildpackages for registry references
 
     def platform_env(self) -> dict[str, str]:
-        if self.installer not in INSTALLERS:
+        try:
+            installer = Installer(self.installer)
+        except ValueError:
             raise ConfigError(f"unknown installer '{self.installer}'", field="installer",
-                              hint="use 'stub' (record, fast) or 'real' (install with virtualenv + pip)")
+                              hint="use 'stub' (record, fast) or 'real' (install with virtualenv + pip)") from None
         values = {k: str(v) for k, v in self.env.items()}
         for name in values:
             if not _ENV_NAME.match(name):
                 raise ConfigError(f"'{name}' is not a valid environment variable name", field="env",
                                   hint="use letters, digits and '_' (e.g. BP_MY_SETTING)")
-        values["CNBSIM_INSTALLER"] = self.installer
+        values["CNBSIM_INSTALLER"] = installer.value
         values["CNBSIM_PYTHON"] = sys.executable
         values["CNBSIM_BASE_PYTHON"] = base_python()
         if self.wheelhouse is not None:
@@ -99,7 +102,7 @@ class BuildResult:
     outcome: BuildOutcome = field(repr=False)
     log: str = field(default="", repr=False)
     timings: dict[str, float] = field(default_factory=dict, repr=False)
-    layer_status: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    layer_status: dict[tuple[str, str], LayerStatus] = field(default_factory=dict, repr=False)
     report: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -211,22 +214,12 @@ def default_output(app: Path) -> Path:
     return Path.cwd() / "cnbsim-out" / app.absolute().name
 
 
-def _detect_redacted(sources: Sources, platform: Platform, log: Logger) -> DetectResult:
-    """The detect phase; a failure's account of buildpack output hides the build's secrets."""
-    try:
-        return detect_phase(sources.order, sources.store, platform, log)
-    except DetectFailed as failed:
-        failed.secrets = log.secrets
-        raise
-
-
 def detect(app: Path | str, *, builder: Path | str | None = None,
            buildpacks: Sequence[Path | str] | None = None, options: BuildOptions | None = None,
            log: Logger | None = None, **kwargs: Any) -> DetectResult:
     """Run detection alone on a copy of `app`; raises DetectFailed when no group passes."""
     options = options or BuildOptions(**kwargs)
-    log = log or Logger(stream=None)
-    log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
+    log = (log or Logger(stream=None)).with_secrets(Redactor(options.secrets().values()))
     app = _check_app(Path(app))
     sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
@@ -235,7 +228,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
         write_platform_dir(platform_dir, options.platform_env())
         platform = Platform(app_dir=workspace, platform_dir=platform_dir, layers_dir=Path(tmp) / "layers",
                             api=options.platform_api, detect_timeout=options.detect_timeout)
-        return _detect_redacted(sources, platform, log)
+        return detect_phase(sources.order, sources.store, platform, log)
 
 
 def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
@@ -247,11 +240,10 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     output at `output`, if any, is the "previous image" whose launch layers can be reused.
     """
     options = options or BuildOptions(**kwargs)
-    log = log or Logger(stream=None)
+    log = (log or Logger(stream=None)).with_secrets(Redactor(options.secrets().values()))
     app = _check_app(Path(app))
     started = time.perf_counter()
     platform_values = options.platform_env()
-    log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
     sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     target = OutputDir(output if output is not None else default_output(app), notice=log.warn)
     cache = Cache(Path(cache_dir)) if cache_dir else None
@@ -269,7 +261,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                             build_timeout=options.build_timeout)
         t0 = time.perf_counter()
         log.phase("DETECTING")
-        detected = _detect_redacted(sources, platform, log)
+        detected = detect_phase(sources.order, sources.store, platform, log)
         write_toml(layers / "group.toml", group_to_toml(detected.group))
         write_toml(layers / "plan.toml", detected.plan.to_toml())
         t1 = time.perf_counter()
@@ -293,21 +285,21 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         if cache:
             log.phase("CACHING")
             cache.save(outcome, final / "layers", status, log)
-        result = BuildResult(app=app, output=stage, sources=sources, detect=detected, outcome=outcome,
-                             log=log.text, layer_status=status,
-                             timings={"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2,
-                                      "cache": time.perf_counter() - t3})
+        timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
         normalize = reportmod.Normalizer(
             {str(layers): "/layers", str(workspace): "/workspace", str(stage): "/output",
              str(final / "layers"): "/layers", str(final / "workspace"): "/workspace", str(final): "/output",
              str(target.platform_dir): "/platform"},
-            log.secrets)
-        report = reportmod.build_report(result, normalize, reportmod.HostPython.current())
+            log.redact)
+        report = reportmod.build_report(detected, outcome, layers, status, timings, normalize,
+                                        reportmod.HostPython.current())
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (stage / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")
         (stage / "build.log").write_text(normalize(log.text), encoding="utf-8")
+        result = BuildResult(app=app, output=stage, sources=sources, detect=detected, outcome=outcome,
+                             log=log.text, timings=timings, layer_status=status, report=report)
         target.commit()
-    return rebase(replace(result, report=report), str(stage), str(final))
+    return rebase(result, str(stage), str(final))
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from typing import IO, Any, Iterator
 from cnbsim.errors import CnbsimError, ConfigError
 from cnbsim.fs import AtomicDir, DirKind, mark, remove_tree
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id, read_buildpack_toml
-from cnbsim.oci.layout import (DIGEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
+from cnbsim.oci.layout import (DIGEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST,
                                REF_NAME, ImageWriter)
 from cnbsim.oci.tar import NORMALIZED_TIME, TarWriter, dir_header
 

@@ -1,7 +1,7 @@
 """Finding buildpacks: a single buildpack dir, or a buildpacks dir in the Platform API layout.
 
-platform.md "Buildpacks Directory Layout": `<buildpacks>/<id with / as _>/<version>/buildpack.toml`
-(lc:platform/dir_store.go LookupBp).
+buildpacks/spec platform.md#buildpacks-directory-layout: `<buildpacks>/<id with / as _>/<version>/buildpack.toml`
+(lifecycle platform/dir_store.go LookupBp).
 """
 
 from __future__ import annotations

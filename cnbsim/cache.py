@@ -14,12 +14,12 @@ from pathlib import Path
 
 from cnbsim.errors import ConfigError
 from cnbsim.fs import AtomicDir, DirKind, check_replaceable, remove_owned, special_files, target_path
+from cnbsim.model.states import LayerStatus
 from cnbsim.phase.build import BuildOutcome
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
-from cnbsim.report import tree_digest
+from cnbsim.fs import tree_digest
 
-RESTORED, REUSED, REBUILT = "restored", "reused", "rebuilt"
 INDEX = "index.json"
 LAYERS_KEY = "layers-dir"     # in the index: where the cached layers were built
 
@@ -62,7 +62,7 @@ class Cache:
             return {}
         return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
-    def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
+    def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], LayerStatus],
              log: Logger) -> None:
         """Write the new cache aside, then swap it in; on any failure the previous cache stays as it was
         (a warning, as the lifecycle gives: the build itself succeeded). A layer restored from the cache
@@ -74,7 +74,8 @@ class Cache:
         except (OSError, shutil.Error, ConfigError) as exc:
             log.warn(f"failed to save the cache to {self.path}: {exc}; the previous cache is kept")
 
-    def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
+    def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path,
+               status: dict[tuple[str, str], LayerStatus],
                log: Logger) -> None:
         (staging / "layers").mkdir(parents=True)
         before = self.index()
@@ -90,7 +91,7 @@ class Cache:
                 dest = staging / "layers" / escape_id(bp.element.id)
                 dest.mkdir(parents=True, exist_ok=True)
                 cached = self.layers / escape_id(bp.element.id) / layer.name
-                if status.get((bp.element.id, layer.name)) == RESTORED and name in before and cached.is_dir() \
+                if status.get((bp.element.id, layer.name)) == LayerStatus.RESTORED and name in before and cached.is_dir() \
                         and before.get(LAYERS_KEY) == str(layers_dir):
                     # unchanged: the new cache shares the cached files (never written in place: restore copies)
                     shutil.copytree(cached, dest / layer.name, symlinks=True, copy_function=_link_or_copy)

@@ -1,6 +1,6 @@
 """The secret-leak check: a build fails if a secret given at build time ends up in its output.
 
-A platform env var is secret when its name matches one of `SECRET_NAME_PATTERNS` (shell-style,
+A platform env var is secret when its name matches one of `log.SECRET_NAME_PATTERNS` (shell-style,
 case-insensitive) or is named with `--secret-env`. After the build and before anything is kept,
 each such value is searched in the whole output tree: in the names of files, directories, layers
 and symlinks, in symlink targets, in the contents of every file (the layers, env files,
@@ -10,29 +10,22 @@ the app's; and in the captured logs. A hit names the place with the value redact
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import stat
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from cnbsim.errors import BuildError
+from cnbsim.errors import BuildError, ExitCode
+from cnbsim.log import MIN_SECRET_LENGTH, REDACTED, SECRET_NAME_PATTERNS, Redactor, is_secret_name
 
-SECRET_NAME_PATTERNS = ("*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSW*", "*_KEY*", "*_PAT", "*APIKEY*",
-                        "*CREDENTIAL*", "*PRIVATE*")
-MIN_LENGTH = 4   # shorter values would match everywhere; they are not searched (with a warning)
-REDACTED = "<redacted>"
+MIN_LENGTH = MIN_SECRET_LENGTH   # shorter values would match everywhere; they are not searched (with a warning)
+__all__ = ["REDACTED", "SECRET_NAME_PATTERNS", "MIN_LENGTH", "is_secret_name", "secret_values", "check", "redact"]
 
 
 class SecretLeakError(BuildError):
     """A secret value was found in the build output."""
 
-    exit_code = 53
-
-
-def is_secret_name(name: str, extra_names: Iterable[str] = ()) -> bool:
-    upper = name.upper()
-    return name in set(extra_names) or any(fnmatch.fnmatchcase(upper, p) for p in SECRET_NAME_PATTERNS)
+    exit_code = ExitCode.SECRET_LEAK
 
 
 def secret_values(env: Mapping[str, str], extra_names: Iterable[str] = ()) -> dict[str, str]:
@@ -42,10 +35,8 @@ def secret_values(env: Mapping[str, str], extra_names: Iterable[str] = ()) -> di
 
 
 def redact(text: str, values: Iterable[str]) -> str:
-    """`text` with every secret value (longest first) replaced by a marker."""
-    for value in sorted((v for v in values if v), key=len, reverse=True):
-        text = text.replace(value, REDACTED)
-    return text
+    """`text` with every secret value of at least MIN_LENGTH characters replaced by a marker."""
+    return Redactor(values)(text)
 
 
 def _same_as_source(path: str, st: os.stat_result, source: Path, rel: str) -> bool:

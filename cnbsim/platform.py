@@ -1,7 +1,7 @@
 """What the platform gives the lifecycle: directories, Platform API, run-image target, limits.
 
 Also the per-buildpack `CNB_*` variables for bin/detect and bin/build, which depend on
-the Buildpack API the buildpack declares (cnb-spec.md 1.3 A9-A12, 2.5.4, 3.2.4).
+the Buildpack API the buildpack declares (buildpacks/spec buildpack.md, per Buildpack API; buildpack.md#detection; lifecycle buildpack/detect.go; buildpack.md#build; lifecycle buildpack/build.go).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
 
 @dataclass(frozen=True)
 class RunTarget:
-    """The run image's target (platform.md "analyzed.toml" [run-image.target])."""
+    """The run image's target (buildpacks/spec platform.md#analyzedtoml-toml [run-image.target])."""
 
     os: str = "linux"
     arch: str = ""
@@ -32,7 +32,7 @@ class RunTarget:
 
     @classmethod
     def host(cls, os_release: Path = Path("/etc/os-release")) -> "RunTarget":
-        """linux/<host arch>, distro from /etc/os-release as lc:platform/target_data.go reads it."""
+        """linux/<host arch>, distro from /etc/os-release as lifecycle platform/target_data.go reads it."""
         values: dict[str, str] = {}
         try:
             for line in os_release.read_text(encoding="utf-8").splitlines():
@@ -92,7 +92,7 @@ class Platform:
         overrides (unless clear-env), then the CNB_* variables of the buildpack's API."""
         base = env.with_platform(None if bp.info.clear_env else self.platform_dir, self.build_config_dir)
         out = dict(base.vars)
-        api = bp.api_version
+        api = bp.api
         out["CNB_BUILDPACK_DIR"] = str(bp.root)
         if api >= ApiVersion(0, 8):
             out.update(cnb_vars)

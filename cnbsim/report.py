@@ -9,24 +9,22 @@ golden files hold it: without those keys, the host interpreter written as placeh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import re
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Mapping
 
+from cnbsim.fs import tree_digest
+from cnbsim.log import NO_SECRETS, Redactor
+from cnbsim.phase.build import BuildOutcome
+from cnbsim.phase.detect import DetectResult
 from cnbsim.phase.launch import launch_env
 
-if TYPE_CHECKING:
-    from cnbsim.api import BuildResult
-
 SCHEMA = 1
-REDACTED = "<redacted>"
 # Keys that differ from host to host (or run to run) for the same input: goldens leave them out.
 HOST_DEPENDENT = ("timings", "host")
 
@@ -94,17 +92,15 @@ class HostPython:
 class Normalizer:
     """Replaces host paths by their image paths and secret values by a marker, in any JSON value."""
 
-    def __init__(self, paths: Mapping[str, str], secrets: Iterable[str] = ()) -> None:
+    def __init__(self, paths: Mapping[str, str], redact: Redactor = NO_SECRETS) -> None:
         self.pairs = sorted(((h, i) for h, i in paths.items() if h), key=lambda p: -len(p[0]))
-        self.secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        self.redact = redact
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, str):
             for host, image in self.pairs:      # paths first: a secret inside a path must not break it
                 value = value.replace(host, image)
-            for secret in self.secrets:
-                value = value.replace(secret, REDACTED)
-            return value
+            return self.redact(value)
         if isinstance(value, dict):
             return {self(k): self(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
@@ -112,54 +108,11 @@ class Normalizer:
         return value
 
 
-def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = (),
-                host: HostPython | None = None) -> tuple[str, int]:
-    """A content digest of a directory (names, types, modes' x bit, contents, link targets) and its file count.
-
-    `replace` maps host paths to image paths in contents and link targets first, so the digest is
-    that of the layer as built at `/layers` (where a real build writes it), not of this host's path;
-    with `host`, names, link targets and contents are read `host.neutral`, so that it does not
-    depend on the host's interpreter either.
-    """
-    pairs = [(h.encode(), i.encode()) for h, i in sorted(replace, key=lambda p: -len(p[0])) if h]
-
-    def fix(data: bytes, name: str = "") -> bytes:
-        for host_path, image in pairs:
-            if host_path in data:
-                data = data.replace(host_path, image)
-        return host.neutral_bytes(data, name) if host else data
-
-    def fix_name(rel: str) -> str:
-        return host.neutral(rel) if host else rel
-    h = hashlib.sha256()
-    count = 0
-    if not root.is_dir():
-        return "", 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, root)
-        h.update(f"d {fix_name(rel_dir)}\n".encode())
-        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
-            path = os.path.join(dirpath, name)
-            rel = fix_name(os.path.normpath(os.path.join(rel_dir, name)))
-            count += 1
-            if os.path.islink(path):
-                h.update(f"l {rel} ".encode() + fix(os.readlink(path).encode()) + b"\n")
-                continue
-            st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode):     # a socket or FIFO: named, never opened (it could block)
-                h.update(f"o {rel}\n".encode())
-                continue
-            h.update(f"f {rel} {'x' if st.st_mode & 0o111 else '-'} ".encode())
-            with open(path, "rb") as fh:
-                h.update(fix(fh.read(), name) if pairs or host else fh.read())
-            h.update(b"\n")
-    return "sha256:" + h.hexdigest(), count
-
-
-def build_report(result: "BuildResult", normalize: Normalizer, host: HostPython) -> dict[str, Any]:
-    """The report of `result`, host paths normalized; `host` is the interpreter the build exposed."""
-    outcome = result.outcome
+def build_report(detected: DetectResult, outcome: BuildOutcome, layers_dir: Path,
+                 layer_status: Mapping[tuple[str, str], str], timings: Mapping[str, float],
+                 normalize: Normalizer, host: HostPython) -> dict[str, Any]:
+    """The report of a finished build from what its phases returned, host paths normalized; `host` is the
+    interpreter the build exposed."""
     md = outcome.metadata
     buildpacks = []
     for bp in outcome.buildpacks:
@@ -172,11 +125,11 @@ def build_report(result: "BuildResult", normalize: Normalizer, host: HostPython)
                 "metadata": layer.metadata.metadata,
                 "digest": digest,
                 "files": files,
-                **({"cache": result.layer_status.get((bp.element.id, layer.name))}
-                   if result.layer_status.get((bp.element.id, layer.name)) else {}),
+                **({"cache": layer_status.get((bp.element.id, layer.name))}
+                   if layer_status.get((bp.element.id, layer.name)) else {}),
             })
         buildpacks.append({
-            "id": bp.element.id, "version": bp.element.version, "api": bp.element.api,
+            "id": bp.element.id, "version": bp.element.version, "api": bp.element.api_text,
             "plan": [r.to_toml() for r in bp.plan.entries],
             "build_env": dict(sorted(bp.env_from_layers.items())),
             "layers": layers,
@@ -188,27 +141,26 @@ def build_report(result: "BuildResult", normalize: Normalizer, host: HostPython)
         "default": p.type == md.default_process, "buildpack_id": p.buildpack_id,
         "working_dir": p.working_dir or "/workspace",
     } for p in md.processes]
-    launch = {p.type: dict(sorted(launch_env(result.layers_dir, md, p.type, {}).vars.items()))
+    launch = {p.type: dict(sorted(launch_env(layers_dir, md, p.type, {}).vars.items()))
               for p in md.processes}
     report = {
         "schema": SCHEMA,
-        "group": [{"id": e.id, "version": e.version, "api": e.api,
-                   **({"homepage": e.homepage} if e.homepage else {})} for e in result.group],
+        "group": [e.to_toml() for e in detected.group],
         "plan": [{"providers": [{"id": p.id, "version": p.version} for p in e.providers],
-                  "requires": [r.to_toml() for r in e.requires]} for e in result.plan.entries],
+                  "requires": [r.to_toml() for r in e.requires]} for e in detected.plan.entries],
         "detect": [{"passed": g.passed,
                     "buildpacks": [{"id": e.id, "version": e.version, "optional": e.optional,
                                     "status": e.status, **({"detail": e.detail} if e.detail else {})}
                                    for e in g.elements],
                     **({"reasons": list(g.reasons)} if g.reasons else {})}
-                   for g in result.detect.groups],
+                   for g in detected.groups],
         "buildpacks": buildpacks,
         "processes": processes,
         "default_process": md.default_process,
         "launch_env": launch,
         "labels": [{"key": lab.key, "value": lab.value} for lab in md.labels],
         "slices": [list(s.paths) for s in md.slices],
-        "timings": {k: round(v, 4) for k, v in result.timings.items()},
+        "timings": {k: round(v, 4) for k, v in timings.items()},
     }
     report = normalize(report)
     report["host"] = host.to_report()

@@ -22,10 +22,11 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Mapping, Sequence, TextIO
+from typing import IO, Any, Mapping, TextIO
 
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
+from cnbsim.model.states import SandboxMode
 from cnbsim.output import BuiltOutput
 from cnbsim.tomlio import parse_json, read_json, read_toml
 
@@ -80,7 +81,7 @@ class RunRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     data: Any = None            # JSON values (already parsed); None = no input
     params: Any = None
-    sandbox: str = "auto"
+    sandbox: SandboxMode | str = SandboxMode.AUTO
     writable_workspace: bool = False
     inputs: Mapping[str, Any] = field(default_factory=dict)   # named inputs: the v2 layout
 

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from cnbsim.errors import ConfigError
+from cnbsim.model.states import SandboxMode
 
 SKIP_TOP_LEVEL = {"proc", "dev", "sys", "tmp", "run", "var", "workspace", "layers", "cnb"}
-MODES = ("auto", "always", "never")
+MODES = SandboxMode.values()
 
 
 @lru_cache(maxsize=1)
@@ -37,13 +38,13 @@ def available() -> str:
     return ""
 
 
-def use_sandbox(mode: str) -> bool:
+def use_sandbox(mode: SandboxMode | str) -> bool:
     if mode not in MODES:
         raise ConfigError(f"unknown sandbox mode '{mode}'", field="--sandbox", hint="use auto, always or never")
-    if mode == "never":
+    if mode == SandboxMode.NEVER:
         return False
     reason = available()
-    if mode == "always" and reason:
+    if mode == SandboxMode.ALWAYS and reason:
         raise ConfigError(f"--sandbox always, but {reason}",
                           hint="install bubblewrap (apt-get install bubblewrap) or use --sandbox never")
     return not reason

@@ -44,11 +44,12 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from itertools import accumulate
 from pathlib import Path
-from typing import IO, Any, Callable, TextIO
+from typing import IO, Any, Callable
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from cnbsim import sandbox
 from cnbsim.errors import CnbsimError, ConfigError
+from cnbsim.log import Logger
 from cnbsim.output import BuiltOutput
 from cnbsim.runner import OUTPUT_FILES, Job, RunRequest, parse_result, start, stub_hint
 
@@ -115,19 +116,6 @@ def endpoints(api: Api) -> tuple[tuple[str, str, str], ...]:
 
 def _now() -> str:
     return datetime.now().strftime(TIME_FORMAT)
-
-
-class _Log:
-    """Whole lines to the server's log stream, from any thread."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.lock = threading.Lock()
-
-    def line(self, text: str) -> None:
-        with self.lock:
-            self.stream.write(text + "\n")
-            self.stream.flush()
 
 
 class RequestError(Exception):
@@ -236,7 +224,7 @@ def _kill_group(process: subprocess.Popen) -> None:
 class JobTable:
     """The jobs of one server: queued, started by a bounded pool, watched, cancelled; one lock around all."""
 
-    def __init__(self, output: BuiltOutput, sandbox_mode: str, log: _Log, jobs: int = DEFAULT_JOBS) -> None:
+    def __init__(self, output: BuiltOutput, sandbox_mode: str, log: Logger, jobs: int = DEFAULT_JOBS) -> None:
         self.output = output
         self.sandbox_mode = sandbox_mode
         self.log = log
@@ -307,7 +295,7 @@ class JobTable:
             try:
                 self._run(record)
             except Exception as exc:   # a worker must survive any job: the next ones still need it
-                self.log.line(f"job {record.id}: internal error: {exc!r}")
+                self.log.info(f"job {record.id}: internal error: {exc!r}")
                 with self.lock:
                     if not record.status.ended:
                         record.end(Status.FAILED)
@@ -327,13 +315,13 @@ class JobTable:
                                             f"cannot start the job: {exc}\n"))
                 if record.status is Status.RUNNING:
                     record.end(Status.FAILED)
-            self.log.line(f"job {record.id} FAILED: cannot start: {exc}")
+            self.log.info(f"job {record.id} FAILED: cannot start: {exc}")
             return
         with self.lock:
             record.launched = launched
             if record.status is not Status.RUNNING:    # cancelled while it was starting
                 _kill_group(launched.process)
-        self.log.line(f"job {record.id} started (pid {launched.process.pid})")
+        self.log.info(f"job {record.id} started (pid {launched.process.pid})")
         self._watch(record, launched)
 
     def _read(self, record: _Record, pipe: IO[bytes], stream: Stream) -> None:
@@ -345,7 +333,7 @@ class JobTable:
                 record.lines.append(line)
                 if interim is not None:
                     record.interim.append(interim[0])
-            self.log.line(f"[{record.id[:8]}] {line.text.rstrip()}")
+            self.log.info(f"[{record.id[:8]}] {line.text.rstrip()}")
         pipe.close()
 
     def _watch(self, record: _Record, launched: Job) -> None:
@@ -372,10 +360,10 @@ class JobTable:
                 record.end(Status.SUCCEEDED if record.exit_code == 0 else Status.FAILED)
             status = record.status
         # the job's files stay until the server stops (JobTable.close closes every job)
-        self.log.line(f"job {record.id} {status.value} (exit code {record.exit_code})")
+        self.log.info(f"job {record.id} {status.value} (exit code {record.exit_code})")
         hint = stub_hint(self.output, output) if record.exit_code else None
         if hint:
-            self.log.line(hint)
+            self.log.info(hint)
 
 
 def _interim(line: str) -> tuple[Any] | None:
@@ -613,7 +601,7 @@ class _Server(HTTPServer):
                 self.shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        self.table.log.line(f"error while answering {client_address[0]}: {sys.exc_info()[1]!r}")
+        self.table.log.info(f"error while answering {client_address[0]}: {sys.exc_info()[1]!r}")
 
     def server_close(self) -> None:
         self.stopping.set()
@@ -699,10 +687,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self.unread_body = True
             except _Aborted as exc:
                 self.close_connection = True
-                self.server.table.log.line(f"{self.command} {self.path}: {exc}; nothing was started")
+                self.server.table.log.info(f"{self.command} {self.path}: {exc}; nothing was started")
                 return
             except Exception as exc:   # always an answer, never a traceback
-                self.server.table.log.line(f"internal error answering {self.command} {self.path}: {exc!r}")
+                self.server.table.log.info(f"internal error answering {self.command} {self.path}: {exc!r}")
                 status, body = 500, {"detail": f"internal error: {exc.__class__.__name__}: {exc}"}
             if isinstance(body, _FileBody):
                 self._send_file(body)
@@ -710,7 +698,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(status, body, headers)
         except OSError as exc:   # the client went away while we answered
             self.close_connection = True
-            self.server.table.log.line(f"{self.command} {self.path}: the answer was not delivered: {exc}")
+            self.server.table.log.info(f"{self.command} {self.path}: the answer was not delivered: {exc}")
 
     def _route(self, parts: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
         for pattern, methods in self.routes:
@@ -768,7 +756,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body(body_length(self.headers, self.server.limits.max_body))
         data, params = parse_submission(body, self.server.limits.max_json_depth)
         job = self.server.table.submit(data, params)
-        self.server.table.log.line(f"job {job.id} PENDING")
+        self.server.table.log.info(f"job {job.id} PENDING")
         return 201, job.to_json()
 
     def _read_body(self, length: int) -> bytes:
@@ -836,10 +824,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # http.server's own errors can come before the request line is parsed: no path then
-        self.server.table.log.line(f"{self.command or '-'} {getattr(self, 'path', '-')} {int(code)}")
+        self.server.table.log.info(f"{self.command or '-'} {getattr(self, 'path', '-')} {int(code)}")
 
     def log_message(self, format: str, *args: Any) -> None:
-        self.server.table.log.line(format % args)
+        self.server.table.log.info(format % args)
 
 
 class _Aborted(Exception):
@@ -886,7 +874,7 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, not {jobs}", field="--jobs")
     sandboxed = sandbox.use_sandbox(sandbox_mode)   # `--sandbox always` without bwrap fails here, not per job
-    log = _Log(sys.stderr)
+    log = Logger(stream=sys.stderr, keep=False)   # whole lines, from any thread
     table = JobTable(output, sandbox_mode, log, jobs)
     try:
         server = _bind(host, port, table, api, limits)
@@ -902,7 +890,7 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        log.line(f"warning: listening on {host}: anyone who can reach it can run jobs (there is no auth)")
+        log.info(f"warning: listening on {host}: anyone who can reach it can run jobs (there is no auth)")
     stop = stop or threading.Event()
 
     def shutdown_when_stopped() -> None:
@@ -919,9 +907,9 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
     try:
         server.serve_forever(poll_interval=0.1)   # how soon `stop` takes effect
     except KeyboardInterrupt:
-        log.line("interrupted")
+        log.info("interrupted")
     finally:
-        log.line("stopping: cancelling pending and running jobs")
+        log.info("stopping: cancelling pending and running jobs")
         server.server_close()
         table.close()
         if on_main_thread:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from cnbsim import __version__
-from cnbsim.errors import CnbsimError, ConfigError
+from cnbsim.errors import CnbsimError, ConfigError, ExitCode
 from cnbsim.leaks import MIN_LENGTH, SECRET_NAME_PATTERNS, redact
+from cnbsim.model.states import Installer, SandboxMode
 
 EPILOG = ("Docs: README.md of the cnbsim repository. Exit codes follow the CNB Platform API "
           "(README: Exit codes); 128+N when stopped by signal N.")
@@ -117,7 +118,7 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", "-e", action="append", default=[], metavar="K=V",
                    help="a platform env var for the buildpacks (repeatable; K alone takes it from this shell)")
     p.add_argument("--env-file", metavar="FILE", help="KEY=VALUE lines, as platform env vars")
-    p.add_argument("--installer", choices=("stub", "real"), default="stub",
+    p.add_argument("--installer", choices=Installer.values(), default=Installer.STUB.value,
                    help="stub: package managers record what they would install (fast, default); "
                         "real: install into the layers with virtualenv + pip")
     p.add_argument("--wheelhouse", metavar="DIR", help="real mode: install from these wheels only (offline)")
@@ -182,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a JSON input for the run() parameter NAME, in PlanQK's v2 layout (repeatable; then "
                         "every input is mounted at /var/runtime/input/NAME.json)")
     r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="a container env var")
-    r.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto",
+    r.add_argument("--sandbox", choices=SandboxMode.values(), default=SandboxMode.AUTO.value,
                    help="run inside bubblewrap: /workspace, /layers, /var/input, no network "
                         "(auto: when bwrap works here)")
     r.add_argument("--writable-workspace", action="store_true", help="let the process write /workspace")
@@ -202,7 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     s.add_argument("--port", type=int, default=8081, help="the port (default 8081)")
     s.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1)")
-    s.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto", help="as for `run`")
+    s.add_argument("--sandbox", choices=SandboxMode.values(), default=SandboxMode.AUTO.value, help="as for `run`")
     s.add_argument("--api", choices=("serve", "platform"), default="serve",
                    help="what GET / answers: serve = planqk serve's health check (default); platform = the list "
                         "of executions, as the platform's Service API (the SDK's get_service_executions())")
@@ -253,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.args = process_args
     if not args.verb:
         parser.print_help()
-        return 0
+        return ExitCode.SUCCESS
     handler = {"build": cmd_build, "detect": cmd_detect, "run": cmd_run, "inspect": cmd_inspect,
                "serve": cmd_serve, "export": cmd_export, "package": cmd_package}[args.verb]
     args.secrets = ()            # set by _options: values every error message hides
@@ -266,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + exc.signum
     except KeyboardInterrupt:
         print("ERROR: interrupted; the previous output is kept, nothing was left half-written", file=sys.stderr)
-        return 128 + signal.SIGINT
+        return ExitCode.INTERRUPTED
     except CnbsimError as exc:
         from cnbsim.phase.detect import DetectFailed
         if isinstance(exc, DetectFailed):
@@ -339,7 +340,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         _export(result.output, Path(args.oci), args.tag, None, False, log)
     if args.json:
         sys.stdout.write(dumps(result.report))
-        return 0
+        return ExitCode.SUCCESS
     color = _color(sys.stdout)
     print(_bold("===> SUMMARY", color) if log.banners else "")
     print("Processes:")
@@ -355,7 +356,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"  {layer.buildpack_id}:{layer.name} [{', '.join(types)}]" + (f" ({status})" if status else ""))
     print(f"Output: {_shown(result.output)}")
     print(f"Built in {time.perf_counter() - started:.2f}s")
-    return 0
+    return ExitCode.SUCCESS
 
 
 def _shown(path: Path) -> str:
@@ -371,13 +372,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     result = detect(args.app, builder=args.builder, buildpacks=args.buildpacks or None,
                     options=_options(args), log=log)
     if args.json:
-        json.dump({"group": [{"id": e.id, "version": e.version, "api": e.api} for e in result.group],
+        json.dump({"group": [e.to_toml() for e in result.group],
                    "plan": [{"providers": [p.id for p in e.providers], "requires": [r.name for r in e.requires]}
                             for e in result.plan.entries]}, sys.stdout, indent=2)
         print()
-        return 0
+        return ExitCode.SUCCESS
     print(f"Detection passed: {len(result.group)} buildpacks in the group.")
-    return 0
+    return ExitCode.SUCCESS
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -487,7 +488,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     _check_shape(report, _REPORT_SHAPE, report_path, "")
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        return 0
+        return ExitCode.SUCCESS
     color = _color(sys.stdout)
     print(_bold("Buildpacks:", color))
     width = max((len(b["id"]) for b in report["buildpacks"]), default=0)
@@ -509,7 +510,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  {ptype}:")
         for k, v in env.items():
             print(f"    {k}={v}")
-    return 0
+    return ExitCode.SUCCESS
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -530,7 +531,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cnbsim.log import Logger
     _export(Path(args.output), Path(args.oci), args.tag, args.run_image, args.uncompressed,
             Logger(stream=sys.stdout))
-    return 0
+    return ExitCode.SUCCESS
 
 
 if __name__ == "__main__":

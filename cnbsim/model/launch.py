@@ -1,6 +1,6 @@
-"""launch.toml, build.toml and store.toml (buildpack.md "Launch", "Build", "Store" TOML).
+"""launch.toml, build.toml and store.toml (buildpacks/spec buildpack.md#launchtoml-toml, #buildtoml-toml, #storetoml-toml).
 
-Buildpack-API differences (cnb-spec.md 1.3): `command` is a string before 0.9 and an
+Buildpack-API differences (buildpacks/spec buildpack.md, per Buildpack API): `command` is a string before 0.9 and an
 array from 0.9; `direct` is allowed (default false) before 0.9 and forbidden from 0.9,
 where every process is direct; `working-dir` is honoured from 0.8.
 """
@@ -18,7 +18,15 @@ from cnbsim.tomlio import read_toml
 
 # [IMPL] lc rejects these only at export; cnbsim rejects them at build, because the
 # type becomes the file name /cnb/process/<type> and "/" would escape that directory.
-FORBIDDEN_TYPE_CHARS = set('/><:|&\\')
+FORBIDDEN_TYPE_CHARS = frozenset('/><:|&\\')
+PROCESS_TYPE_HINT = "use letters, digits, '.', '_' and '-'"
+
+
+def process_type_problem(ptype: str) -> str:
+    """'' for a valid process type, else the lifecycle's message (lifecycle layers/launcher.go ProcessTypesLayer)."""
+    if set(ptype) & FORBIDDEN_TYPE_CHARS:
+        return f"invalid process type '{ptype}': type may not contain characters '/><:|&\\'"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,7 @@ class Process:
     exec_env: tuple[str, ...] = ()
 
     def to_metadata_toml(self, platform_api: ApiVersion) -> dict[str, Any]:
-        """lc:launch/launch.go: field order type, command, args, direct, buildpack-id, working-dir, exec-env."""
+        """lifecycle launch/launch.go: field order type, command, args, direct, buildpack-id, working-dir, exec-env."""
         command: Any = list(self.command)
         args = list(self.args)
         if platform_api < ApiVersion(0, 10):
@@ -72,10 +80,9 @@ class LaunchToml:
 
 def _process(p: Fields, api: ApiVersion, bp_id: str, warnings: list[str]) -> Process:
     ptype = p.str("type", required=True, hint='add type = "web" (or another process type)')
-    bad = sorted(set(ptype) & FORBIDDEN_TYPE_CHARS)
-    if bad:
-        raise p.fail("type", f"invalid process type '{ptype}': type may not contain characters {''.join(bad)!r}",
-                     "use letters, digits, '.', '_' and '-'")
+    problem = process_type_problem(ptype)
+    if problem:
+        raise p.fail("type", problem, PROCESS_TYPE_HINT)
     raw = p.data.get("command")
     if api < ApiVersion(0, 9):
         if not isinstance(raw, str):
@@ -94,7 +101,7 @@ def _process(p: Fields, api: ApiVersion, bp_id: str, warnings: list[str]) -> Pro
         direct = True
     working_dir = p.str("working-dir")
     if working_dir and api < ApiVersion(0, 8):
-        # cnb-spec.md 1.3 A7: ignored before Buildpack API 0.8, with a warning.
+        # buildpacks/spec buildpack.md, per Buildpack API: ignored before Buildpack API 0.8, with a warning.
         warnings.append(f"process working-dir is not supported by this buildpack API "
                         f"version ({api}) and will be ignored (buildpack {bp_id}, process {ptype})")
         working_dir = ""

@@ -1,4 +1,4 @@
-"""<layers>/config/metadata.toml (platform.md "metadata.toml"), written by the builder, read by the launcher."""
+"""<layers>/config/metadata.toml (buildpacks/spec platform.md#metadatatoml-toml), written by the builder, read by the launcher."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from cnbsim.errors import LaunchError
 from cnbsim.model._fields import Fields
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.launch import Label, Process, Slice
-from cnbsim.model.order import GroupElement
+from cnbsim.model.order import GroupElement, api_field
 from cnbsim.tomlio import read_toml
 
 
@@ -32,12 +32,7 @@ class BuildMetadata:
         out: dict[str, Any] = {}
         if self.default_process:
             out["buildpack-default-process-type"] = self.default_process
-        bps = []
-        for b in self.buildpacks:
-            e = {"id": b.id, "version": b.version, "api": b.api}
-            if b.homepage:
-                e["homepage"] = b.homepage
-            bps.append(e)
+        bps = [b.to_toml() for b in self.buildpacks]
         if bps:
             out["buildpacks"] = bps
         if self.labels:
@@ -61,7 +56,7 @@ def read_metadata_toml(path: Path) -> BuildMetadata:
             direct=p.bool("direct"), buildpack_id=p.str("buildpack-id"),
             working_dir=p.str("working-dir"), exec_env=p.str_list("exec-env")))
     return BuildMetadata(
-        buildpacks=tuple(GroupElement(b.str("id", required=True), b.str("version"), api=b.str("api"),
+        buildpacks=tuple(GroupElement(b.str("id", required=True), b.str("version"), api=api_field(b),
                                       homepage=b.str("homepage")) for b in top.tables("buildpacks")),
         processes=tuple(processes),
         labels=tuple(Label(lab.str("key"), lab.str("value")) for lab in top.tables("labels")),

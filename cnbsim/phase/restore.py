@@ -1,6 +1,7 @@
 """The restore phase: layers put back before the build, as the lifecycle's analyzer and restorer do.
 
-Before the build (cnb-spec.md 5.3, buildpack.md "Layer Types"), for each buildpack of the group:
+Before the build (buildpacks/spec platform.md#restorer, buildpack.md#layer-types; lifecycle
+phase/restorer.go), for each buildpack of the group:
 - a `cache = true` layer saved in the cache gets its `<layer>.toml` (metadata only, no types)
   and its contents back;
 - a `launch = true` layer of the previous output (the previous image) gets its `<layer>.toml`
@@ -17,20 +18,18 @@ elsewhere is relocated, its old layers path replaced by the new one in files and
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from cnbsim.cache import Cache
-from cnbsim.errors import BuildError
 from cnbsim.fs import relocate, special_files
 from cnbsim.log import Logger
-from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import escape_id
-from cnbsim.model.layer import LayerMetadata, read_layer_toml
+from cnbsim.model.layer import LayerMetadata
+from cnbsim.model.layers import read_layers_dir
 from cnbsim.model.order import GroupElement
-from cnbsim.report import tree_digest
+from cnbsim.fs import tree_digest
 from cnbsim.tomlio import write_toml
 
 
@@ -39,18 +38,6 @@ class Restored:
     key: tuple[str, str]          # (buildpack id, layer name)
     source: str                   # "cache" | "previous"
     digest: str                   # of the contents put back ("" for metadata only)
-
-
-def _layer_tomls(bp_dir: Path, api: ApiVersion) -> dict[str, LayerMetadata]:
-    out = {}
-    for toml in sorted(bp_dir.glob("*.toml")):
-        if toml.name in ("launch.toml", "build.toml", "store.toml"):
-            continue
-        try:
-            out[toml.stem] = read_layer_toml(toml, api)
-        except BuildError:
-            continue  # unreadable metadata is skipped, as the lifecycle warns and skips
-    return out
 
 
 def _metadata_only(path: Path, meta: LayerMetadata) -> None:
@@ -66,19 +53,16 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
         cache = None
     cache_index = cache.index() if cache else {}
     for el in group:
-        api = ApiVersion.parse(el.api) if el.api else ApiVersion(0, 10)
         bp_dir = layers_dir / escape_id(el.id)
-        prev_dir = previous / escape_id(el.id) if previous else None
-        cached_dir = cache.layers / escape_id(el.id) if cache else None
-        prev = _layer_tomls(prev_dir, api) if prev_dir and prev_dir.is_dir() else {}
-        cached = _layer_tomls(cached_dir, api) if cached_dir and cached_dir.is_dir() else {}
-        if prev_dir and (prev_dir / "store.toml").is_file():
+        # malformed layers are skipped: lifecycle MadeCached / MadeLaunch are false for them
+        prev = read_layers_dir(previous, el.id) if previous else None
+        cached = read_layers_dir(cache.layers, el.id) if cache else None
+        if prev and (prev.path / "store.toml").is_file():
             bp_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(prev_dir / "store.toml", bp_dir / "store.toml")
-        for name, meta in cached.items():
-            key = f"{el.id}:{name}"
-            src = cached_dir / name if cached_dir else None
-            if not meta.types.cache or src is None or not src.is_dir():
+            shutil.copy2(prev.path / "store.toml", bp_dir / "store.toml")
+        for layer in cached.cached_layers() if cached else ():
+            name, meta, src, key = layer.name, layer.metadata, layer.path, layer.identifier
+            if not layer.has_contents:
                 continue
             digest = tree_digest(src)[0]
             if cache_index.get(key) != digest:
@@ -95,9 +79,9 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
                 digest = tree_digest(bp_dir / name)[0]
             restored[(el.id, name)] = Restored((el.id, name), "cache", digest)
             log.debug(f"Restoring data for \"{key}\" from cache")
-        for name, meta in prev.items():
-            t = meta.types
-            if (el.id, name) in restored or not t.launch or (t.build and not t.cache) or t.cache:
+        for layer in prev.launch_layers() if prev else ():
+            name, meta, t = layer.name, layer.metadata, layer.types
+            if (el.id, name) in restored or (t.build and not t.cache) or t.cache:
                 continue  # cache=true layers come back from the cache only
             bp_dir.mkdir(parents=True, exist_ok=True)
             _metadata_only(bp_dir / f"{name}.toml", meta)

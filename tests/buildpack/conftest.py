@@ -53,7 +53,7 @@ def execute(argv: Sequence[str | Path], *, cwd: Path, env: Mapping[str, str]) ->
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """What a lifecycle keeps of its own environment (cnb-spec.md 3.3.1), plus `extra`."""
+    """What a lifecycle keeps of its own environment (buildpacks/spec buildpack.md#provided-by-the-lifecycle), plus `extra`."""
     env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
     env.update(LANG="C.UTF-8", PYTHONDONTWRITEBYTECODE="1")
     env.update(extra)

@@ -128,7 +128,7 @@ def test_without_any_plan_path_detect_errors(fixture_app):
 
 def paketo_plan(*, provides: tuple[str, ...] = (), requires: tuple[str, ...] = (), needs: str = "") -> str:
     """A bin/detect body (Buildpack API 0.7: the plan path is $2) writing the plan of a Paketo buildpack
-    (paketo-python.md §2, §3)."""
+    (the plan names of paketo-buildpacks/python's buildpacks)."""
     body = f'[[ -e {needs} ]] || exit 100\n' if needs else ""
     toml = "".join(f'[[provides]]\nname = "{p}"\n' for p in provides)
     toml += "".join(f'[[requires]]\nname = "{r}"\n[requires.metadata]\nbuild = true\n' for r in requires)
@@ -175,7 +175,7 @@ PAKETO = {  # id: (version, detect body)
     "paketo-buildpacks/python-start": ("0.14.15", PYTHON_START),
 }
 JOB_TEMPLATE = "planqk-buildpacks/job-template"
-GROUPS = {  # PlanQK's planqk-base/builder.toml without its optional buildpacks (paketo-python.md §4.3)
+GROUPS = {  # PlanQK's planqk-base/builder.toml without its optional buildpacks (PlanQK/planqk-buildpacks)
     "pipenv": ["cpython", "pip", "pipenv", "pipenv-install", "python-start"],
     "pip": ["cpython", "pip", "pip-install", "python-start"],
     "conda": ["miniconda", "conda-env-update", "python-start"],

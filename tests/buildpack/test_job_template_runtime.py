@@ -1,5 +1,5 @@
 """The job-template runtime (buildpack/runtime), run as a real process through its launcher:
-the contract of planqk-runtime.md §1.12 — entry point, inputs, base64, call, result block,
+the contract of planqk-commons planqk/commons/runtime — entry point, inputs, base64, call, result block,
 exit codes and logging."""
 
 from __future__ import annotations

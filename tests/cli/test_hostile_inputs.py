@@ -674,7 +674,7 @@ _MISBEHAVING = {
                          "symbolic link", (52,)),
     "launch-layer-no-contents": ("printf '[types]\\nlaunch = true\\ncache = true\\n' > \"$1/l.toml\"",
                                  "has no contents", (52,)),
-    "secret-in-layer-file": (f'mkdir -p "$1/l"; echo "$(cat $2/env/API_TOKEN)" > "$1/l/f"; '
+    "secret-in-layer-file": ('mkdir -p "$1/l"; echo "$(cat $2/env/API_TOKEN)" > "$1/l/f"; '
                              "printf '[types]\\nlaunch = true\\n' > \"$1/l.toml\"", "API_TOKEN", (53,)),
     "secret-as-file-name": ('mkdir -p "$1/l"; touch "$1/l/$(cat $2/env/API_TOKEN)"; '
                             "printf '[types]\\nlaunch = true\\n' > \"$1/l.toml\"", "its name", (53,)),

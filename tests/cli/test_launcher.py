@@ -1,8 +1,8 @@
-"""The launcher (lc:launch, cnb-spec.md 4.2-4.6) through `cnbsim lifecycle launcher`."""
+"""The launcher (buildpacks/spec platform.md#launcher; lifecycle launch/, cmd/launcher)
+through `cnbsim lifecycle launcher`."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path

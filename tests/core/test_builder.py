@@ -52,7 +52,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_local_uri_is_relative_to_the_builder_and_order_version_is_filled_in(tmp_path, bps, app):
     bps("local/bp", "2.0", detect="exit 0")
-    builder = write(tmp_path / "b" / "builder.toml", f'''
+    builder = write(tmp_path / "b" / "builder.toml", '''
 [[buildpacks]]
 uri = "../buildpacks/local_bp/2.0"
 [[order]]

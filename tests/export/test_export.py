@@ -1,4 +1,5 @@
-"""`export_oci`: a cnbsim build output as an OCI image layout (cnb-spec.md 4.1, 5.1, 5.4, 5.5)."""
+"""`export_oci`: a cnbsim build output as an OCI image layout (buildpacks/spec platform.md#exporter,
+#labels, #build-reproducibility; lifecycle phase/exporter.go, archive/writer.go)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """bin/build of the package-manager stubs in stub mode (pip-install, pipenv-install,
-conda-env-update, poetry-install; paketo-python.md §3.3, 3.5, 3.7, 3.10) and of the process
+conda-env-update, poetry-install; paketo-buildpacks/<name> build.go) and of the process
 stubs (python-start, poetry-run; §3.8, 3.11): nothing is installed, what would be is
 recorded, and the layers, env files and reuse follow the real buildpacks."""
 

@@ -1,5 +1,5 @@
 """bin/build of the stubs that stand for the installers: cpython, pip, pipenv, miniconda,
-poetry (paketo-python.md §3.1, 3.2, 3.4, 3.6, 3.9): version resolution and its log, layers
+poetry (paketo-buildpacks/<name> build.go): version resolution and its log, layers
 with their types, metadata and env files, and reuse on rebuild."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The stub buildpacks as files: descriptors with the real ids, versions and APIs
-(paketo-python.md §0), the composite's order, index.toml, the two builders, executables,
+(paketo-buildpacks/python buildpack.toml), the composite's order, index.toml, the two builders, executables,
 and shellcheck over every script."""
 
 from __future__ import annotations
