@@ -28,7 +28,7 @@ from cnbsim.phase.export import reuse_layers
 from cnbsim.phase.restore import restore
 from cnbsim.phase.detect import DetectFailed, DetectResult
 from cnbsim.phase.detect import detect as detect_phase
-from cnbsim.errors import ConfigError
+from cnbsim.errors import BuildError, ConfigError
 from cnbsim.fs import special_files
 from cnbsim.phase.launch import launch_env
 from cnbsim.log import Logger
@@ -264,7 +264,15 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         restored = restore(detected.group, layers, previous, cache, log)
         t2 = time.perf_counter()
         log.phase("BUILDING")
-        outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
+        normalize = reportmod.Normalizer(
+            {str(layers): "/layers", str(workspace): "/workspace", str(target.path): "/output",
+             str(Path(tmp)): "/platform"},
+            log.secrets)
+        try:
+            outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
+        except BuildError as failed:
+            failed.image_output = normalize(failed.output)   # with image paths: what goldens hold
+            raise
         status = reuse_layers(outcome, previous, restored, log)
         secrets = options.secrets()
         for warning in leaks.check(secrets, layers=layers, workspace=workspace, source=app,
@@ -278,10 +286,6 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                              log=log.text, layer_status=status,
                              timings={"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2,
                                       "cache": time.perf_counter() - t3})
-        normalize = reportmod.Normalizer(
-            {str(layers): "/layers", str(workspace): "/workspace", str(target.path): "/output",
-             str(Path(tmp)): "/platform"},
-            log.secrets)
         report = reportmod.build_report(result, normalize)
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (target.path / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")

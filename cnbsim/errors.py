@@ -7,6 +7,7 @@ and prints one clear message; nothing below ever reaches a user as a traceback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class CnbsimError(Exception):
@@ -66,9 +67,19 @@ class DetectError(CnbsimError):
 
 
 class BuildError(CnbsimError):
-    """platform.md: 51 = a buildpack's bin/build failed, 52 = other build error."""
+    """platform.md: 51 = a buildpack's bin/build failed, 52 = other build error.
+
+    When a bin/build failed, `buildpack` is its id and `output` its stdout and stderr (secrets redacted),
+    so that a test can show why without a terminal to scroll back in.
+    """
 
     exit_code = 52
+
+    def __init__(self, message: str, *, buildpack: str | None = None, output: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.buildpack = buildpack
+        self.output = output
+        self.image_output = output     # the output with image paths (/layers, /workspace), set by build()
 
 
 class LaunchError(CnbsimError):

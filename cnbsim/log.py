@@ -20,7 +20,8 @@ class Logger:
     color: bool = False
     secrets: tuple[str, ...] = ()  # values never shown on the stream (records keep them for the leak check)
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
+        """`text` with every secret value replaced by `<redacted>`."""
         for secret in self.secrets:
             text = text.replace(secret, "<redacted>")
         return text
@@ -39,7 +40,7 @@ class Logger:
 
     def _write(self, text: str) -> None:
         assert self.stream is not None
-        text = self._redact(text)
+        text = self.redact(text)
         self.stream.write(text if text.endswith("\n") else text + "\n")
         self.stream.flush()
 
@@ -59,7 +60,7 @@ class Logger:
         """Buildpack output: passed through as written (lc streams bin/build output)."""
         self.records.append(("output", text))
         if self.stream is not None:
-            self.stream.write(self._redact(text))
+            self.stream.write(self.redact(text))
             self.stream.flush()
 
     def replay(self, records: list[tuple[str, str]]) -> None:

@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pytest
 
+GOLDEN_OUTPUT_LINES = 10   # of a failed buildpack's output, in its golden
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("cnbsim", "cnbsim: Cloud Native Buildpacks builds in tests")
@@ -108,8 +110,9 @@ def cnb_run() -> Callable[..., RunResult]:
 
 
 def golden_view(subject: Any) -> dict[str, Any]:
-    """What a golden file holds: the report without timings, or the failure (exit code, message)."""
-    from cnbsim.errors import CnbsimError
+    """What a golden file holds: the report without timings, or the failure (exit code, message; the failing
+    buildpack and the last lines of its output; each group's reasons)."""
+    from cnbsim.errors import BuildError, CnbsimError
     from cnbsim.report import without_timings
     if isinstance(subject, CnbsimError):
         from cnbsim.phase.detect import DetectFailed
@@ -117,6 +120,9 @@ def golden_view(subject: Any) -> dict[str, Any]:
                                    "message": subject.message}
         if isinstance(subject, DetectFailed):
             failure["groups"] = [g.explain() for g in subject.groups]
+        if isinstance(subject, BuildError) and subject.buildpack:
+            failure["buildpack"] = subject.buildpack
+            failure["output_tail"] = subject.image_output.rstrip("\n").splitlines()[-GOLDEN_OUTPUT_LINES:]
         return {"failure": failure}
     report = getattr(subject, "report", subject)
     return without_timings(report)

@@ -23,6 +23,8 @@ from cnbsim.phase.resolve import resolve_plan
 from cnbsim.platform import Platform
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
+EXPLAIN_WIDTH = 240   # characters of one reason line there
+EXPLAIN_LINES = 40     # of the reasons shown in str(DetectFailed); .explain() has them all
 
 
 @dataclass(frozen=True)
@@ -79,18 +81,26 @@ class DetectFailed(DetectError):
 
     def __init__(self, groups: tuple[GroupOutcome, ...], runs: dict[str, DetectRun], bp_error: bool) -> None:
         message = ("buildpack(s) failed with err" if bp_error else "no buildpacks participating")
-        super().__init__(message, exit_code=21 if bp_error else 20,
-                         hint="see why each group failed above")
+        super().__init__(message, exit_code=21 if bp_error else 20)
         self.groups = groups
         self.runs = runs
         self.bp_error = bp_error
         self.secrets: tuple[str, ...] = ()
 
     def explain(self) -> str:
+        """Why each group failed, per buildpack (pass, fail, skip, error and its last line) and plan resolution."""
         text = "\n".join(g.explain() for g in self.groups)
         for secret in self.secrets:   # buildpack output quoted here must not show a build-time secret
             text = text.replace(secret, "<redacted>")
         return text
+
+    def __str__(self) -> str:
+        """The message and the reasons, so that a test's traceback says why without `.explain()`."""
+        lines = [line if len(line) <= EXPLAIN_WIDTH else line[:EXPLAIN_WIDTH - 3] + "..."
+                 for line in self.explain().splitlines()]
+        if len(lines) > EXPLAIN_LINES:
+            lines = [*lines[:EXPLAIN_LINES], f"... {len(lines) - EXPLAIN_LINES} more lines: see .explain()"]
+        return "\n".join([self.message + ":", *lines])
 
 
 class _Failed(Exception):
