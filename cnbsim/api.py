@@ -83,7 +83,7 @@ class BuildOptions:
 
 def base_python() -> str:
     """The host's base interpreter (not a venv): what the cpython stub exposes."""
-    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    return reportmod.HostPython.current().path
 
 
 @dataclass(frozen=True)
@@ -286,7 +286,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                              log=log.text, layer_status=status,
                              timings={"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2,
                                       "cache": time.perf_counter() - t3})
-        report = reportmod.build_report(result, normalize)
+        report = reportmod.build_report(result, normalize, reportmod.HostPython.current())
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (target.path / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")
         (target.path / "build.log").write_text(normalize(log.text), encoding="utf-8")

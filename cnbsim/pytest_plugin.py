@@ -110,10 +110,11 @@ def cnb_run() -> Callable[..., RunResult]:
 
 
 def golden_view(subject: Any) -> dict[str, Any]:
-    """What a golden file holds: the report without timings, or the failure (exit code, message; the failing
-    buildpack and the last lines of its output; each group's reasons)."""
+    """What a golden file holds, the same on every host: the report as `report.comparable` gives it, or the
+    failure (exit code, message, each group's reasons, the failing buildpack and the last lines of its output)
+    with the host interpreter as placeholders."""
     from cnbsim.errors import BuildError, CnbsimError
-    from cnbsim.report import without_timings
+    from cnbsim.report import HostPython, comparable
     if isinstance(subject, CnbsimError):
         from cnbsim.phase.detect import DetectFailed
         failure: dict[str, Any] = {"exit_code": subject.exit_code, "error": type(subject).__name__,
@@ -123,9 +124,9 @@ def golden_view(subject: Any) -> dict[str, Any]:
         if isinstance(subject, BuildError) and subject.buildpack:
             failure["buildpack"] = subject.buildpack
             failure["output_tail"] = subject.image_output.rstrip("\n").splitlines()[-GOLDEN_OUTPUT_LINES:]
-        return {"failure": failure}
+        return {"failure": HostPython.current().neutral_value(failure)}
     report = getattr(subject, "report", subject)
-    return without_timings(report)
+    return comparable(report)
 
 
 def _dumps(value: Any) -> str:

@@ -2,7 +2,9 @@
 
 No absolute host paths (the layers dir reads `/layers`, the workspace `/workspace`, as in an
 image), no secret values, stable ordering: two builds of the same input give the same bytes
-apart from the `timings` table.
+apart from the host-dependent keys (`HOST_DEPENDENT`): `timings`, and `host`, the interpreter
+the stub buildpacks expose instead of a downloaded CPython. `comparable()` is the report as
+golden files hold it: without those keys, the host interpreter written as placeholders.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
+import re
 import stat
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -21,6 +27,68 @@ if TYPE_CHECKING:
 
 SCHEMA = 1
 REDACTED = "<redacted>"
+# Keys that differ from host to host (or run to run) for the same input: goldens leave them out.
+HOST_DEPENDENT = ("timings", "host")
+
+
+@dataclass(frozen=True)
+class HostPython:
+    """The host's base interpreter, which the stubs expose instead of a downloaded CPython.
+
+    A build records it in the report's `host`. What it leaves in a build (the cpython layer's
+    link to it, `lib/pythonX.Y/site-packages`, poetry's `-pyX.Y` venv, a venv's `pyvenv.cfg`)
+    `neutral()` writes as placeholders, so that goldens and layer digests do not depend on
+    which Python ran the build; the requested and selected CPython stay as they are.
+    """
+
+    path: str
+    version: str
+
+    PLACEHOLDER = "<host.python>"
+    XY_PLACEHOLDER = "<host.python_xy>"
+
+    @classmethod
+    def current(cls) -> "HostPython":
+        """The base interpreter (not a venv) behind the running one: what cnbsim gives the stubs."""
+        return cls(os.path.realpath(getattr(sys, "_base_executable", sys.executable)), platform.python_version())
+
+    @classmethod
+    def from_report(cls, report: Mapping[str, Any]) -> "HostPython | None":
+        host = report.get("host")
+        if not isinstance(host, Mapping) or not host.get("python") or not host.get("python_version"):
+            return None
+        return cls(str(host["python"]), str(host["python_version"]))
+
+    def to_report(self) -> dict[str, str]:
+        return {"python": self.path, "python_version": self.version}
+
+    @property
+    def xy(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+    def neutral(self, text: str) -> str:
+        """`text` with the interpreter's path and the `pythonX.Y` / `pyX.Y` names derived from it as placeholders."""
+        text = text.replace(self.path, self.PLACEHOLDER)
+        return re.sub(rf"(?<=py){re.escape(self.xy)}(?!\d)|(?<=python){re.escape(self.xy)}(?!\d)",
+                      self.XY_PLACEHOLDER, text)
+
+    def neutral_bytes(self, data: bytes, name: str = "") -> bytes:
+        """File contents made neutral; a venv's `pyvenv.cfg` names its base interpreter by definition."""
+        if name == "pyvenv.cfg":
+            data = re.sub(rb"(?m)^(home|version|version_info|executable|command)[ \t]*=.*$", rb"\1 = <host>", data)
+        if self.path.encode() not in data and self.xy.encode() not in data:
+            return data
+        return self.neutral(data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
+
+    def neutral_value(self, value: Any) -> Any:
+        """`neutral` on every string (keys too) of a JSON value."""
+        if isinstance(value, str):
+            return self.neutral(value)
+        if isinstance(value, dict):
+            return {self.neutral(k): self.neutral_value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.neutral_value(v) for v in value]
+        return value
 
 
 class Normalizer:
@@ -44,19 +112,25 @@ class Normalizer:
         return value
 
 
-def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = ()) -> tuple[str, int]:
+def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = (),
+                host: HostPython | None = None) -> tuple[str, int]:
     """A content digest of a directory (names, types, modes' x bit, contents, link targets) and its file count.
 
     `replace` maps host paths to image paths in contents and link targets first, so the digest is
-    that of the layer as built at `/layers` (where a real build writes it), not of this host's path.
+    that of the layer as built at `/layers` (where a real build writes it), not of this host's path;
+    with `host`, names, link targets and contents are read `host.neutral`, so that it does not
+    depend on the host's interpreter either.
     """
     pairs = [(h.encode(), i.encode()) for h, i in sorted(replace, key=lambda p: -len(p[0])) if h]
 
-    def fix(data: bytes) -> bytes:
-        for host, image in pairs:
-            if host in data:
-                data = data.replace(host, image)
-        return data
+    def fix(data: bytes, name: str = "") -> bytes:
+        for host_path, image in pairs:
+            if host_path in data:
+                data = data.replace(host_path, image)
+        return host.neutral_bytes(data, name) if host else data
+
+    def fix_name(rel: str) -> str:
+        return host.neutral(rel) if host else rel
     h = hashlib.sha256()
     count = 0
     if not root.is_dir():
@@ -64,10 +138,10 @@ def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = ()) -> tuple[st
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, root)
-        h.update(f"d {rel_dir}\n".encode())
+        h.update(f"d {fix_name(rel_dir)}\n".encode())
         for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
             path = os.path.join(dirpath, name)
-            rel = os.path.normpath(os.path.join(rel_dir, name))
+            rel = fix_name(os.path.normpath(os.path.join(rel_dir, name)))
             count += 1
             if os.path.islink(path):
                 h.update(f"l {rel} ".encode() + fix(os.readlink(path).encode()) + b"\n")
@@ -78,19 +152,20 @@ def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = ()) -> tuple[st
                 continue
             h.update(f"f {rel} {'x' if st.st_mode & 0o111 else '-'} ".encode())
             with open(path, "rb") as fh:
-                h.update(fix(fh.read()) if pairs else fh.read())
+                h.update(fix(fh.read(), name) if pairs or host else fh.read())
             h.update(b"\n")
     return "sha256:" + h.hexdigest(), count
 
 
-def build_report(result: "BuildResult", normalize: Normalizer) -> dict[str, Any]:
+def build_report(result: "BuildResult", normalize: Normalizer, host: HostPython) -> dict[str, Any]:
+    """The report of `result`, host paths normalized; `host` is the interpreter the build exposed."""
     outcome = result.outcome
     md = outcome.metadata
     buildpacks = []
     for bp in outcome.buildpacks:
         layers = []
         for layer in bp.layers:
-            digest, files = tree_digest(layer.path, normalize.pairs)
+            digest, files = tree_digest(layer.path, normalize.pairs, host)
             layers.append({
                 "name": layer.name,
                 "types": {"launch": layer.launch, "build": layer.build, "cache": layer.cache},
@@ -135,12 +210,21 @@ def build_report(result: "BuildResult", normalize: Normalizer) -> dict[str, Any]
         "slices": [list(s.paths) for s in md.slices],
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
     }
-    return normalize(report)
+    report = normalize(report)
+    report["host"] = host.to_report()
+    return report
 
 
 def dumps(report: Mapping[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=True) + "\n"
 
 
-def without_timings(report: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in report.items() if k != "timings"}
+def comparable(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report as golden files hold it: the same on every host for the same input.
+
+    The `HOST_DEPENDENT` keys are left out and the host interpreter the report names (`host`)
+    is written as placeholders wherever else it appears (`HostPython.neutral`).
+    """
+    kept = {k: v for k, v in report.items() if k not in HOST_DEPENDENT}
+    host = HostPython.from_report(report)
+    return host.neutral_value(kept) if host else kept

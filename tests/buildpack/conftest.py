@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import pytest
 
 from cnbsim.env import LAUNCH_ROOT_DIRS, Env
+from cnbsim.tomlio import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 BUILDPACK = REPO / "buildpack"

@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import shutil
 
 import pytest
+
+from cnbsim.tomlio import tomllib
 
 BUILDPACK = Path(__file__).resolve().parents[2] / "buildpack"
 PLAN = {"requires": [{"name": "cpython", "metadata": {"launch": True}}],
@@ -56,8 +57,8 @@ def test_anything_else_fails_detection_with_the_reason(fixture_app, detect, path
 
 def test_invalid_json_is_located_when_python_is_there(fixture_app, detect, tools):
     result = detect(fixture_app("planqk-invalid-json"), path=tools("bash", "python3"))
-    assert "planqk.json: is not valid JSON: Expecting property name enclosed in double quotes at line 7 column 3" \
-           in result.stderr
+    # CPython's own words and position differ between versions; the file and a location are the buildpack's
+    assert re.search(r"planqk\.json: is not valid JSON: [^\n]+ at line \d+ column \d+", result.stderr), result.stderr
 
 
 def test_invalid_json_is_located_when_jq_is_there(fixture_app, detect, tools):

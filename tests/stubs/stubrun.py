@@ -22,10 +22,7 @@ from typing import Any, Mapping
 
 import tomli_w
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from cnbsim.tomlio import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 STUBS = REPO / "cnbsim" / "stubs" / "paketo"

@@ -74,7 +74,7 @@ def test_cpython_layer_exposes_the_host_python_with_the_real_env_and_metadata(lc
     assert run.types("cpython") == {"build": True, "cache": True, "launch": True}
     assert run.metadata("cpython") == {
         "dependency-sha": checksum("cpython", "python", "3.10.13", "io.buildpacks.stacks.jammy"),
-        "cnbsim": {"host-python": BASE_PYTHON, "host-version": host_version()}}
+        "cnbsim": {"host-python": BASE_PYTHON, "selected-version": "3.10.13"}}
     assert run.env_files("cpython") == {"env.build/PYTHONPYCACHEPREFIX.default": "/tmp",
                                         "env/PYTHONPATH.default": str(layer)}
     assert os.readlink(layer / "bin" / "python") == "python3"

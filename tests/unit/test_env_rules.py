@@ -37,9 +37,9 @@ def applied_bytes(directory: Path) -> Env:
     return env
 
 
-def applied(put, files: dict[str, str], start: dict[str, str] | None = None, directory: Path = ENV) -> Env:
+def applied(put, files: dict[str, str], start: dict[str, str] | None = None, directory: Path | None = None) -> Env:
     env = Env(dict(start or {}))
-    env.add_env_dir(env_dir(put, directory, files))
+    env.add_env_dir(env_dir(put, directory or ENV, files))
     return env
 
 

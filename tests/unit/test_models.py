@@ -27,7 +27,8 @@ def api(text: str) -> ApiVersion:
     return ApiVersion.parse(text)
 
 
-def buildpack(put, body: str, path: Path = BP):
+def buildpack(put, body: str, path: Path | None = None):
+    path = path or BP
     put(path, body)
     return read_buildpack_toml(path)
 
@@ -165,7 +166,8 @@ def test_exec_env_is_read_in_both_the_lifecycle_and_the_spec_spelling(put):
 BIONIC = Target("linux", "amd64", "", (Distro("ubuntu", "18.04"),))
 
 
-def stacks_buildpack(put, api_text: str, *stack_ids: str, bin_build: bool = False, path: Path = BP):
+def stacks_buildpack(put, api_text: str, *stack_ids: str, bin_build: bool = False, path: Path | None = None):
+    path = path or BP
     body = f'api = "{api_text}"\n[buildpack]\nid = "a"\nversion = "1"\n'
     body += "".join(f'[[stacks]]\nid = "{s}"\nmixins = ["x"]\n' for s in stack_ids)
     if bin_build:

@@ -139,29 +139,33 @@ venv_pip_install() {
 
 # --- the inputs' checksum (reuse across builds) -----------------------------------------
 
-# inputs_sha256 TEXT: INPUTS_SHA = sha256 of TEXT plus the install mode, the wheelhouse and
-# the interpreter, the inputs that decide what an install produces.
+# inputs_sha256 TEXT: INPUTS_SHA = sha256 of TEXT plus the install mode and the wheelhouse,
+# the inputs that decide what an install produces; the interpreter, the other one, is
+# recorded beside it (host-python), so that the checksum is the same on every host.
 inputs_sha256() {
   local sum
-  sum=$(sha256sum <<< "$1"$'\n'"installer=$INSTALLER"$'\n'"wheelhouse=${CNBSIM_WHEELHOUSE:-}"$'\n'"python=${CNBSIM_BASE_PYTHON:-}")
+  sum=$(sha256sum <<< "$1"$'\n'"installer=$INSTALLER"$'\n'"wheelhouse=${CNBSIM_WHEELHOUSE:-}")
   INPUTS_SHA=${sum%% *}
 }
 
 # restored_inputs_sha LAYER: _V = the [metadata.cnbsim] inputs-sha256 of the restored
-# <layer>.toml ("" when there is none).
+# <layer>.toml ("" when there is none, or when it was built on another interpreter).
 restored_inputs_sha() {
   _V=""
   toml_load "$LAYERS_DIR/$1.toml" 2> /dev/null || return 0
+  [[ ${TOML[metadata.cnbsim.host-python]-} == "${CNBSIM_BASE_PYTHON:-}" ]] || return 0
   [[ ${TOML_T[metadata.cnbsim.inputs-sha256]:-} == string ]] && _V=${TOML[metadata.cnbsim.inputs-sha256]}
   return 0
 }
 
 # record_metadata REQUIREMENT...: the stub-only metadata every package-manager stub writes
-# ([metadata.cnbsim]: the mode, the inputs' checksum and what was (or would be) installed).
+# ([metadata.cnbsim]: the mode, the inputs' checksum, the interpreter and what was (or
+# would be) installed).
 record_metadata() {
   local list
   meta_str -t cnbsim installer "$INSTALLER"
   meta_str -t cnbsim inputs-sha256 "$INPUTS_SHA"
+  meta_str -t cnbsim host-python "${CNBSIM_BASE_PYTHON:-}"
   toml_array list "$@"
   meta_set -t cnbsim requirements "$list"
 }
