@@ -8,6 +8,7 @@ group.toml, plan.toml and config/metadata.toml) and `report.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -87,6 +88,23 @@ def base_python() -> str:
 
 
 @dataclass(frozen=True)
+class BuildRequest:
+    """What `build()` was given, so that `BuildResult.rebuild()` can repeat it."""
+
+    app: Path
+    builder: Path | str | None
+    buildpacks: tuple[Path | str, ...] | None
+    output: Path
+    options: BuildOptions
+    cache_dir: Path | None
+    log: Logger = field(repr=False, compare=False)
+
+
+# build() arguments a rebuild may change; everything else it is given is a BuildOptions field.
+REBUILD_ARGS = ("builder", "buildpacks", "output", "cache_dir", "clear_cache")
+
+
+@dataclass(frozen=True)
 class BuildResult:
     """A finished build: typed access that reads like the spec."""
 
@@ -99,6 +117,28 @@ class BuildResult:
     timings: dict[str, float] = field(default_factory=dict, repr=False)
     layer_status: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     report: dict[str, Any] = field(default_factory=dict, repr=False)
+    request: BuildRequest | None = field(default=None, repr=False)
+
+    def rebuild(self, **changes: Any) -> "BuildResult":
+        """Build the same app again with the same options, cache and output, as a second `pack build` would.
+
+        The output's current contents are the previous image (its launch layers can be reused), the
+        cache its cache. `changes` override one build: any `build()` argument (`builder`, `buildpacks`,
+        `output`, `cache_dir`, `clear_cache=True`) or `BuildOptions` field (`env` replaces the env).
+        """
+        if self.request is None:
+            raise TypeError("this BuildResult was not made by cnbsim.build(); build it with build() to rebuild")
+        req = self.request
+        option_names = {f.name for f in dataclasses.fields(BuildOptions)}
+        unknown = sorted(set(changes) - option_names - set(REBUILD_ARGS))
+        if unknown:
+            raise TypeError(f"rebuild() got unknown argument(s) {', '.join(unknown)}; it takes "
+                            f"{', '.join(REBUILD_ARGS)} and the BuildOptions fields ({', '.join(sorted(option_names))})")
+        options = dataclasses.replace(req.options, **{k: v for k, v in changes.items() if k in option_names})
+        args: dict[str, Any] = {"builder": req.builder, "buildpacks": req.buildpacks, "output": req.output,
+                                "cache_dir": req.cache_dir, "clear_cache": False}
+        args.update((k, v) for k, v in changes.items() if k in REBUILD_ARGS)
+        return build(req.app, options=options, log=dataclasses.replace(req.log, records=[]), **args)
 
     @property
     def workspace(self) -> Path:
@@ -282,8 +322,10 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         if cache:
             log.phase("CACHING")
             cache.save(outcome, layers, status, log)
+        request = BuildRequest(app, builder, tuple(buildpacks) if buildpacks is not None else None, out.absolute(),
+                               options, Path(cache_dir).absolute() if cache_dir else None, log)
         result = BuildResult(app=app, output=target.path, sources=sources, detect=detected, outcome=outcome,
-                             log=log.text, layer_status=status,
+                             log=log.text, layer_status=status, request=request,
                              timings={"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2,
                                       "cache": time.perf_counter() - t3})
         report = reportmod.build_report(result, normalize, reportmod.HostPython.current())

@@ -48,14 +48,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def cnb_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
-    """`cnb_build(app, builder=None, buildpacks=None, env=None, installer="stub", **options) -> BuildResult`."""
+    """`cnb_build(app, builder=None, buildpacks=None, env=None, installer="stub", clear_cache=False, **options)
+    -> BuildResult`: each call builds into its own output with its own cache; `result.rebuild(**changes)`
+    builds again with both."""
     import cnbsim
 
     def build(app: Path | str, builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
               env: Mapping[str, str] | None = None, installer: str = "stub", output: Path | None = None,
-              cache_dir: Path | None = None, **options: Any) -> cnbsim.BuildResult:
+              cache_dir: Path | None = None, clear_cache: bool = False, **options: Any) -> cnbsim.BuildResult:
         out = output or tmp_path_factory.mktemp("cnb-build") / Path(app).name
-        return cnbsim.build(app, builder=builder, buildpacks=buildpacks, output=out, cache_dir=cache_dir,
+        cache = cache_dir or tmp_path_factory.mktemp("cnb-cache")
+        return cnbsim.build(app, builder=builder, buildpacks=buildpacks, output=out, cache_dir=cache,
+                            clear_cache=clear_cache,
                             options=cnbsim.BuildOptions(env=dict(env or {}), installer=installer, **options))
     return build
 

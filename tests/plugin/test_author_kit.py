@@ -38,3 +38,7 @@ def test_golden_of_a_failed_build_holds_the_buildpack_and_its_output(author):
     assert failure["exit_code"] == 51
     assert failure["output_tail"][-1] == "error: download of runtime 1.0 failed (token none)"
     run(author, "failed_build_golden").assert_outcomes(passed=1)
+
+
+def test_rebuild_repeats_the_build_with_its_cache_and_output(author):
+    run(author, "rebuild").assert_outcomes(passed=2)

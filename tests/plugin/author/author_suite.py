@@ -42,3 +42,22 @@ def test_failed_build_golden(app, cnb_build, assert_matches_golden):
     with pytest.raises(cnbsim.BuildError) as failed:
         cnb_build(app, buildpacks=[BUILDPACK], env={"FAIL_BUILD": "1"})
     assert_matches_golden(failed.value, "failed-build")
+
+
+def test_rebuild_keeps_options_cache_and_output(app, cnb_build):
+    first = cnb_build(app, buildpacks=[BUILDPACK], env={"BP_RUNTIME_VERSION": "2.0"})
+    again = first.rebuild()
+    assert again.output == first.output
+    assert "Reusing cached layer runtime 2.0" in again.output_of("author/runtime")
+    assert again.layer("author/runtime", "runtime").metadata.metadata == {"version": "2.0"}
+    changed = again.rebuild(env={"BP_RUNTIME_VERSION": "3.0"})
+    assert "installing runtime 3.0" in changed.output_of("author/runtime")
+    cleared = changed.rebuild(clear_cache=True)
+    assert "installing runtime 3.0" in cleared.output_of("author/runtime")
+    with pytest.raises(TypeError, match="unknown argument"):
+        first.rebuild(colour="blue")
+
+
+def test_rebuild_outside_pytest(app, tmp_path):
+    first = cnbsim.build(app, buildpacks=[BUILDPACK], output=tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert "Reusing cached layer" in first.rebuild().output_of("author/runtime")
