@@ -8,6 +8,7 @@ group.toml, plan.toml and config/metadata.toml) and `report.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -92,6 +93,23 @@ def base_python() -> str:
 
 
 @dataclass(frozen=True)
+class BuildRequest:
+    """What `build()` was given, so that `BuildResult.rebuild()` can repeat it."""
+
+    app: Path
+    builder: Path | str | None
+    buildpacks: tuple[Path | str, ...] | None
+    output: Path
+    options: BuildOptions
+    cache_dir: Path | None
+    log: Logger = field(repr=False, compare=False)
+
+
+# build() arguments a rebuild may change; everything else it is given is a BuildOptions field.
+REBUILD_ARGS = ("builder", "buildpacks", "output", "cache_dir", "clear_cache")
+
+
+@dataclass(frozen=True)
 class BuildResult:
     """A finished build: typed access that reads like the spec."""
 
@@ -104,6 +122,28 @@ class BuildResult:
     timings: dict[str, float] = field(default_factory=dict, repr=False)
     layer_status: dict[tuple[str, str], LayerStatus] = field(default_factory=dict, repr=False)
     report: dict[str, Any] = field(default_factory=dict, repr=False)
+    request: BuildRequest | None = field(default=None, repr=False)
+
+    def rebuild(self, **changes: Any) -> "BuildResult":
+        """Build the same app again with the same options, cache and output, as a second `pack build` would.
+
+        The output's current contents are the previous image (its launch layers can be reused), the
+        cache its cache. `changes` override one build: any `build()` argument (`builder`, `buildpacks`,
+        `output`, `cache_dir`, `clear_cache=True`) or `BuildOptions` field (`env` replaces the env).
+        """
+        if self.request is None:
+            raise TypeError("this BuildResult was not made by cnbsim.build(); build it with build() to rebuild")
+        req = self.request
+        option_names = {f.name for f in dataclasses.fields(BuildOptions)}
+        unknown = sorted(set(changes) - option_names - set(REBUILD_ARGS))
+        if unknown:
+            raise TypeError(f"rebuild() got unknown argument(s) {', '.join(unknown)}; it takes "
+                            f"{', '.join(REBUILD_ARGS)} and the BuildOptions fields ({', '.join(sorted(option_names))})")
+        options = dataclasses.replace(req.options, **{k: v for k, v in changes.items() if k in option_names})
+        args: dict[str, Any] = {"builder": req.builder, "buildpacks": req.buildpacks, "output": req.output,
+                                "cache_dir": req.cache_dir, "clear_cache": False}
+        args.update((k, v) for k, v in changes.items() if k in REBUILD_ARGS)
+        return build(req.app, options=options, log=dataclasses.replace(req.log, records=[]), **args)
 
     @property
     def workspace(self) -> Path:
@@ -274,7 +314,16 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             relocate(toml, str(final), str(stage))
         t2 = time.perf_counter()
         log.phase("BUILDING")
-        outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
+        normalize = reportmod.Normalizer(
+            {str(layers): "/layers", str(workspace): "/workspace", str(stage): "/output",
+             str(final / "layers"): "/layers", str(final / "workspace"): "/workspace", str(final): "/output",
+             str(target.platform_dir): "/platform"},
+            log.redact)
+        try:
+            outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
+        except BuildError as failed:
+            failed.image_output = normalize(failed.output)   # with image paths: what goldens hold
+            raise
         status = reuse_layers(outcome, previous, restored, log)
         secrets = options.secrets()
         for warning in leaks.check(secrets, output=stage, source=app, texts={"the build log": log.text}):
@@ -286,20 +335,17 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             log.phase("CACHING")
             cache.save(outcome, final / "layers", status, log)
         timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
-        normalize = reportmod.Normalizer(
-            {str(layers): "/layers", str(workspace): "/workspace", str(stage): "/output",
-             str(final / "layers"): "/layers", str(final / "workspace"): "/workspace", str(final): "/output",
-             str(target.platform_dir): "/platform"},
-            log.redact)
         report = reportmod.build_report(detected, outcome, layers, status, timings, normalize,
                                         reportmod.HostPython.current())
+        request = BuildRequest(app, builder, tuple(buildpacks) if buildpacks is not None else None, final,
+                               options, Path(cache_dir).absolute() if cache_dir else None, log)
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
         (stage / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")
         (stage / "build.log").write_text(normalize(log.text), encoding="utf-8")
         result = BuildResult(app=app, output=stage, sources=sources, detect=detected, outcome=outcome,
                              log=log.text, timings=timings, layer_status=status, report=report)
         target.commit()
-    return rebase(result, str(stage), str(final))
+    return replace(rebase(result, str(stage), str(final)), request=request)   # the request names `final` already
 
 
 @contextlib.contextmanager

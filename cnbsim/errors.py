@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -101,9 +102,19 @@ class DetectError(CnbsimError):
 
 
 class BuildError(CnbsimError):
-    """Build errors: 51 = a buildpack's bin/build failed, 52 = other build error."""
+    """Build errors: 51 = a buildpack's bin/build failed, 52 = other build error.
+
+    When a bin/build failed, `buildpack` is its id and `output` its stdout and stderr (secrets redacted),
+    so that a test can show why without a terminal to scroll back in.
+    """
 
     exit_code = ExitCode.BUILD_ERROR
+
+    def __init__(self, message: str, *, buildpack: str | None = None, output: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.buildpack = buildpack
+        self.output = output
+        self.image_output = output     # the output with image paths (/layers, /workspace), set by build()
 
 
 class LaunchError(CnbsimError):

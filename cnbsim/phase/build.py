@@ -127,9 +127,17 @@ def _run_build(desc: BuildpackDescriptor, bp_plan: BuildpackPlan, bp_dir: Path, 
                         on_line=log.raw)
     if done.code != 0:
         reason = done.error or f"exit status {done.code}"
-        raise BuildError(f"failed to build: {reason}", file=argv[0], exit_code=ExitCode.BUILD_FAILED_WITH_ERRORS,
-                         hint=f"buildpack {desc.key} failed; its output is above")
+        output = log.redact(done.output)
+        where = "its output is above" if log.stream is not None else f"the end of its output:\n{tail(output)}"
+        raise BuildError(f"failed to build: {reason}", file=argv[0], exit_code=ExitCode.BUILD_FAILED_WITH_ERRORS, buildpack=desc.id,
+                         output=output, hint=f"buildpack {desc.key} failed; {where}")
     return done.output
+
+
+def tail(text: str, lines: int = 20) -> str:
+    """The last `lines` lines of a buildpack's output, indented: what a failure shows of it."""
+    kept = text.rstrip("\n").splitlines()[-lines:]
+    return "\n".join(f"  | {line}" for line in kept) if kept else "  | (no output)"
 
 
 def _process_layers(desc: BuildpackDescriptor, layers_dir: Path) -> tuple[tuple[Layer, ...], StoreToml | None]:

@@ -24,6 +24,8 @@ from cnbsim.phase.resolve import resolve_plan
 from cnbsim.platform import Platform
 
 PASS, FAIL, SKIP, ERROR = DetectStatus.PASS, DetectStatus.FAIL, DetectStatus.SKIP, DetectStatus.ERROR
+EXPLAIN_WIDTH = 240   # characters of one reason line there
+EXPLAIN_LINES = 40     # of the reasons shown in str(DetectFailed); .explain() has them all
 
 
 @dataclass(frozen=True)
@@ -81,16 +83,24 @@ class DetectFailed(DetectError):
     def __init__(self, groups: tuple[GroupOutcome, ...], runs: dict[str, DetectRun], bp_error: bool,
                  redact: Redactor = NO_SECRETS) -> None:
         message = ("buildpack(s) failed with err" if bp_error else "no buildpacks participating")
-        super().__init__(message, exit_code=ExitCode.DETECT_FAILED_WITH_ERRORS if bp_error else ExitCode.DETECT_FAILED,
-                         hint="see why each group failed above")
+        super().__init__(message, exit_code=ExitCode.DETECT_FAILED_WITH_ERRORS if bp_error else ExitCode.DETECT_FAILED)
         self.groups = groups
         self.runs = runs
         self.bp_error = bp_error
         self.redact = redact
 
     def explain(self) -> str:
+        """Why each group failed, per buildpack (pass, fail, skip, error and its last line) and plan resolution."""
         # buildpack output quoted here must not show a build-time secret
         return self.redact("\n".join(g.explain() for g in self.groups))
+
+    def __str__(self) -> str:
+        """The message and the reasons, so that a test's traceback says why without `.explain()`."""
+        lines = [line if len(line) <= EXPLAIN_WIDTH else line[:EXPLAIN_WIDTH - 3] + "..."
+                 for line in self.explain().splitlines()]
+        if len(lines) > EXPLAIN_LINES:
+            lines = [*lines[:EXPLAIN_LINES], f"... {len(lines) - EXPLAIN_LINES} more lines: see .explain()"]
+        return "\n".join([self.message + ":", *lines])
 
 
 class _Failed(Exception):
