@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 import contextlib
-import dataclasses
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
