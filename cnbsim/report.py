@@ -185,7 +185,7 @@ def build_report(result: "BuildResult", normalize: Normalizer, host: HostPython)
         })
     processes = [{
         "type": p.type, "command": list(p.command), "args": list(p.args), "direct": p.direct,
-        "default": p.type == md.default_process, "buildpack_id": p.buildpack_id,
+        "default": p.type == result.default_process, "buildpack_id": p.buildpack_id,
         "working_dir": p.working_dir or "/workspace",
     } for p in md.processes]
     launch = {p.type: dict(sorted(launch_env(result.layers_dir, md, p.type, {}).vars.items()))
@@ -204,7 +204,12 @@ def build_report(result: "BuildResult", normalize: Normalizer, host: HostPython)
                    for g in result.detect.groups],
         "buildpacks": buildpacks,
         "processes": processes,
-        "default_process": md.default_process,
+        "default_process": result.default_process,
+        **({"buildpack_default_process": md.default_process}
+           if result.default_process != md.default_process else {}),
+        **({"run_image": {"reference": result.platform.run_image, "image": result.platform.run_image_digest,
+                          "target": result.platform.target.to_toml() if result.platform.target else {}}}
+           if result.platform.run_image else {}),
         "launch_env": launch,
         "labels": [{"key": lab.key, "value": lab.value} for lab in md.labels],
         "slices": [list(s.paths) for s in md.slices],

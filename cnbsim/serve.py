@@ -443,7 +443,7 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
 
     `ready(port)` is called once the socket listens (with the real port when `port` is 0).
     """
-    if not output.metadata.default_process:
+    if not output.default_process:
         known = ", ".join(p.type for p in output.metadata.processes) or "none"
         raise ConfigError("this build has no default process to run for each job", file=output.path,
                           hint=f"its process types: {known}; the job-template buildpack sets one")
@@ -454,7 +454,7 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
     port = server.server_port
     url_host = f"[{host}]" if ":" in host else host
     lines = [f"Serving {output.path} on http://{url_host}:{port}",
-             f"  process: {output.metadata.default_process}, sandbox: {'bubblewrap' if sandboxed else 'none'}"]
+             f"  process: {output.default_process}, sandbox: {'bubblewrap' if sandboxed else 'none'}"]
     lines += [f"  {method} {path:<24} {what}" for method, path, what in ENDPOINTS]
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
