@@ -31,7 +31,7 @@ from cnbsim.phase.export import reuse_layers
 from cnbsim.phase.restore import restore
 from cnbsim.phase.detect import DetectResult
 from cnbsim.phase.detect import detect as detect_phase
-from cnbsim.errors import BuildError, ConfigError
+from cnbsim.errors import BuildError, ConfigError, ExportError
 from cnbsim.fs import is_inside, relocate, special_files
 from cnbsim.phase.launch import launch_env
 from cnbsim.log import Logger, Redactor
@@ -40,8 +40,11 @@ from cnbsim.model.launch import Process
 from cnbsim.model.order import GroupElement, group_to_toml
 from cnbsim.model.plan import Plan
 from cnbsim.model.states import Installer, LayerStatus
+from cnbsim.model.platform_toml import PlatformRecord
+from cnbsim.model.project import FILE_NAME as PROJECT_TOML
+from cnbsim.model.project import FileFilter, ProjectDescriptor, read_project_toml
 from cnbsim.output import OutputDir
-from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform
+from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform, RunTarget, Volume
 from cnbsim.tomlio import write_toml
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -59,6 +62,13 @@ class BuildOptions:
     build_timeout: float = DEFAULT_BUILD_TIMEOUT
     secret_env: tuple[str, ...] = ()
     buildpack_store: tuple[Path, ...] = ()   # dirs of saved buildpackages for registry references
+    volumes: tuple[Volume | str, ...] = ()    # `HOST:TARGET[:ro|rw]` bound into the build, as pack --volume
+    default_process: str = ""                # the exporter's -process-type, as pack --default-process
+    run_image: Path | str | None = None      # an OCI layout (DIR or DIR:TAG): the build's target, the export's base
+    descriptor: Path | str | None = None     # the project descriptor (default: APP/project.toml, if any)
+
+    def parsed_volumes(self) -> tuple[Volume, ...]:
+        return tuple(Volume.parse(v) for v in self.volumes)
 
     def platform_env(self) -> dict[str, str]:
         try:
@@ -143,6 +153,8 @@ class BuildResult:
                                 "cache_dir": req.cache_dir, "clear_cache": False}
         args.update((k, v) for k, v in changes.items() if k in REBUILD_ARGS)
         return build(req.app, options=options, log=dataclasses.replace(req.log, records=[]), **args)
+    platform: PlatformRecord = field(default_factory=PlatformRecord, repr=False)   # default process, run image
+    warnings: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def workspace(self) -> Path:
@@ -190,7 +202,8 @@ class BuildResult:
 
     @property
     def default_process(self) -> str:
-        return self.outcome.metadata.default_process
+        """The image's default process: the platform's (`default_process=`), else the buildpacks'."""
+        return self.platform.process_type or self.outcome.metadata.default_process
 
     def process(self, ptype: str) -> Process:
         found = self.outcome.metadata.process(ptype)
@@ -205,15 +218,17 @@ class BuildResult:
         return launch_env(self.layers_dir, self.outcome.metadata, ptype, dict(environ or {})).vars
 
 
-def _prepare_workspace(app: Path, workspace: Path, skip: Sequence[Path] = ()) -> None:
+def _prepare_workspace(app: Path, workspace: Path, skip: Sequence[Path] = (),
+                       files: FileFilter | None = None) -> None:
     """Copy the app (symlinks kept), leaving out cnbsim's own dirs (the output, its work dirs, the
-    cache) where they lie inside the app."""
+    cache) where they lie inside the app, and the files project.toml's include/exclude leave out."""
     by_parent: dict[str, set[str]] = {}
     work_prefixes: dict[str, str] = {}
     for path in skip:
         real = Path(os.path.realpath(path))
         by_parent.setdefault(str(real.parent), set()).add(real.name)
         work_prefixes[str(real.parent)] = f".{real.name}.cnbsim-"    # work dirs beside an output
+    root = app.resolve()
 
     def ignore(dirpath: str, names: list[str]) -> list[str]:
         left_out = special_files(dirpath, names)    # sockets and FIFOs: an image holds none
@@ -221,7 +236,7 @@ def _prepare_workspace(app: Path, workspace: Path, skip: Sequence[Path] = ()) ->
         skipped, prefix = by_parent.get(real, set()), work_prefixes.get(real)
         return left_out + [n for n in names if n in skipped or (prefix and n.startswith(prefix))]
     try:
-        shutil.copytree(app.resolve(), workspace, symlinks=True, ignore=ignore)
+        shutil.copytree(root, workspace, symlinks=True, ignore=ignore)
     except shutil.Error as exc:
         raise ConfigError(f"cannot copy the app into the workspace: {exc.args[0][0][2]}", file=app)
     except OSError as exc:
@@ -229,6 +244,80 @@ def _prepare_workspace(app: Path, workspace: Path, skip: Sequence[Path] = ()) ->
     except RecursionError:
         raise ConfigError("the app nests directories too deeply to copy", file=app,
                           hint="leave the deep tree out of the app dir") from None
+    if files is not None:
+        _filter_workspace(workspace, files)
+
+
+def _filter_workspace(workspace: Path, files: FileFilter) -> None:
+    """Remove from the (fresh) workspace copy what include/exclude leave out. As pack's tar filter, each
+    path is matched on its own (relative to the app dir); a directory stays when a file under it is kept."""
+    for dirpath, dirnames, filenames in os.walk(workspace, topdown=False):
+        base = Path(dirpath)
+        rel_dir = base.relative_to(workspace).as_posix()
+        for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
+            rel = f"{rel_dir}/{name}" if rel_dir != "." else name
+            if not files.keeps(rel):
+                (base / name).unlink()
+        if rel_dir != "." and not any(base.iterdir()) and not files.keeps(rel_dir, is_dir=True):
+            base.rmdir()
+
+
+def _descriptor(app: Path, options: BuildOptions, log: Logger) -> ProjectDescriptor | None:
+    """project.toml (or `descriptor=`), its warnings logged as pack logs them."""
+    path = Path(options.descriptor).absolute() if options.descriptor else app / PROJECT_TOML
+    if options.descriptor and not path.is_file():
+        raise ConfigError("project descriptor not found", file=path, field="--descriptor",
+                          hint="give the path of a project.toml")
+    project = read_project_toml(path)
+    for warning in project.warnings if project else ():
+        log.warn(warning)
+    return project
+
+
+def _apply_descriptor(project: ProjectDescriptor | None, options: BuildOptions,
+                      buildpacks: Sequence[Path | str] | None) -> tuple[BuildOptions, Sequence[Path | str] | None]:
+    """pack's precedence: the descriptor's build env under `env` (--env, --env-file), its group unless
+    buildpacks are given (--buildpack)."""
+    if project is None:
+        return options, buildpacks
+    options = replace(options, env={**project.env_dict(), **dict(options.env)})
+    if not buildpacks and project.group:
+        buildpacks = project.buildpack_refs()
+    return options, buildpacks
+
+
+def _run_image(options: BuildOptions) -> tuple[PlatformRecord, RunTarget | None]:
+    """The platform record of the build (default process, run image) and the run image's target."""
+    if options.run_image is None:
+        return PlatformRecord(process_type=options.default_process), None
+    from cnbsim.oci.layout import read_run_image
+    given = Path(options.run_image)
+    try:
+        image = read_run_image(given)
+    except ExportError as exc:    # the same layout check as export's, reported as a build input error
+        raise ConfigError(exc.message, file=exc.file, field="--run-image", hint=exc.hint) from None
+    target = RunTarget.from_image_config(image.config)
+    return PlatformRecord(options.default_process, str(given.absolute()), image.manifest_digest, target), target
+
+
+def _check_volumes(options: BuildOptions) -> tuple[Volume, ...]:
+    volumes = options.parsed_volumes()
+    if volumes:
+        # [IMPL] the build runs buildpacks on the host with host paths: there is no container to bind a
+        # volume into, and cnbsim never writes to TARGET on the host.
+        raise ConfigError("--volume needs the build namespace (bubblewrap), and this build runs buildpacks on "
+                          "the host", field="--volume",
+                          hint="install bubblewrap (apt-get install bubblewrap), or give the files to the "
+                               "buildpack another way (an env var with their path)")
+    return volumes
+
+
+def _check_default_process(record: PlatformRecord, outcome: BuildOutcome) -> None:
+    """lc phase/exporter.go: a -process-type the build has no process of fails the export."""
+    if record.process_type and outcome.metadata.process(record.process_type) is None:
+        types = ", ".join(p.type for p in outcome.metadata.processes) or "none"
+        raise ExportError(f"tried to set {record.process_type} to default but it doesn't exist",
+                          field="--default-process", hint=f"the build's process types: {types}")
 
 
 def _check_app(app: Path) -> Path:
@@ -258,15 +347,21 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
            log: Logger | None = None, **kwargs: Any) -> DetectResult:
     """Run detection alone on a copy of `app`; raises DetectFailed when no group passes."""
     options = options or BuildOptions(**kwargs)
-    log = (log or Logger(stream=None)).with_secrets(Redactor(options.secrets().values()))
+    log = log or Logger(stream=None)
     app = _check_app(Path(app))
+    project = _descriptor(app, options, log)
+    options, buildpacks = _apply_descriptor(project, options, buildpacks)
+    log = log.with_secrets(Redactor(options.secrets().values()))   # the descriptor's env counts too
+    _check_volumes(options)
+    _, target = _run_image(options)
     sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
         workspace, platform_dir = Path(tmp) / "workspace", Path(tmp) / "platform"
-        _prepare_workspace(app, workspace)
+        _prepare_workspace(app, workspace, files=project.file_filter() if project else None)
         write_platform_dir(platform_dir, options.platform_env())
         platform = Platform(app_dir=workspace, platform_dir=platform_dir, layers_dir=Path(tmp) / "layers",
-                            api=options.platform_api, detect_timeout=options.detect_timeout)
+                            api=options.platform_api, detect_timeout=options.detect_timeout,
+                            **({"target": target} if target else {}))
         return detect_phase(sources.order, sources.store, platform, log)
 
 
@@ -279,10 +374,15 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     output at `output`, if any, is the "previous image" whose launch layers can be reused.
     """
     options = options or BuildOptions(**kwargs)
-    log = (log or Logger(stream=None)).with_secrets(Redactor(options.secrets().values()))
+    log = log or Logger(stream=None)
     app = _check_app(Path(app))
     started = time.perf_counter()
+    project = _descriptor(app, options, log)
+    options, buildpacks = _apply_descriptor(project, options, buildpacks)
     platform_values = options.platform_env()
+    log = log.with_secrets(Redactor(options.secrets().values()))   # the descriptor's env counts too
+    _check_volumes(options)
+    record, run_target = _run_image(options)
     sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     target = OutputDir(output if output is not None else default_output(app), notice=log.warn)
     cache = Cache(Path(cache_dir)) if cache_dir else None
@@ -292,12 +392,14 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     with target, _too_deep_is_an_error(target.target):
         final, stage = target.target, target.path
         workspace, layers = stage / "workspace", stage / "layers"
-        _prepare_workspace(app, workspace, [final, *([cache.path] if cache else [])])
+        _prepare_workspace(app, workspace, [final, *([cache.path] if cache else [])],
+                           project.file_filter() if project else None)
         layers.mkdir()
         write_platform_dir(target.platform_dir, platform_values)
         platform = Platform(app_dir=workspace, platform_dir=target.platform_dir, layers_dir=layers,
                             api=options.platform_api, detect_timeout=options.detect_timeout,
-                            build_timeout=options.build_timeout)
+                            build_timeout=options.build_timeout,
+                            **({"target": run_target} if run_target else {}))
         t0 = time.perf_counter()
         log.phase("DETECTING")
         detected = detect_phase(sources.order, sources.store, platform, log)
@@ -323,6 +425,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         except BuildError as failed:
             failed.image_output = normalize(failed.output)   # with image paths: what goldens hold
             raise
+        _check_default_process(record, outcome)
         status = reuse_layers(outcome, previous, restored, log)
         secrets = options.secrets()
         for warning in leaks.check(secrets, output=stage, source=app, texts={"the build log": log.text}):
@@ -335,14 +438,16 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             cache.save(outcome, final / "layers", status, log)
         timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
         report = reportmod.build_report(detected, outcome, layers, status, timings, normalize,
-                                        reportmod.HostPython.current())
+                                        reportmod.HostPython.current(), record)
         request = BuildRequest(app, builder, tuple(buildpacks) if buildpacks is not None else None, final,
                                options, Path(cache_dir).absolute() if cache_dir else None, log)
         report["timings"]["total"] = round(time.perf_counter() - started, 4)
+        record.write(stage)
         (stage / "report.json").write_text(reportmod.dumps(report), encoding="utf-8")
         (stage / "build.log").write_text(normalize(log.text), encoding="utf-8")
         result = BuildResult(app=app, output=stage, sources=sources, detect=detected, outcome=outcome,
-                             log=log.text, timings=timings, layer_status=status, report=report)
+                             log=log.text, timings=timings, layer_status=status, report=report,
+                             platform=record)
         target.commit()
     return replace(rebase(result, str(stage), str(final)), request=request)   # the request names `final` already
 

@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from cnbsim.errors import ConfigError
 from cnbsim.fs import AtomicDir, DirKind
 from cnbsim.model.metadata import BuildMetadata, read_metadata_toml
+from cnbsim.model.platform_toml import PlatformRecord, read_platform_toml
 
 @dataclass(frozen=True)
 class BuiltOutput:
@@ -20,6 +21,7 @@ class BuiltOutput:
 
     path: Path
     metadata: BuildMetadata
+    platform: PlatformRecord = field(default_factory=PlatformRecord)   # the build's default process, run image
 
     @classmethod
     def open(cls, path: Path | str) -> "BuiltOutput":
@@ -28,7 +30,12 @@ class BuiltOutput:
         if not md.is_file():
             raise ConfigError("is not a cnbsim build output (no layers/config/metadata.toml)", file=path,
                               hint="run cnbsim build first, and give its --output directory")
-        return cls(path, read_metadata_toml(md))
+        return cls(path, read_metadata_toml(md), read_platform_toml(path))
+
+    @property
+    def default_process(self) -> str:
+        """The image's default process: the one the build was given (--default-process), else the buildpacks'."""
+        return self.platform.process_type or self.metadata.default_process
 
     @property
     def workspace(self) -> Path:

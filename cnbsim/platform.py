@@ -7,15 +7,21 @@ the Buildpack API the buildpack declares (buildpacks/spec buildpack.md, per Buil
 from __future__ import annotations
 
 import platform as _host
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnbsim.env import Env
+from cnbsim.errors import ConfigError
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, Target
 
 DEFAULT_DETECT_TIMEOUT = 60.0
 DEFAULT_BUILD_TIMEOUT = 1800.0
+
+# platform.md "Target data": the run image labels the analyzer reads the distro from
+DISTRO_NAME_LABEL = "io.buildpacks.base.distro.name"
+DISTRO_VERSION_LABEL = "io.buildpacks.base.distro.version"
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm"}
 
@@ -43,6 +49,30 @@ class RunTarget:
             pass
         machine = _host.machine().lower()
         return cls("linux", _ARCH.get(machine, machine), "", values.get("ID", ""), values.get("VERSION_ID", ""))
+
+    @classmethod
+    def from_image_config(cls, config: dict, os_release: Path = Path("/etc/os-release")) -> "RunTarget":
+        """The run image's target as the analyzer reads it (lc platform/target_data.go GetTargetMetadata):
+        os, architecture and variant of the image config, the distro from the io.buildpacks.base.distro.*
+        labels; without those labels the detector reads /etc/os-release of the build image (lc
+        phase/detector.go), which is this host's here."""
+        labels = (config.get("config") or {}).get("Labels") or {}
+        name = labels.get(DISTRO_NAME_LABEL, "")
+        version = labels.get(DISTRO_VERSION_LABEL, "")
+        if not name and not version:
+            host = cls.host(os_release)
+            name, version = host.distro_name, host.distro_version
+        return cls(str(config.get("os") or "linux"), str(config.get("architecture") or ""),
+                   str(config.get("variant") or ""), str(name), str(version))
+
+    def to_toml(self) -> dict[str, object]:
+        """analyzed.toml's [run-image.target] (platform.md)."""
+        out: dict[str, object] = {"os": self.os, "arch": self.arch}
+        if self.arch_variant:
+            out["arch-variant"] = self.arch_variant
+        if self.distro_name or self.distro_version:
+            out["distro"] = {"name": self.distro_name, "version": self.distro_version}
+        return out
 
     def satisfies(self, target: Target) -> bool:
         """lc TargetSatisfiedForBuild: os/arch/variant equal or either empty; any listed distro matches."""
@@ -102,3 +132,52 @@ class Platform:
         if api >= ApiVersion(0, 12) and self.exec_env:
             out["CNB_EXEC_ENV"] = self.exec_env
         return out
+
+
+# The lifecycle's own dirs in the build container: a volume there would hide or leak into them
+# (pack warns "Mounting to a sensitive directory"; cnbsim refuses, since the workspace is the image's app).
+RESERVED_TARGETS = ("/workspace", "/layers", "/platform", "/cnb")
+
+
+@dataclass(frozen=True)
+class Volume:
+    """`--volume HOST:TARGET[:ro|rw]`, as `pack build --volume`: a host file or dir at TARGET in the build
+    container, read-only unless `rw` (pack's default option is "ro")."""
+
+    host: Path
+    target: str
+    writable: bool = False
+
+    @classmethod
+    def parse(cls, spec: "str | Volume") -> "Volume":
+        if isinstance(spec, Volume):
+            return spec
+        parts = str(spec).split(":")
+        hint = "write --volume HOST:TARGET[:ro|rw], e.g. --volume ./config:/etc/myapp:ro"
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ConfigError(f"'{spec}' is not HOST:TARGET[:ro|rw]", field="--volume", hint=hint)
+        host_text, target = parts[0], parts[1]
+        options = parts[2].split(",") if len(parts) == 3 else ["ro"]
+        unknown = [o for o in options if o not in ("ro", "rw")]
+        if unknown or len(set(options)) > 1:
+            raise ConfigError(f"'{spec}': unsupported volume option '{(unknown or options)[0]}'", field="--volume",
+                              hint="the options are ro (read-only, the default) or rw (read-write)")
+        if not target.startswith("/") or posixpath.normpath(target) == "/":
+            raise ConfigError(f"'{spec}': the target '{target}' must be an absolute path other than /",
+                              field="--volume", hint=hint)
+        target = posixpath.normpath(target)
+        for reserved in RESERVED_TARGETS:
+            if target == reserved or target.startswith(reserved + "/"):
+                raise ConfigError(f"'{spec}': {reserved} is the lifecycle's own directory in the build",
+                                  field="--volume", hint="mount the volume elsewhere, e.g. /mnt/NAME")
+        host = Path(host_text).expanduser()
+        if not host.is_absolute() and not host_text.startswith(".") and "/" not in host_text:
+            raise ConfigError(f"'{spec}': '{host_text}' would be a named docker volume, which cnbsim has none of",
+                              field="--volume", hint=f"give a host path: ./{host_text} or an absolute path")
+        if not host.exists():
+            raise ConfigError(f"'{spec}': the host path does not exist", file=host.absolute(), field="--volume",
+                              hint="create it first, or fix the path")
+        return cls(host.absolute(), target, options == ["rw"])
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.target}:{'rw' if self.writable else 'ro'}"

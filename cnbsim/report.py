@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cnbsim.fs import tree_digest
+from cnbsim.model.platform_toml import PlatformRecord
 from cnbsim.log import NO_SECRETS, Redactor
 from cnbsim.phase.build import BuildOutcome
 from cnbsim.phase.detect import DetectResult
@@ -110,10 +111,12 @@ class Normalizer:
 
 def build_report(detected: DetectResult, outcome: BuildOutcome, layers_dir: Path,
                  layer_status: Mapping[tuple[str, str], str], timings: Mapping[str, float],
-                 normalize: Normalizer, host: HostPython) -> dict[str, Any]:
+                 normalize: Normalizer, host: HostPython, platform: PlatformRecord | None = None) -> dict[str, Any]:
     """The report of a finished build from what its phases returned, host paths normalized; `host` is the
-    interpreter the build exposed."""
+    interpreter the build exposed, `platform` what the platform chose (default process, run image)."""
     md = outcome.metadata
+    platform = platform or PlatformRecord()
+    default_process = platform.process_type or md.default_process
     buildpacks = []
     for bp in outcome.buildpacks:
         layers = []
@@ -138,7 +141,7 @@ def build_report(detected: DetectResult, outcome: BuildOutcome, layers_dir: Path
         })
     processes = [{
         "type": p.type, "command": list(p.command), "args": list(p.args), "direct": p.direct,
-        "default": p.type == md.default_process, "buildpack_id": p.buildpack_id,
+        "default": p.type == default_process, "buildpack_id": p.buildpack_id,
         "working_dir": p.working_dir or "/workspace",
     } for p in md.processes]
     launch = {p.type: dict(sorted(launch_env(layers_dir, md, p.type, {}).vars.items()))
@@ -156,7 +159,12 @@ def build_report(detected: DetectResult, outcome: BuildOutcome, layers_dir: Path
                    for g in detected.groups],
         "buildpacks": buildpacks,
         "processes": processes,
-        "default_process": md.default_process,
+        "default_process": default_process,
+        **({"buildpack_default_process": md.default_process}
+           if default_process != md.default_process else {}),
+        **({"run_image": {"reference": platform.run_image, "image": platform.run_image_digest,
+                          "target": platform.target.to_toml() if platform.target else {}}}
+           if platform.run_image else {}),
         "launch_env": launch,
         "labels": [{"key": lab.key, "value": lab.value} for lab in md.labels],
         "slices": [list(s.paths) for s in md.slices],

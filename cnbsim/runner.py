@@ -104,8 +104,10 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
     env.update(req.env)
     # -I: the launcher's own imports ignore the app dir and PYTHON* variables of the launch env
     launcher = [sys.executable, "-I", "-m", "cnbsim.cli", "lifecycle", "launcher"]
-    if req.process_type:
-        launcher += ["--process", req.process_type]
+    # the image's entrypoint: /cnb/process/<type> of the build's --default-process (lc exporter -process-type)
+    process_type = req.process_type or req.output.platform.process_type
+    if process_type:
+        launcher += ["--process", process_type]
     launcher += list(req.args)
     if sandboxed:
         env.update({"CNB_LAYERS_DIR": "/layers", "CNB_APP_DIR": "/workspace"})

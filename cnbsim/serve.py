@@ -867,7 +867,7 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
 
     `ready(port)` is called once the socket listens (with the real port when `port` is 0).
     """
-    if not output.metadata.default_process:
+    if not output.default_process:
         known = ", ".join(p.type for p in output.metadata.processes) or "none"
         raise ConfigError("this build has no default process to run for each job", file=output.path,
                           hint=f"its process types: {known}; the job-template buildpack sets one")
@@ -884,7 +884,7 @@ def serve(output: BuiltOutput, *, host: str = "127.0.0.1", port: int = 8081, san
     port = server.server_port
     url_host = f"[{host}]" if ":" in host else host
     lines = [f"Serving {output.path} on http://{url_host}:{port}",
-             f"  process: {output.metadata.default_process}, sandbox: {'bubblewrap' if sandboxed else 'none'}, "
+             f"  process: {output.default_process}, sandbox: {'bubblewrap' if sandboxed else 'none'}, "
              f"jobs at once: {jobs}, API: {api.value}"]
     lines += [f"  {method} {path:<24} {what}" for method, path, what in endpoints(api)]
     lines.append("Press Ctrl-C to stop.")

@@ -124,6 +124,15 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wheelhouse", metavar="DIR", help="real mode: install from these wheels only (offline)")
     p.add_argument("--timeout", type=_timeout, metavar="SECONDS",
                    help="kill a bin/detect or bin/build that runs longer (defaults 60s / 1800s)")
+    p.add_argument("--volume", action="append", default=[], metavar="HOST:TARGET[:ro|rw]",
+                   help="bind a host file or dir at TARGET in the build, as pack build --volume (read-only "
+                        "unless :rw; repeatable); needs the build namespace (bubblewrap)")
+    p.add_argument("--run-image", metavar="OCI-DIR",
+                   help="an OCI image layout (DIR or DIR:TAG): its os/arch/distro are the build's target "
+                        "(buildpacks whose targets do not match are skipped), and export and run use it")
+    p.add_argument("--descriptor", metavar="FILE",
+                   help="the project descriptor (default: APP/project.toml): build env, buildpack group, "
+                        "include/exclude, as pack reads it")
     p.add_argument("--json", action="store_true", help="print the JSON result on stdout, logs on stderr")
     p.add_argument("-v", "--verbose", action="store_true", help="show debug lines (detect output, plan tries)")
 
@@ -159,6 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--report", metavar="FILE", help="also write the report JSON to FILE")
     b.add_argument("--oci", metavar="DIR", help="also export an OCI image layout to DIR")
     b.add_argument("--tag", metavar="NAME", help="with --oci: the image's tag")
+    b.add_argument("--default-process", metavar="TYPE", default="",
+                   help="the image's default process, as pack build --default-process (the exporter's "
+                        "-process-type); the build fails when no buildpack defines TYPE")
     b.add_argument("--secret-env", action="append", default=[], metavar="NAME",
                    help="treat this env var as a secret for the leak check (besides names matching "
                         f"{', '.join(SECRET_NAME_PATTERNS)})")
@@ -217,7 +229,11 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     x.add_argument("--oci", required=True, metavar="DIR", help="the OCI image layout dir to write")
     x.add_argument("--tag", metavar="NAME", help="the image's tag (index.json ref name)")
-    x.add_argument("--run-image", metavar="OCI-DIR", help="an OCI layout to put the layers on top of")
+    x.add_argument("--run-image", metavar="OCI-DIR",
+                   help="an OCI layout to put the layers on top of (default: the build's --run-image, if any)")
+    x.add_argument("--default-process", metavar="TYPE",
+                   help="the image's default process (default: the build's --default-process, else the "
+                        "buildpacks')")
     x.add_argument("--uncompressed", action="store_true", help="write uncompressed tar layers")
 
     k = sub.add_parser("package", help="package a buildpack as a .cnb file or OCI layout (like pack buildpack package)",
@@ -310,7 +326,9 @@ def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOpt
     from cnbsim.api import BuildOptions
     kwargs: dict[str, Any] = dict(env=parse_env(args.env, args.env_file), installer=args.installer,
                                   wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None,
-                                  buildpack_store=tuple(Path(d) for d in args.buildpack_store), **extra)
+                                  buildpack_store=tuple(Path(d) for d in args.buildpack_store),
+                                  volumes=tuple(args.volume), run_image=args.run_image,
+                                  descriptor=args.descriptor, **extra)
     if args.timeout:
         kwargs.update(detect_timeout=args.timeout, build_timeout=args.timeout)
     options = BuildOptions(**kwargs)
@@ -329,7 +347,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from cnbsim.report import dumps
     started = time.perf_counter()
     log = _logger(args)
-    options = _options(args, secret_env=tuple(args.secret_env))
+    options = _options(args, secret_env=tuple(args.secret_env), default_process=args.default_process)
     from cnbsim.cache import default_cache_dir
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(Path(args.app))
     result = build(args.app, builder=args.builder, buildpacks=args.buildpacks or None, output=args.output,
@@ -499,6 +517,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         mark = " (default)" if p["default"] else ""
         print(f"  {p['type']}{mark}: {' '.join(p['command'] + p['args'])}  [{p['buildpack_id']}]"
               + ("" if p["direct"] else " (shell)"))
+    if report.get("run_image"):
+        target = report["run_image"].get("target") or {}
+        distro = target.get("distro") or {}
+        print(_bold("Run image:", color))
+        print(f"  {report['run_image']['reference']}  ({target.get('os', '')}/{target.get('arch', '')}"
+              + (f", {distro.get('name', '')} {distro.get('version', '')}".rstrip() if distro else "") + ")")
     print(_bold("Layers:", color))
     for b in report["buildpacks"]:
         for layer in b["layers"]:
@@ -520,17 +544,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  api=Api(args.api), jobs=args.jobs, limits=Limits(max_body=args.max_body))
 
 
-def _export(output: Path, oci: Path, tag: str | None, run_image: str | None, uncompressed: bool, log) -> None:
+def _export(output: Path, oci: Path, tag: str | None, run_image: str | None, uncompressed: bool, log,
+            default_process: str | None = None) -> None:
     from cnbsim.phase.export import export_oci
     result = export_oci(output, oci, tag=tag, run_image=Path(run_image) if run_image else None,
-                        compress=not uncompressed, log=log)
+                        compress=not uncompressed, log=log, default_process=default_process or None)
     log.info(f"Exported {oci} ({result.manifest_digest})")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from cnbsim.log import Logger
     _export(Path(args.output), Path(args.oci), args.tag, args.run_image, args.uncompressed,
-            Logger(stream=sys.stdout))
+            Logger(stream=sys.stdout), args.default_process)
     return ExitCode.SUCCESS
 
 

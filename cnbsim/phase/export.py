@@ -127,14 +127,17 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
     """Write the image of a `cnbsim build` output into the OCI layout `oci_dir` under `tag` (default "latest").
 
     `run_image` is an OCI layout dir (or `DIR:TAG`) whose layers go first. Other tags already in
-    `oci_dir` are kept; the layout is replaced only once the new one is complete.
+    `oci_dir` are kept; the layout is replaced only once the new one is complete. Without `run_image` or
+    `default_process`, those the build was given (`cnbsim build --run-image/--default-process`) are used.
     """
     say = as_logger(log)
     first_line = len(say.records)
     api = _platform_api(platform_api)
     tag = _check_tag(tag if tag is not None else DEFAULT_TAG)
     source = _BuildOutput.read(Path(output_dir).absolute())
-    entrypoint = _entrypoint(source.metadata, default_process)
+    entrypoint = _entrypoint(source.metadata, default_process or source.platform.process_type)
+    if run_image is None and source.platform.run_image:
+        run_image = source.platform.run_image
     run = read_run_image(Path(run_image)) if run_image is not None else None
     created = _created(api, say)
     oci_dir = Path(oci_dir).absolute()
@@ -219,7 +222,7 @@ class _BuildOutput(BuiltOutput):
             raise
         except CnbsimError as exc:
             raise ExportError(exc.message, file=exc.file, field=exc.field, hint=exc.hint) from None
-        return cls(built.path, built.metadata, per_bp)
+        return cls(built.path, built.metadata, built.platform, per_bp)
 
 
 def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[Layer, ...], dict[str, Any] | None]:

@@ -383,41 +383,8 @@ def test_the_launcher_script_runs_cnbsim_with_the_process_type_of_its_name(build
     assert missing.returncode == 82 and "needs 'cnbsim' on PATH" in missing.stderr
 
 
-def write_run_image(root: Path) -> dict:
-    """A minimal run image layout by hand: one layer with /etc/os-release, env, history, a label and a Cmd."""
-    blobs = root / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def put(data: bytes) -> dict:
-        digest = hashlib.sha256(data).hexdigest()
-        (blobs / digest).write_bytes(data)
-        return {"digest": f"sha256:{digest}", "size": len(data)}
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        info = tarfile.TarInfo("etc")
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(info)
-        info = tarfile.TarInfo("etc/os-release")
-        info.size = len(b"ID=tiny\n")
-        tar.addfile(info, io.BytesIO(b"ID=tiny\n"))
-    layer = put(gzip.compress(raw.getvalue(), mtime=0)) | {"mediaType": OCI_LAYER_GZIP}
-    diff_id = "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
-    config = {"architecture": "amd64", "os": "linux",
-              "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], "Cmd": ["sh"], "User": "1000:1000",
-                         "Labels": {"org.example.base": "tiny"}},
-              "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-              "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "ADD os-release"}]}
-    config_desc = put(json.dumps(config).encode()) | {"mediaType": OCI_CONFIG}
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc, "layers": [layer]}
-    manifest_desc = put(json.dumps(manifest).encode()) | {"mediaType": OCI_MANIFEST}
-    entry = manifest_desc | {"annotations": {"org.opencontainers.image.ref.name": "base"}}
-    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    return {"layer": layer, "diff_id": diff_id, "manifest": manifest_desc}
-
-
 @pytest.mark.parametrize("as_tag", [False, True])
-def test_run_image_layers_env_history_and_labels_come_first(build, tmp_path, as_tag):
+def test_run_image_layers_env_history_and_labels_come_first(build, tmp_path, as_tag, write_run_image):
     base = write_run_image(tmp_path / "run")
     run_image = f"{tmp_path / 'run'}:base" if as_tag else tmp_path / "run"
     result = export_oci(build().output, tmp_path / "oci", run_image=run_image)
@@ -435,7 +402,7 @@ def test_run_image_layers_env_history_and_labels_come_first(build, tmp_path, as_
     assert run_md == {"topLayer": base["diff_id"], "reference": base["manifest"]["digest"]}
 
 
-def test_a_run_image_that_is_not_an_oci_layout_is_an_error(build, tmp_path):
+def test_a_run_image_that_is_not_an_oci_layout_is_an_error(build, tmp_path, write_run_image):
     out = build().output
     (tmp_path / "not-oci").mkdir()
     with pytest.raises(ExportError, match="the run image is not an OCI image layout") as err:
