@@ -727,7 +727,8 @@ _app_case("symlink-loop", lambda a: ((a / "l1").symlink_to(a / "l2"), (a / "l2")
 _app_case("newline-in-name", lambda a: (a / "a\nb.txt").write_text("x"))
 _app_case("non-utf8-name", lambda a: Path(os.fsdecode(bytes(a / "x") + b"\xff")).write_text("x"))
 _app_case("empty", lambda a: [p.unlink() for p in a.iterdir()])
-_app_case("project-toml-invalid", lambda a: (a / "project.toml").write_text("[[["))
+# pack reads project.toml before anything else: a bad one is a clear error naming it (exit 1), nothing changes
+_app_case("project-toml-invalid", lambda a: (a / "project.toml").write_text("[[["), expect="project.toml", codes=(1,))
 _app_case("requirements-binary", lambda a: (a / "requirements.txt").write_bytes(b"\x00\xff" * 1000))
 
 
