@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv system-tools golden bench clean
+.PHONY: demo test venv system-tools golden bench clean differential
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ system-tools:
 
 test: $(STAMP) system-tools
 	$(BIN)/python -m pytest -n 2 -q
+
+# The differential suite alone, on more cases: cnbsim against the real lifecycle
+# (`make differential N=5000 SEED=1a2b3c4d`; `CASE=17` replays one case of that seed).
+N    ?= 5000
+SEED ?=
+CASE ?=
+differential: $(STAMP)
+	CNB_DIFF_N=$(N) CNB_DIFF_SEED=$(SEED) CNB_DIFF_CASE=$(CASE) $(BIN)/python -m pytest -n 2 -q tests/differential
 
 demo: $(STAMP)
 	@./scripts/demo
