@@ -15,14 +15,16 @@ from cnbsim.buildpacks import BuildpackStore
 from cnbsim.env import BUILD_ROOT_DIRS, Env
 from cnbsim.errors import BuildError
 from cnbsim.log import Logger
+from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id
 from cnbsim.model.launch import (BuildToml, Label, LaunchToml, Process, Slice, StoreToml, read_build_toml,
                                  read_launch_toml, read_store_toml)
-from cnbsim.model.layer import LayerMetadata, read_layer_toml
+from cnbsim.model.layer import LayerMetadata, LayerTypes, read_layer_toml
 from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import BuildpackPlan, Plan
 from cnbsim.platform import Platform
+from cnbsim.sbom import SbomFile, finish_sboms, find_sbom_files
 from cnbsim.tomlio import write_toml
 
 # Files in a buildpack's layers dir that are not layers.
@@ -65,6 +67,7 @@ class BuildpackBuild:
     launch: LaunchToml
     build: BuildToml
     store: StoreToml | None
+    sbom_files: tuple[SbomFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,16 +98,22 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
         bp_dir.mkdir(parents=True, exist_ok=True)
         env_from_layers = env_changes(env, platform.base_env)
         output = _run_build(desc, bp_plan, bp_dir, env, platform, log)
-        layers = _process_layers(desc, bp_dir)
+        layers, layer_types = _process_layers(desc, bp_dir)
         for layer in layers:  # the env later buildpacks see (cnb-spec.md 3.3.3)
             if layer.build:
                 env.add_root_dir(layer.path, BUILD_ROOT_DIRS)
                 env.add_env_dir(layer.path / "env")
                 env.add_env_dir(layer.path / "env.build")
-        build_toml = read_build_toml(bp_dir / "build.toml", bp_plan.names)
-        launch = read_launch_toml(bp_dir / "launch.toml", desc.api_version, desc.id)
+        # lifecycle buildpack/build.go readOutputFilesBp: build.toml, then the SBOM files, then launch.toml
+        build_toml = read_build_toml(bp_dir / "build.toml", bp_plan.names, desc.id, desc.version)
+        sbom_files = find_sbom_files(bp_dir, desc.id, desc.key, layer_types, desc.info.sbom_formats)
+        launch = read_launch_toml(bp_dir / "launch.toml", desc.api_version, desc.id, desc.version)
         for warning in launch.warnings:
             log.warn(warning)
+        if (launch.bom or build_toml.bom) and not sbom_files:
+            log.warn("BOM table is deprecated in this buildpack api version, though it remains supported for "
+                     "backwards compatibility. Buildpack authors should write BOM information to "
+                     "<layer>.sbom.<ext>, launch.sbom.<ext>, or build.sbom.<ext>.")
         remaining = remaining.without_met(bp_plan.names - set(build_toml.unmet))
         for p in launch.processes:  # lc processMap: a later buildpack's type replaces an earlier one
             if p.default:
@@ -119,11 +128,16 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
         results.append(BuildpackBuild(
             element=GroupElement(desc.id, desc.version, api=desc.api, homepage=desc.info.homepage),
             plan=bp_plan, output=output, env_from_layers=env_from_layers, layers=layers, launch=launch,
-            build=build_toml, store=read_store_toml(bp_dir / "store.toml")))
+            build=build_toml, store=read_store_toml(bp_dir / "store.toml"), sbom_files=sbom_files))
+    launch_bom = tuple(b for r in results for b in r.launch.bom)
+    finish_sboms(platform.layers_dir, platform.api, (f for r in results for f in r.sbom_files),
+                 launch_bom, (b for r in results for b in r.build.bom))
     metadata = BuildMetadata(
         buildpacks=tuple(r.element for r in results),
         processes=tuple(processes[t] for t in sorted(processes)),
-        labels=tuple(labels), slices=tuple(slices), default_process=default)
+        labels=tuple(labels), slices=tuple(slices), default_process=default,
+        # lifecycle phase/builder.go: from Platform API 0.9 the legacy BOM is in sbom.legacy.json only
+        bom=launch_bom if platform.api < ApiVersion(0, 9) else ())
     write_toml(platform.layers_dir / "config" / "metadata.toml", metadata.to_toml(platform.api))
     return BuildOutcome(tuple(results), metadata, dict(env.vars))
 
@@ -158,18 +172,26 @@ def _run_build(desc: BuildpackDescriptor, bp_plan: BuildpackPlan, bp_dir: Path, 
     return done.output
 
 
-def _process_layers(desc: BuildpackDescriptor, bp_dir: Path) -> tuple[Layer, ...]:
-    """Every `<layer>.toml`, sorted by file name as lc does; layers with no types become `.ignore`."""
+def _process_layers(desc: BuildpackDescriptor, bp_dir: Path) -> tuple[tuple[Layer, ...], dict[str, LayerTypes]]:
+    """Every `<layer>.toml`, sorted by file name as lc does; layers with no types become `.ignore`.
+
+    Also the types of every `*.toml` (lifecycle buildpack/build.go processLayers decodes launch.toml,
+    build.toml and store.toml as layers with no types), which decide where an SBOM file goes."""
     layers = []
+    types: dict[str, LayerTypes] = {}
     for toml in sorted(bp_dir.glob("*.toml"), key=lambda p: p.name):
-        if toml.name in NON_LAYER_TOMLS or not toml.is_file():
+        if not toml.is_file():
             continue
         name = toml.name[: -len(".toml")]
+        if toml.name in NON_LAYER_TOMLS:
+            types[name] = LayerTypes()
+            continue
         layer_dir = bp_dir / name
         if layer_dir.is_symlink():
             raise BuildError(f"layer '{name}' is a symbolic link; a layer must be a directory inside the "
                              "buildpack's layers dir", file=layer_dir, hint="create a real directory instead")
         meta = read_layer_toml(toml, desc.api_version)
+        types[name] = meta.types
         if not meta.types.any:
             # buildpack.md: a layer with no types is not used; lc renames it to <layer>.ignore.
             if layer_dir.exists():
@@ -178,4 +200,4 @@ def _process_layers(desc: BuildpackDescriptor, bp_dir: Path) -> tuple[Layer, ...
                 layer_dir.rename(ignored)
             continue
         layers.append(Layer(desc.id, name, layer_dir, meta))
-    return tuple(layers)
+    return tuple(layers), types

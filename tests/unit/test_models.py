@@ -757,5 +757,6 @@ def test_metadata_written_for_platform_0_9_reads_back_with_the_command_split(fs)
     assert back.default_process == "web"
 
 
-def test_empty_metadata_writes_no_keys():
-    assert BuildMetadata().to_toml(api("0.15")) == {}
+def test_empty_metadata_writes_only_an_empty_process_list():
+    # lifecycle phase/builder.go: the process list is never nil, so metadata.toml has `processes = []`
+    assert BuildMetadata().to_toml(api("0.15")) == {"processes": []}
