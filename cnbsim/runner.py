@@ -91,8 +91,11 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
     env.update(req.env)
     # -I: the launcher's own imports ignore the app dir and PYTHON* variables of the launch env
     launcher = [sys.executable, "-I", "-m", "cnbsim.cli", "lifecycle", "launcher"]
-    if req.process_type:
-        launcher += ["--process", req.process_type]
+    # as `docker run IMAGE`: the entrypoint is /cnb/process/<default> when the build has a default
+    # process, else /cnb/lifecycle/launcher (lifecycle phase/exporter.go entrypoint)
+    process_type = req.process_type or req.output.metadata.default_process
+    if process_type:
+        launcher += ["--process", process_type]
     launcher += list(req.args)
     if sandboxed:
         env.update({"CNB_LAYERS_DIR": "/layers", "CNB_APP_DIR": "/workspace"})

@@ -22,11 +22,12 @@ from cnbsim.errors import CnbsimError, PlatformApiError
 from cnbsim.model.api import DEFAULT_PLATFORM_API, SUPPORTED_PLATFORM_APIS, ApiVersion, supported_range
 from cnbsim.model.order import group_to_toml, read_group_toml, read_order_toml
 from cnbsim.model.plan import read_plan_toml
-from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform
+from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform, RunTarget
 from cnbsim.tomlio import write_toml
 
 # flag -> (env var, default); "<layers>" in a default is the layers dir (platform.md "Inputs").
 FLAGS = {
+    "analyzed": ("CNB_ANALYZED_PATH", "<layers>/analyzed.toml"),
     "app": ("CNB_APP_DIR", "/workspace"),
     "buildpacks": ("CNB_BUILDPACKS_DIR", "/cnb/buildpacks"),
     "build-config": ("CNB_BUILD_CONFIG_DIR", "/cnb/build-config"),
@@ -38,8 +39,8 @@ FLAGS = {
     "platform": ("CNB_PLATFORM_DIR", "/platform"),
 }
 PHASE_FLAGS = {
-    "detector": ("app", "buildpacks", "build-config", "group", "layers", "log-level", "order", "plan", "platform"),
-    "builder": ("app", "buildpacks", "build-config", "group", "layers", "log-level", "plan", "platform"),
+    "detector": ("analyzed", "app", "buildpacks", "build-config", "group", "layers", "log-level", "order", "plan", "platform"),
+    "builder": ("analyzed", "app", "buildpacks", "build-config", "group", "layers", "log-level", "plan", "platform"),
 }
 
 
@@ -106,6 +107,8 @@ def _platform(args: argparse.Namespace, api: ApiVersion, layers: str) -> Platfor
                     platform_dir=Path(_value(args, "platform")).absolute(),
                     layers_dir=Path(layers).absolute(),
                     build_config_dir=build_config.absolute() if build_config.is_dir() else None,
+                    # lifecycle phase/detector.go, builder.go: the run image's target from analyzed.toml
+                    target=RunTarget.from_analyzed(Path(_value(args, "analyzed", layers))),
                     api=api, **kwargs)
 
 

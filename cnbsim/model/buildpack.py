@@ -93,14 +93,20 @@ class BuildpackDescriptor:
         return bool(self.order)
 
     @property
-    def api_version(self) -> ApiVersion:
-        """The declared API; raises exit-12 errors as lc:cmd/apis.go VerifyBuildpackAPI does."""
+    def declared_api(self) -> ApiVersion:
+        """The declared API, supported or not (lifecycle buildpack/detect.go runs a nested buildpack of any
+        API; only an unparsable one is refused, exit 12)."""
         try:
-            api = ApiVersion.parse(self.api)
+            return ApiVersion.parse(self.api)
         except ValueError:
             raise BuildpackApiError(f"parse buildpack API '{self.api}' for buildpack '{self.key}'",
                                     file=self.path, field="api",
-                                    hint="set api = \"0.10\" (a <major>.<minor> version)")
+                                    hint="set api = \"0.10\" (a <major>.<minor> version)") from None
+
+    @property
+    def api_version(self) -> ApiVersion:
+        """The declared API; raises exit-12 errors as lc:cmd/apis.go VerifyBuildpackAPI does."""
+        api = self.declared_api
         if api not in SUPPORTED_BUILDPACK_APIS:
             raise BuildpackApiError(
                 f"buildpack API version '{self.api}' is incompatible with the lifecycle",

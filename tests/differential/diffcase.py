@@ -95,8 +95,8 @@ class _Gen:
             info["homepage"] = f"https://example.com/{bp_id}"
         if self.chance(0.15):
             info["clear-env"] = True
-        if self.chance(0.5):
-            kinds = self.r.sample(sorted(MEDIA_TYPES), self.r.randint(1, 3))
+        if self.chance(0.7):
+            kinds = self.r.sample(sorted(MEDIA_TYPES), self.r.choice((1, 2, 3, 3)))
             info["sbom-formats"] = [MEDIA_TYPES[k] + (";version=1" if self.chance(0.1) else "") for k in kinds]
         return {"api": api, "buildpack": info}
 
@@ -237,7 +237,7 @@ class _Gen:
         self.case.tags.add("sbom")
         for _ in range(self.r.randint(1, 3)):
             owner = self.r.choice(["launch", "build", *layers, *layers, "nolayer"])
-            fmt = self.r.choices(("cdx", "spdx", "syft", "xml"), weights=(5, 5, 5, 1))[0]
+            fmt = self.r.choices(("cdx", "spdx", "syft", "xml"), weights=(8, 4, 4, 1))[0]
             self.case.add(f"{payload}/{owner}.sbom.{fmt}.json",
                           json.dumps({"bomFormat": fmt, "owner": owner, "n": self.r.randint(1, 9)}))
 
@@ -303,7 +303,7 @@ class _Gen:
 
     def build_toml(self) -> str:
         data: dict[str, Any] = {}
-        if self.chance(0.8):
+        if self.chance(0.4):
             data["unmet"] = [{"name": self.r.choice(DEP_NAMES)}]
         if self.chance(0.3):
             data["bom"] = [{"name": "build-bom", "metadata": {"sha": "x"}}]
