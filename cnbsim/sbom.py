@@ -84,12 +84,12 @@ def find_sbom_files(bp_dir: Path, bp_id: str, bp_key: str, layer_types: Mapping[
     for f in files:
         ext = next((e for e in MEDIA_TYPES if f.path.name.endswith("." + e)), None)
         if ext is None:
-            raise BuildError(f"unsupported SBOM file format: '{f.path}'", file=f.path,
+            raise BuildError(f"unsupported SBOM file format: '{f.path}'",
                              hint=f"name it <layer>.<ext> with <ext> one of {', '.join(MEDIA_TYPES)}")
         if MEDIA_TYPES[ext] not in allowed:
             raise BuildError(
                 f"validating SBOM file '{f.path}' for buildpack: '{bp_key}': undeclared SBOM media type: "
-                f"'{MEDIA_TYPES[ext]}'", file=f.path,
+                f"'{MEDIA_TYPES[ext]}'",
                 hint=f"add \"{MEDIA_TYPES[ext]}\" to [buildpack] sbom-formats in buildpack.toml")
     return tuple(files)
 
@@ -119,3 +119,13 @@ def finish_sboms(layers_dir: Path, platform_api: ApiVersion, files: Iterable[Sbo
         copy_sbom_files(layers_dir, files)
     if platform_api >= ApiVersion(0, 9):
         write_legacy_boms(layers_dir, launch, build)
+
+
+def copy_sbom_output(layers_dir: Path, dest: Path) -> list[Path]:
+    """`pack build --sbom-output-dir DIR`: the build's `<layers>/sbom` tree (launch/, build/, cache/) into
+    DIR, as pack copies it out of the build container; files already in DIR with other names stay."""
+    src = layers_dir / "sbom"
+    if not src.is_dir():
+        return []
+    shutil.copytree(src, dest, dirs_exist_ok=True)
+    return sorted(p for p in dest.rglob("*") if p.is_file())
