@@ -190,8 +190,10 @@ def lifecycle_launcher(argv: Sequence[str]) -> int:
         app = Path(os.environ.get("CNB_APP_DIR") or "/workspace")
         # lifecycle cmd/launcher/cli/launcher.go: the process type comes from argv[0] only, so
         # /cnb/lifecycle/launcher never runs the default process: its args are a user-provided command.
+        # the launcher's argv[0] is bash's $0 for shell processes: the image's path of the launcher
+        argv0 = f"/cnb/process/{process_type}" if process_type else "/cnb/lifecycle/launcher"
         plan = plan_launch(layers, app, process_type=process_type, user_args=args, platform_api=platform_api,
-                           use_default=False)
+                           use_default=False, argv0=argv0)
         sys.stdout.flush()
         exec_plan(plan)
     except ValueError as exc:

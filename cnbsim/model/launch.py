@@ -40,7 +40,9 @@ class Process:
             # platform.md < 0.10: command is a string; extra command entries move into args.
             command, args = (self.command[0] if self.command else ""), [*self.command[1:], *args]
         out: dict[str, Any] = {"type": self.type, "command": command}
-        if args:
+        # lifecycle launch/launch.go WithPlatformAPI: before 0.10 args is command[1:] + args, never nil, so
+        # `args = []` is written even when empty
+        if args or (platform_api < ApiVersion(0, 10) and self.command):
             out["args"] = args
         out["direct"] = self.direct
         out["buildpack-id"] = self.buildpack_id

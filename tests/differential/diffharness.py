@@ -33,6 +33,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Temporary plan files: the lifecycle's <tmp>/plan.NNN/plan.toml and <tmp>/<id>-NNN/<id>/plan.toml,
 # cnbsim's own temp names; only the part a buildpack may rely on (the file name, its parent) is kept.
 TMP_PLAN = re.compile(r"<ROOT>/tmp/[^/\s]+/((?:[^/\s]+/)?plan\.toml)")
+ORACLE_PROCESS = re.compile(r"/tmp/cnb-process-[^/\s]+/")
 SKIP_TOP = {"group.toml", "plan.toml", "analyzed.toml"}
 
 
@@ -257,8 +258,15 @@ def _launch(launch: Launch, side: Side, root: Path, layers: Path, norm: _Norm, b
     if process:
         argv += ["--process", process]
     done = _run([*argv, *launch.args], env, root / "app")
-    return {"exit": done.returncode, "stdout": norm.text(done.stdout),
-            "stderr": norm.text(done.stderr)}
+    return {"exit": done.returncode, "stdout": _argv0(norm.text(done.stdout), side),
+            "stderr": _argv0(norm.text(done.stderr), side)}
+
+
+def _argv0(text: str, side: Side) -> str:
+    """The oracle runs the launcher from its own dir (or a temp symlink named after the process type);
+    in an image, as cnbsim names it, that is /cnb/lifecycle/launcher (or /cnb/process/<type>)."""
+    launcher = str(Path(side.argv[0]).parent / "bin" / "launcher")
+    return ORACLE_PROCESS.sub("/cnb/process/", text.replace(launcher, "/cnb/lifecycle/launcher"))
 
 
 @dataclass(frozen=True)

@@ -738,7 +738,8 @@ def test_metadata_for_platform_0_9_writes_command_as_a_string_and_moves_extra_wo
     web, worker = METADATA.to_toml(api("0.9"))["processes"]
     assert web["command"] == "python"
     assert web["args"] == ["-m", "app", "--port", "8080"]
-    assert worker["command"] == "celery worker" and "args" not in worker
+    # lifecycle launch/launch.go WithPlatformAPI: args = command[1:] + args is never nil before Platform 0.10
+    assert worker["command"] == "celery worker" and worker["args"] == []
 
 
 def test_metadata_round_trips_through_metadata_toml_for_platform_0_15(fs):
