@@ -140,8 +140,8 @@ class _Gen:
         out: dict[str, Any] = {}
         roll = self.r.random()
         names = self.r.sample(DEP_NAMES, self.r.choice((1, 1, 2)))
-        provides = names if roll < 0.75 else []
-        requires = names if roll < 0.45 or 0.6 <= roll < 0.9 else []
+        provides = names if roll < 0.65 else []
+        requires = names if roll < 0.55 or 0.65 <= roll < 0.75 else []
         if provides:
             out["provides"] = [{"name": n} for n in provides]
         if requires:
@@ -188,10 +188,10 @@ class _Gen:
         for name in layers:
             roll = self.r.random()
             types = {k: self.chance(0.55) for k in ("launch", "build", "cache")}
-            if roll < 0.01:
+            if roll < 0.005:
                 text = "[types\nlaunch = true\n"
                 self.case.tags.add("bad-layer-toml")
-            elif roll < 0.02:
+            elif roll < 0.01:
                 text = _toml({"launch": True})
             elif roll < 0.12:
                 text = ""
@@ -279,7 +279,7 @@ class _Gen:
             if self.chance(0.02):
                 p["command"] = ["bash"] if old else "bash"          # the wrong type for this API
                 self.case.tags.add("bad-command-type")
-            if self.chance(0.35):
+            if self.chance(0.4 if not procs else 0.03):        # now and then two defaults (an error)
                 p["default"] = True
             if self.chance(0.12):
                 p["working-dir"] = self.r.choice(("sub", "sub", "missing-dir"))
