@@ -14,7 +14,7 @@ from typing import Any
 
 import tomli_w
 
-PLATFORM_APIS = ("0.9", "0.10", "0.11", "0.12", "0.13", "0.14", "0.15")
+PLATFORM_APIS = ("0.7", "0.8", "0.9", "0.10", "0.11", "0.12", "0.13", "0.14", "0.15")
 GOOD_APIS = ("0.7", "0.8", "0.9", "0.10", "0.11", "0.12")
 BAD_APIS = ("0.6", "0.13", "1.0", "0.x")
 MEDIA_TYPES = {"cdx": "application/vnd.cyclonedx+json", "spdx": "application/spdx+json",
@@ -75,7 +75,7 @@ def _sh(text: str) -> str:
 class _Gen:
     def __init__(self, seed: str, index: int) -> None:
         self.r = random.Random(f"{seed}:{index}")
-        self.case = Case(seed, index, self.r.choices(PLATFORM_APIS, weights=(1, 1, 1, 2, 1, 1, 6))[0])
+        self.case = Case(seed, index, self.r.choices(PLATFORM_APIS, weights=(1, 1, 1, 1, 1, 2, 1, 1, 6))[0])
 
     def chance(self, p: float) -> bool:
         return self.r.random() < p
@@ -98,6 +98,9 @@ class _Gen:
         if self.chance(0.7):
             kinds = self.r.sample(sorted(MEDIA_TYPES), self.r.choice((1, 2, 3, 3)))
             info["sbom-formats"] = [MEDIA_TYPES[k] + (";version=1" if self.chance(0.1) else "") for k in kinds]
+        if api == "0.12" and self.chance(0.2):
+            info["exec-env"] = [self.r.choice(("production", "test", "*"))]
+            self.case.tags.add("exec-env")
         return {"api": api, "buildpack": info}
 
     def targets(self, desc: dict[str, Any]) -> None:
