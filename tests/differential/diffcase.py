@@ -75,6 +75,7 @@ def _sh(text: str) -> str:
 class _Gen:
     def __init__(self, seed: str, index: int) -> None:
         self.r = random.Random(f"{seed}:{index}")
+        self.declared: list[str] = []      # the SBOM formats the buildpack being generated declares
         self.case = Case(seed, index, self.r.choices(PLATFORM_APIS, weights=(1, 1, 1, 1, 1, 2, 1, 1, 6))[0])
 
     def chance(self, p: float) -> bool:
@@ -98,6 +99,9 @@ class _Gen:
         if self.chance(0.7):
             kinds = self.r.sample(sorted(MEDIA_TYPES), self.r.choice((1, 2, 3, 3)))
             info["sbom-formats"] = [MEDIA_TYPES[k] + (";version=1" if self.chance(0.1) else "") for k in kinds]
+            self.declared = kinds
+        else:
+            self.declared = []
         if api == "0.12" and self.chance(0.2):
             info["exec-env"] = [self.r.choice(("production", "test", "*"))]
             self.case.tags.add("exec-env")
@@ -240,7 +244,10 @@ class _Gen:
         self.case.tags.add("sbom")
         for _ in range(self.r.randint(1, 3)):
             owner = self.r.choice(["launch", "build", *layers, *layers, "nolayer"])
-            fmt = self.r.choices(("cdx", "spdx", "syft", "xml"), weights=(8, 4, 4, 1))[0]
+            if self.declared and self.chance(0.85):
+                fmt = self.r.choice(self.declared)
+            else:
+                fmt = self.r.choices(("cdx", "spdx", "syft", "xml"), weights=(8, 4, 4, 1))[0]
             self.case.add(f"{payload}/{owner}.sbom.{fmt}.json",
                           json.dumps({"bomFormat": fmt, "owner": owner, "n": self.r.randint(1, 9)}))
 
