@@ -1,6 +1,6 @@
 """Differential test: generated cases through cnbsim and through the real lifecycle, every observable compared.
 
-`make test` runs CNB_DIFF_N cases (default 200) with a fresh seed each run; the seed is printed
+`make test` runs CNB_DIFF_N cases (default 150) with a fresh seed each run; the seed is printed
 at the end of the run and in every failure, so `make differential SEED=<seed> CASE=<index>`
 replays one case. Cases that hit a known defect of the lifecycle are skipped, naming it.
 """
@@ -15,7 +15,7 @@ from diffcase import generate
 from diffharness import differences, find_oracle
 from diffknown import known_difference
 
-N = int(os.environ.get("CNB_DIFF_N") or 200)
+N = int(os.environ.get("CNB_DIFF_N") or 150)
 ONLY = os.environ.get("CNB_DIFF_CASE")
 INDICES = [int(i) for i in ONLY.split(",")] if ONLY else range(N)
 ORACLE, WHY_NOT = find_oracle()
