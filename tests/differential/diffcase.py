@@ -192,6 +192,7 @@ class _Gen:
         owner = payload.split("/")[1]
         layers = self.r.sample(LAYER_NAMES, self.r.choice((0, 1, 1, 2, 3)))
         layer_types: dict[str, dict[str, bool]] = {}
+        tools: list[str] = []                                 # layers with a bin/tool-<layer>
         for name in layers:
             roll = self.r.random()
             types = {k: self.chance(0.55) for k in ("launch", "build", "cache")}
@@ -217,7 +218,8 @@ class _Gen:
             for env_name in ("env", "env.build", "env.launch", f"env.launch/{self.r.choice(PROCESS_TYPES)}"):
                 if self.chance(0.4):
                     self.env_dir(d, env_name, f"{owner}-{name}")
-            if self.chance(0.3):
+            if self.chance(0.5):
+                tools.append(name)
                 self.case.add(f"{d}/bin/tool-{name}", f"#!/bin/bash\necho tool-{name} \"$@\"\n{SHOW}\n", exe=True)
             if self.chance(0.2):
                 self.case.add(f"{d}/lib/lib{name}.so", "")
@@ -232,7 +234,7 @@ class _Gen:
         if self.chance(0.25):
             self.sbom_files(payload, list(layer_types))
         if self.chance(0.65):
-            self.case.add(f"{payload}/launch.toml", self.launch_toml(api, owner, layers))
+            self.case.add(f"{payload}/launch.toml", self.launch_toml(api, owner, layers, tools))
         if self.chance(0.15):
             self.case.add(f"{payload}/build.toml", self.build_toml())
         if self.chance(0.1):
@@ -251,7 +253,7 @@ class _Gen:
             self.case.add(f"{payload}/{owner}.sbom.{fmt}.json",
                           json.dumps({"bomFormat": fmt, "owner": owner, "n": self.r.randint(1, 9)}))
 
-    def launch_toml(self, api: str, owner: str, layers: list[str]) -> str:
+    def launch_toml(self, api: str, owner: str, layers: list[str], tools: list[str]) -> str:
         if self.chance(0.02):
             self.case.tags.add("bad-launch-toml")
             return "[[processes]\n"
@@ -260,7 +262,7 @@ class _Gen:
         procs = []
         for ptype in self.r.sample(PROCESS_TYPES, self.r.choice((0, 1, 1, 2, 3))):
             p: dict[str, Any] = {"type": ptype}
-            tool = [f"tool-{n}" for n in layers]
+            tool = [f"tool-{n}" for n in (tools if tools and self.chance(0.8) else layers)]
             shell_cmd = f"echo {ptype}-{owner} $V1; {SHOW}"
             if old:
                 direct = self.chance(0.4)
