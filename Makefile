@@ -14,7 +14,7 @@ endif
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all venv system-tools golden bench package clean
+.PHONY: demo test test-all venv system-tools golden bench package clean differential
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ test: $(STAMP) system-tools
 # absent versions are skipped with a line saying so.
 test-all:
 	@./scripts/test-all
+
+# The differential suite alone, on more cases: cnbsim against the real lifecycle
+# (`make differential N=5000 SEED=1a2b3c4d`; `CASE=17` replays one case of that seed).
+N    ?= 5000
+SEED ?=
+CASE ?=
+differential: $(STAMP)
+	CNB_DIFF_N=$(N) CNB_DIFF_SEED=$(SEED) CNB_DIFF_CASE=$(CASE) $(BIN)/python -m pytest -n 2 -q tests/differential
 
 demo: $(STAMP)
 	@./scripts/demo

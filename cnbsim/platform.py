@@ -13,8 +13,10 @@ from pathlib import Path
 
 from cnbsim.env import Env
 from cnbsim.errors import ConfigError
+from cnbsim.model._fields import Fields
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, Target
+from cnbsim.tomlio import read_toml
 
 DEFAULT_DETECT_TIMEOUT = 60.0
 DEFAULT_BUILD_TIMEOUT = 1800.0
@@ -74,6 +76,24 @@ class RunTarget:
             out["distro"] = {"name": self.distro_name, "version": self.distro_version}
         return out
 
+    @classmethod
+    def from_analyzed(cls, analyzed: Path, os_release: Path = Path("/etc/os-release")) -> "RunTarget":
+        """`[run-image.target]` of analyzed.toml, as lifecycle platform/target_data.go fills it in.
+
+        Without a distro: os defaults to linux, arch to the host's, and the distro comes from
+        /etc/os-release; a target with a distro is taken as written. No file: the host's target."""
+        host = cls.host(os_release)
+        if not analyzed.is_file():
+            return host
+        data = read_toml(analyzed, what="analyzed.toml")
+        fields = Fields(data, analyzed).sub("run-image").sub("target")
+        distro = fields.sub("distro") if fields.has("distro") else None
+        if distro is not None:
+            return cls(fields.str("os"), fields.str("arch"), fields.str("arch-variant"),
+                       distro.str("name"), distro.str("version"))
+        return cls(fields.str("os") or "linux", fields.str("arch") or host.arch, fields.str("arch-variant"),
+                   host.distro_name, host.distro_version)
+
     def satisfies(self, target: Target) -> bool:
         """lc TargetSatisfiedForBuild: os/arch/variant equal or either empty; any listed distro matches."""
         def match(a: str, b: str) -> bool:
@@ -122,7 +142,7 @@ class Platform:
         overrides (unless clear-env), then the CNB_* variables of the buildpack's API."""
         base = env.with_platform(None if bp.info.clear_env else self.platform_dir, self.build_config_dir)
         out = dict(base.vars)
-        api = bp.api
+        api = bp.api   # not verified here: a nested buildpack is verified when it builds
         out["CNB_BUILDPACK_DIR"] = str(bp.root)
         if api >= ApiVersion(0, 8):
             out.update(cnb_vars)

@@ -104,8 +104,9 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
     env.update(req.env)
     # -I: the launcher's own imports ignore the app dir and PYTHON* variables of the launch env
     launcher = [sys.executable, "-I", "-m", "cnbsim.cli", "lifecycle", "launcher"]
-    # the image's entrypoint: /cnb/process/<type> of the build's --default-process (lc exporter -process-type)
-    process_type = req.process_type or req.output.platform.process_type
+    # as `docker run IMAGE`: the entrypoint is /cnb/process/<type> of the build's --default-process, else of
+    # the buildpacks' default process, else /cnb/lifecycle/launcher (lifecycle phase/exporter.go entrypoint)
+    process_type = req.process_type or req.output.default_process
     if process_type:
         launcher += ["--process", process_type]
     launcher += list(req.args)

@@ -129,3 +129,27 @@ def make_run_image(root: Path, *, os_name: str = "linux", arch: str = "amd64", v
 def write_run_image() -> Callable[..., dict[str, Any]]:
     """`write_run_image(root, os_name="linux", arch="amd64", variant="", labels=None)`: an OCI run image layout."""
     return make_run_image
+
+
+# -- the differential suite's seed (tests/differential): one per run, the same on every xdist worker --
+
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        config.cnb_diff_seed = workerinput["cnb_diff_seed"]
+    else:
+        import secrets
+        config.cnb_diff_seed = os.environ.get("CNB_DIFF_SEED") or secrets.token_hex(4)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # noqa: ANN001 - xdist's WorkerController
+    node.workerinput["cnb_diff_seed"] = node.config.cnb_diff_seed
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # noqa: ANN001
+    ran = [r for rs in terminalreporter.stats.values() for r in rs
+           if getattr(r, "nodeid", "").startswith("tests/differential/") and getattr(r, "when", "") == "call"]
+    if ran:
+        terminalreporter.write_line(f"differential: seed {config.cnb_diff_seed} "
+                                    f"(replay: make differential SEED={config.cnb_diff_seed})")

@@ -167,6 +167,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--clear-cache", action="store_true", help="empty the cache first (a cold build)")
     b.add_argument("--report", metavar="FILE", help="also write the report JSON to FILE")
     b.add_argument("--oci", metavar="DIR", help="also export an OCI image layout to DIR")
+    b.add_argument("--sbom-output-dir", metavar="DIR",
+                   help="copy the build's SBOMs (launch/, build/, cache/ as the lifecycle lays them out) to DIR, "
+                        "like pack build --sbom-output-dir")
     b.add_argument("--tag", metavar="NAME", help="with --oci: the image's tag")
     b.add_argument("--default-process", metavar="TYPE", default="",
                    help="the image's default process, as pack build --default-process (the exporter's "
@@ -356,6 +359,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         Path(args.report).write_text(dumps(result.report), encoding="utf-8")
     if args.oci:
         _export(result.output, Path(args.oci), args.tag, None, False, log)
+    if args.sbom_output_dir:
+        from cnbsim.sbom import copy_sbom_output
+        copied = copy_sbom_output(result.output / "layers", Path(args.sbom_output_dir))
+        log.info(f"Copied {len(copied)} SBOM file(s) to {args.sbom_output_dir}")
     if args.json:
         sys.stdout.write(dumps(result.report))
         return ExitCode.SUCCESS

@@ -48,7 +48,9 @@ class Process:
             # platform.md < 0.10: command is a string; extra command entries move into args.
             command, args = (self.command[0] if self.command else ""), [*self.command[1:], *args]
         out: dict[str, Any] = {"type": self.type, "command": command}
-        if args:
+        # lifecycle launch/launch.go WithPlatformAPI: before 0.10 args is command[1:] + args, never nil, so
+        # `args = []` is written even when empty
+        if args or (platform_api < ApiVersion(0, 10) and self.command):
             out["args"] = args
         out["direct"] = self.direct
         out["buildpack-id"] = self.buildpack_id
@@ -71,10 +73,45 @@ class Slice:
 
 
 @dataclass(frozen=True)
+class BomEntry:
+    """A legacy `[[bom]]` entry (deprecated since Buildpack API 0.7), tagged with its buildpack."""
+
+    name: str
+    metadata: dict[str, Any] | None = field(default=None, hash=False)
+    buildpack_id: str = ""
+    buildpack_version: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        # lifecycle buildpack/files.go BOMEntry: {"name", "metadata" (null when absent), "buildpack"}
+        return {"name": self.name, "metadata": self.metadata,
+                "buildpack": {"id": self.buildpack_id, "version": self.buildpack_version}}
+
+    def to_toml(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.metadata:
+            out["metadata"] = self.metadata
+        out["buildpack"] = {"id": self.buildpack_id, "version": self.buildpack_version}
+        return out
+
+
+def parse_bom(top: Fields, bp_id: str, bp_version: str) -> tuple[BomEntry, ...]:
+    """`[[bom]]` of launch.toml / build.toml (lifecycle buildpack/bom.go validateBOM)."""
+    out = []
+    for b in top.tables("bom"):
+        name = b.str("name")
+        if b.str("version"):
+            raise b.fail("version", f"bom entry '{name}' has a top level version which is not allowed. "
+                         "The buildpack should instead set metadata.version", "move it to [bom.metadata]")
+        out.append(BomEntry(name, dict(b.table("metadata")) if b.has("metadata") else None, bp_id, bp_version))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class LaunchToml:
     processes: tuple[Process, ...] = ()
     labels: tuple[Label, ...] = ()
     slices: tuple[Slice, ...] = ()
+    bom: tuple[BomEntry, ...] = ()
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
@@ -110,7 +147,8 @@ def _process(p: Fields, api: ApiVersion, bp_id: str, warnings: list[str]) -> Pro
                    exec_env=p.str_list("exec-env"))
 
 
-def parse_launch_toml(data: dict[str, Any], path: Path, api: ApiVersion, bp_id: str) -> LaunchToml:
+def parse_launch_toml(data: dict[str, Any], path: Path, api: ApiVersion, bp_id: str,
+                      bp_version: str = "") -> LaunchToml:
     top = Fields(data, path, error=BuildError)
     warnings: list[str] = []
     processes = tuple(_process(p, api, bp_id, warnings) for p in top.tables("processes"))
@@ -119,25 +157,27 @@ def parse_launch_toml(data: dict[str, Any], path: Path, api: ApiVersion, bp_id: 
                          hint="mark only one process with default = true")
     labels = tuple(Label(lab.str("key", required=True), lab.str("value")) for lab in top.tables("labels"))
     slices = tuple(Slice(s.str_list("paths")) for s in top.tables("slices"))
-    return LaunchToml(processes, labels, slices, tuple(warnings))
+    return LaunchToml(processes, labels, slices, parse_bom(top, bp_id, bp_version), tuple(warnings))
 
 
-def read_launch_toml(path: Path, api: ApiVersion, bp_id: str) -> LaunchToml:
+def read_launch_toml(path: Path, api: ApiVersion, bp_id: str, bp_version: str = "") -> LaunchToml:
     if not path.exists():
         return LaunchToml()
-    return parse_launch_toml(read_toml(path, what="launch.toml", error=BuildError), path, api, bp_id)
+    return parse_launch_toml(read_toml(path, what="launch.toml", error=BuildError), path, api, bp_id, bp_version)
 
 
 @dataclass(frozen=True)
 class BuildToml:
     unmet: tuple[str, ...] = ()
+    bom: tuple[BomEntry, ...] = ()
 
 
-def read_build_toml(path: Path, plan_names: set[str]) -> BuildToml:
+def read_build_toml(path: Path, plan_names: set[str], bp_id: str = "", bp_version: str = "") -> BuildToml:
     """build.toml `[[unmet]] name`: each must name a dependency in this buildpack's plan."""
     if not path.exists():
         return BuildToml()
     top = Fields(read_toml(path, what="build.toml", error=BuildError), path, error=BuildError)
+    bom = parse_bom(top, bp_id, bp_version)
     unmet = []
     for u in top.tables("unmet"):
         name = u.str("name", required=True, hint="unmet.name is required")
@@ -145,7 +185,7 @@ def read_build_toml(path: Path, plan_names: set[str]) -> BuildToml:
             raise u.fail("name", f"unmet.name '{name}' must match a requested dependency",
                          f"this buildpack's plan has {sorted(plan_names) or 'no entries'}")
         unmet.append(name)
-    return BuildToml(tuple(unmet))
+    return BuildToml(tuple(unmet), bom)
 
 
 @dataclass(frozen=True)

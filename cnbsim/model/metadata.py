@@ -9,7 +9,7 @@ from typing import Any
 from cnbsim.errors import LaunchError
 from cnbsim.model._fields import Fields
 from cnbsim.model.api import ApiVersion
-from cnbsim.model.launch import Label, Process, Slice
+from cnbsim.model.launch import BomEntry, Label, Process, Slice
 from cnbsim.model.order import GroupElement, api_field
 from cnbsim.tomlio import read_toml
 
@@ -21,6 +21,7 @@ class BuildMetadata:
     labels: tuple[Label, ...] = ()
     slices: tuple[Slice, ...] = ()
     default_process: str = ""
+    bom: tuple[BomEntry, ...] = ()
 
     def process(self, ptype: str) -> Process | None:
         return next((p for p in self.processes if p.type == ptype), None)
@@ -30,6 +31,8 @@ class BuildMetadata:
 
     def to_toml(self, platform_api: ApiVersion) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        if self.bom:
+            out["bom"] = [b.to_toml() for b in self.bom]   # Platform API < 0.9 only
         if self.default_process:
             out["buildpack-default-process-type"] = self.default_process
         bps = [b.to_toml() for b in self.buildpacks]
@@ -37,8 +40,8 @@ class BuildMetadata:
             out["buildpacks"] = bps
         if self.labels:
             out["labels"] = [{"key": lab.key, "value": lab.value} for lab in self.labels]
-        if self.processes:
-            out["processes"] = [p.to_metadata_toml(platform_api) for p in self.processes]
+        # lifecycle phase/builder.go: the process list is never nil, so `processes = []` when there is none
+        out["processes"] = [p.to_metadata_toml(platform_api) for p in self.processes]
         if self.slices:
             out["slices"] = [{"paths": list(s.paths)} for s in self.slices]
         return out

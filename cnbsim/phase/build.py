@@ -16,14 +16,17 @@ from cnbsim.buildpacks import BuildpackStore
 from cnbsim.env import BUILD_ROOT_DIRS, Env
 from cnbsim.errors import BuildError, ExitCode
 from cnbsim.log import Logger
+from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id
 from cnbsim.model.launch import (BuildToml, Label, LaunchToml, Process, Slice, StoreToml, read_build_toml,
                                  read_launch_toml)
+from cnbsim.model.layer import LayerTypes
 from cnbsim.model.layers import Layer, read_layers_dir
 from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import BuildpackPlan, Plan
 from cnbsim.platform import Platform
+from cnbsim.sbom import SbomFile, finish_sboms, find_sbom_files
 from cnbsim.tomlio import write_toml
 
 
@@ -39,6 +42,7 @@ class BuildpackBuild:
     launch: LaunchToml
     build: BuildToml
     store: StoreToml | None
+    sbom_files: tuple[SbomFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,16 +73,22 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
         bp_dir.mkdir(parents=True, exist_ok=True)
         env_from_layers = env_changes(env, platform.base_env)
         output = _run_build(desc, bp_plan, bp_dir, env, platform, log)
-        layers, store_toml = _process_layers(desc, platform.layers_dir)
+        layers, store_toml, layer_types = _process_layers(desc, platform.layers_dir)
         for layer in layers:  # the env later buildpacks see (buildpacks/spec buildpack.md#build-layers)
             if layer.build:
                 env.add_root_dir(layer.path, BUILD_ROOT_DIRS)
                 env.add_env_dir(layer.path / "env")
                 env.add_env_dir(layer.path / "env.build")
-        build_toml = read_build_toml(bp_dir / "build.toml", bp_plan.names)
-        launch = read_launch_toml(bp_dir / "launch.toml", desc.api, desc.id)
+        # lifecycle buildpack/build.go readOutputFilesBp: build.toml, then the SBOM files, then launch.toml
+        build_toml = read_build_toml(bp_dir / "build.toml", bp_plan.names, desc.id, desc.version)
+        sbom_files = find_sbom_files(bp_dir, desc.id, desc.key, layer_types, desc.info.sbom_formats)
+        launch = read_launch_toml(bp_dir / "launch.toml", desc.api, desc.id, desc.version)
         for warning in launch.warnings:
             log.warn(warning)
+        if (launch.bom or build_toml.bom) and not sbom_files:
+            log.warn("BOM table is deprecated in this buildpack api version, though it remains supported for "
+                     "backwards compatibility. Buildpack authors should write BOM information to "
+                     "<layer>.sbom.<ext>, launch.sbom.<ext>, or build.sbom.<ext>.")
         remaining = remaining.without_met(bp_plan.names - set(build_toml.unmet))
         for p in launch.processes:  # lc processMap: a later buildpack's type replaces an earlier one
             if p.default:
@@ -93,11 +103,16 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
         results.append(BuildpackBuild(
             element=GroupElement(desc.id, desc.version, api=desc.api, homepage=desc.info.homepage),
             plan=bp_plan, output=output, env_from_layers=env_from_layers, layers=layers, launch=launch,
-            build=build_toml, store=store_toml))
+            build=build_toml, store=store_toml, sbom_files=sbom_files))
+    launch_bom = tuple(b for r in results for b in r.launch.bom)
+    finish_sboms(platform.layers_dir, platform.api, (f for r in results for f in r.sbom_files),
+                 launch_bom, (b for r in results for b in r.build.bom))
     metadata = BuildMetadata(
         buildpacks=tuple(r.element for r in results),
         processes=tuple(processes[t] for t in sorted(processes)),
-        labels=tuple(labels), slices=tuple(slices), default_process=default)
+        labels=tuple(labels), slices=tuple(slices), default_process=default,
+        # lifecycle phase/builder.go: from Platform API 0.9 the legacy BOM is in sbom.legacy.json only
+        bom=launch_bom if platform.api < ApiVersion(0, 9) else ())
     write_toml(platform.layers_dir / "config" / "metadata.toml", metadata.to_toml(platform.api))
     return BuildOutcome(tuple(results), metadata, dict(env.vars))
 
@@ -140,17 +155,23 @@ def tail(text: str, lines: int = 20) -> str:
     return "\n".join(f"  | {line}" for line in kept) if kept else "  | (no output)"
 
 
-def _process_layers(desc: BuildpackDescriptor, layers_dir: Path) -> tuple[tuple[Layer, ...], StoreToml | None]:
+def _process_layers(desc: BuildpackDescriptor, layers_dir: Path) -> tuple[tuple[Layer, ...], StoreToml | None, dict[str, LayerTypes]]:
     """lifecycle buildpack/build.go processLayers: every `<layer>.toml` must decode (else the build fails);
     a layer with no types is renamed `<layer>.ignore` and not used.
 
     The builder walks the `<layer>.toml` files in file-name order (eachLayer: os.ReadDir), not in
     ReadLayersDir's identifier order: `pip-source.toml` comes before `pip.toml`. Build env (setupEnv)
     and the layers' order here follow it.
+
+    Also the types of every `*.toml` (processLayers decodes launch.toml, build.toml and store.toml as
+    layers with no types), which decide where an SBOM file goes.
     """
     bp_layers = read_layers_dir(layers_dir, desc.id)
     if bp_layers.malformed:
         raise bp_layers.malformed[0].error
+    bp_dir = layers_dir / escape_id(desc.id)
+    types: dict[str, LayerTypes] = {name: LayerTypes() for name in ("launch", "build", "store")
+                                    if (bp_dir / f"{name}.toml").is_file()}
     layers = []
     for layer in sorted(bp_layers.layers, key=lambda lay: os.fsencode(lay.toml.name)):
         if not layer.toml.is_file():
@@ -158,6 +179,7 @@ def _process_layers(desc: BuildpackDescriptor, layers_dir: Path) -> tuple[tuple[
         if layer.path.is_symlink():
             raise BuildError(f"layer '{layer.name}' is a symbolic link; a layer must be a directory inside the "
                              "buildpack's layers dir", file=layer.path, hint="create a real directory instead")
+        types[layer.name] = layer.types
         if not layer.types.any:
             # buildpack.md: a layer with no types is not used; lc renames it to <layer>.ignore.
             if layer.path.exists():
@@ -166,4 +188,4 @@ def _process_layers(desc: BuildpackDescriptor, layers_dir: Path) -> tuple[tuple[
                 layer.path.rename(ignored)
             continue
         layers.append(layer)
-    return tuple(layers), bp_layers.store
+    return tuple(layers), bp_layers.store, types

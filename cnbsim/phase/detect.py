@@ -196,13 +196,18 @@ class _Detector:
             if isinstance(desc, CompositeBuildpack):
                 return self.detect_order(desc.order, done, elements[i + 1:], el.optional)
             el = GroupElement(el.id, desc.version, el.optional, desc.api, desc.info.homepage)
-            api = desc.check_api()
+            # lifecycle phase/hermetic_factory.go verifyOrder checks the API of the order's own elements only;
+            # a nested buildpack of an unsupported API still runs bin/detect (the builder refuses it, exit 12)
+            api = desc.api
             # lc detectGroup: the target check first, then exec-env
             if self.platform.api >= ApiVersion(0, 12) and not el.optional and not self._target_ok(desc):
                 # [IMPL] only a required buildpack's target is checked; an optional one still runs.
                 error = (f"unable to satisfy target os/arch constraints; run image: "
                          f"{self.platform.target.describe()}, buildpack: {_targets_json(desc)}")
-                done.append(_Element(el, desc, DetectRun(el.key, -1, "", error)))
+                # lifecycle phase/detector.go: the -1 result is stored with the runs, so a later group (even an
+                # optional occurrence) reuses it and never runs this bin/detect
+                self.runs[el.key] = DetectRun(el.key, -1, "", error)
+                done.append(_Element(el, desc, self.runs[el.key]))
                 continue
             if self.platform.api >= ApiVersion(0, 15) and self.platform.exec_env and api >= ApiVersion(0, 12) \
                     and desc.info.exec_env and "*" not in desc.info.exec_env \

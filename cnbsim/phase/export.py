@@ -73,6 +73,8 @@ SLICE_LAYER_HISTORY = "Application Slice: {n}"
 LAUNCHER_HISTORY = "Buildpacks Application Launcher"
 CONFIG_HISTORY = "Buildpacks Launcher Config"
 PROCESS_TYPES_HISTORY = "Buildpacks Process Types"
+SBOM_HISTORY = "Software Bill-of-Materials"
+SBOM_LAYER_ID = "buildpacksio/lifecycle:launch.sbom"
 
 # Stands in for the lifecycle's Go launcher. /cnb/process/<type> are symlinks to it: as the
 # launcher takes the process type from argv[0], the script takes it from the name it runs as.
@@ -333,6 +335,15 @@ def _add_layers(image: ImageWriter, source: _BuildOutput, previous: PreviousImag
             entry["store"] = {"metadata": store}
         buildpacks.append(entry)
 
+    # lc:phase/exporter.go addSBOMLaunchLayer (Platform API >= 0.8): <layers>/sbom/launch as one layer,
+    # after the buildpack layers, recorded as "sbom" in the lifecycle metadata label
+    sbom_md: dict[str, Any] = {}
+    sbom_dir = source.layers_dir / "sbom" / "launch"
+    if sbom_dir.is_dir():
+        sbom_md = {"sbom": {"sha": announce(image.add(SBOM_LAYER_ID, SBOM_HISTORY,
+                                                      dir_layer(sbom_dir, f"{LAYERS_DIR}/sbom/launch"),
+                                                      prev("sbom")))}}
+
     app_shas = previous.app_shas() if previous else set()
     slices = source.metadata.slices
     app = []
@@ -354,7 +365,8 @@ def _add_layers(image: ImageWriter, source: _BuildOutput, previous: PreviousImag
         types = announce(image.add("buildpacksio/lifecycle:process-types", PROCESS_TYPES_HISTORY,
                                    _process_types_layer(source.metadata.processes), prev("process-types")))
     # lifecycle platform/files LayersMetadata field order (runImage and stack follow).
-    return {"app": [{"sha": lay.diff_id} for lay in app], "buildpacks": buildpacks, "config": {"sha": config},
+    return {"app": [{"sha": lay.diff_id} for lay in app], **sbom_md, "buildpacks": buildpacks,
+            "config": {"sha": config},
             "launcher": {"sha": launcher}, "process-types": {"sha": types}}
 
 

@@ -31,6 +31,7 @@ class LaunchPlan:
     env: dict[str, str]
     cwd: Path
     process: Process | None
+    working_dir: str = ""      # as the process gives it (relative to the app dir), for error messages
 
 
 def launch_layers(layers_dir: Path, metadata: BuildMetadata) -> list[tuple[str, list[Path]]]:
@@ -153,13 +154,17 @@ def _eligible_process(md: BuildMetadata, ptype: str, exec_env: str, platform_api
 def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = None,
                 user_args: Sequence[str] = (), environ: Mapping[str, str] | None = None,
                 platform_api: ApiVersion = DEFAULT_PLATFORM_API, argv0: str = "launcher",
-                metadata: BuildMetadata | None = None) -> LaunchPlan:
-    """Work out what the launcher would exec; runs exec.d programs (they may change the env)."""
+                metadata: BuildMetadata | None = None, use_default: bool = True) -> LaunchPlan:
+    """Work out what the launcher would exec; runs exec.d programs (they may change the env).
+
+    Without `process_type` the build's default process runs (as the image's entrypoint
+    /cnb/process/<default> does), unless `use_default` is false: then, as /cnb/lifecycle/launcher,
+    the args are a user-provided command (lifecycle launch/process.go ProcessFor)."""
     environ = dict(os.environ if environ is None else environ)
     layers_dir, app_dir = layers_dir.absolute(), app_dir.absolute()
     md = metadata or read_metadata_toml(layers_dir / "config" / "metadata.toml")
     user_args = list(user_args)
-    if process_type is None and md.default_process:
+    if process_type is None and md.default_process and use_default:
         process_type = md.default_process
     process = None
     if process_type is not None:
@@ -168,37 +173,42 @@ def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = N
             known = ", ".join(p.type for p in md.processes) or "none"
             hint = (f"it is not for exec-env '{environ.get('CNB_EXEC_ENV') or 'production'}': set CNB_EXEC_ENV"
                     if md.process(process_type) else f"known types: {known}")
-            raise LaunchError(f"process type {process_type} was not found", hint=hint)
+            raise LaunchError(f"determine start command: process type {process_type} was not found", hint=hint)
     elif not user_args:
-        raise LaunchError("when there is no default process a command is required",
+        raise LaunchError("determine start command: when there is no default process a command is required",
                           hint="name a process type or give a command")
-    env = launch_env(layers_dir, md, process_type, environ)
-    run_exec_d(layers_dir, md, process_type, env, app_dir)
     if process is None:
-        direct = user_args[0] == "--"
+        # lifecycle launch/process.go userProvidedProcess: `-- cmd args` is direct, anything else goes through bash
+        direct = len(user_args) > 1 and user_args[0] == "--"
         if direct:
             user_args = user_args[1:]
-            if not user_args:
-                raise LaunchError("when there is no default process a command is required")
         process = Process(type="", command=(user_args[0],), args=tuple(user_args[1:]), direct=direct)
         command, args = process.command[0], process.args
-        cwd = app_dir
         process_for_plan = None
     else:
         bp = md.buildpack(process.buildpack_id)
         if bp is None:
-            raise LaunchError(f"failed to find buildpack for process {process.type} with buildpack ID "
-                              f"{process.buildpack_id}")
+            raise LaunchError(f"determine start command: failed to find buildpack for process {process.type} "
+                              f"with buildpack ID {process.buildpack_id}")
         command, args = _user_args(process, user_args, bp.api or DEFAULT_BUILDPACK_API, platform_api)
         cwd = app_dir / process.working_dir if process.working_dir else app_dir
         process_for_plan = process
+    cwd = app_dir / process.working_dir if process.working_dir else app_dir
+    # lifecycle launch/launcher.go LaunchProcess: the process is chosen first, then env, then exec.d
+    env = launch_env(layers_dir, md, process_type, environ)
+    try:
+        run_exec_d(layers_dir, md, process_type, env, app_dir)
+    except LaunchError as exc:
+        raise LaunchError(f"exec.d: {exc.message}", hint=exc.hint) from None
     if process.direct:
+        if not command:
+            raise LaunchError(f'no command provided for process type "{process.type}"')
         resolved = shutil.which(command, path=env.get("PATH")) if "/" not in command else command
         if not resolved:
-            raise LaunchError(f"determine start command: path lookup: exec: \"{command}\": "
-                              "executable file not found in $PATH",
-                              hint="is the program installed by a launch layer (bin/ on PATH)?")
-        return LaunchPlan((resolved, command, *args), env.vars, cwd, process_for_plan)
+            raise LaunchError(f"path lookup: exec: \"{command}\": executable file not found in $PATH",
+                              hint="is the program installed in the bin/ dir of a launch layer?")
+        return LaunchPlan((resolved, command, *args), env.vars, cwd, process_for_plan,
+                          process.working_dir or str(app_dir))
     script = "".join(f'source "{p}"\n' for p in _profiles(layers_dir, md, process_type, app_dir))
     script += f'cd "{cwd}"\n'
     if args:
@@ -208,13 +218,25 @@ def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = N
     else:
         script += 'exec bash -c "$@"'
     bash = shutil.which("bash", path=env.get("PATH")) or "/bin/bash"
-    return LaunchPlan((bash, argv0, "-c", script, argv0, command, *args), env.vars, app_dir, process_for_plan)
+    return LaunchPlan((bash, argv0, "-c", script, argv0, command, *args), env.vars, app_dir, process_for_plan,
+                      str(app_dir))
+
+
+def _go_error(exc: OSError) -> str:
+    """An OSError worded as Go's syscall errors are ("no such file or directory")."""
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
 
 
 def exec_plan(plan: LaunchPlan) -> None:
     """Replace this process with the launched one (as the real launcher does)."""
-    os.chdir(plan.cwd)
+    try:
+        os.chdir(plan.cwd)
+    except OSError as exc:
+        # lifecycle launch/launcher.go launchDirect: exit 82 "change directory: chdir <dir>: ..."
+        raise LaunchError(f"change directory: chdir {plan.working_dir or plan.cwd}: {_go_error(exc)}",
+                          hint="the process's working-dir must exist in the app dir") from None
     try:
         os.execve(plan.argv[0], list(plan.argv[1:]), plan.env)
     except OSError as exc:
-        raise LaunchError(f"exec {plan.argv[1]}: {exc.strerror}")
+        raise LaunchError(f"direct exec: {_go_error(exc)}") from None

@@ -77,6 +77,23 @@ def test_build_prints_pack_shaped_output_and_writes_the_output_dir(service, tmp_
     assert "\x1b[" not in res.stdout   # no colour when not on a terminal
 
 
+def test_build_sbom_output_dir_gets_the_sbom_tree_as_pack_gives_it(bps, app, tmp_path):
+    bp = bps("t/sbom", extra='sbom-formats = ["application/vnd.cyclonedx+json"]', build="""
+mkdir -p "$CNB_LAYERS_DIR/rt"
+printf '[types]\\nlaunch = true\\ncache = true\\n' > "$CNB_LAYERS_DIR/rt.toml"
+echo '{"bomFormat": "CycloneDX"}' > "$CNB_LAYERS_DIR/rt.sbom.cdx.json"
+echo '{"bomFormat": "CycloneDX", "of": "build"}' > "$CNB_LAYERS_DIR/build.sbom.cdx.json"
+""")
+    res = cnbsim("build", str(app), "-b", str(bp), "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"),
+                 "--sbom-output-dir", str(tmp_path / "sbom"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    files = sorted(str(p.relative_to(tmp_path / "sbom")) for p in (tmp_path / "sbom").rglob("*") if p.is_file())
+    # pack copies <layers>/sbom out of the build: launch/, build/ and cache/ with <bp>/[<layer>/]sbom.<ext>
+    assert files == ["build/sbom.legacy.json", "build/t_sbom/sbom.cdx.json", "cache/t_sbom/rt/sbom.cdx.json",
+                     "launch/sbom.legacy.json", "launch/t_sbom/rt/sbom.cdx.json"]
+    assert json.loads((tmp_path / "sbom" / "build" / "t_sbom" / "sbom.cdx.json").read_text())["of"] == "build"
+
+
 def test_build_json_prints_only_the_report(service, tmp_path):
     app, bp = service
     res = cnbsim("build", str(app), "-b", str(bp), "-o", str(tmp_path / "out"), "--json", cwd=tmp_path)

@@ -736,7 +736,8 @@ def test_metadata_for_platform_0_9_writes_command_as_a_string_and_moves_extra_wo
     web, worker = METADATA.to_toml(api("0.9"))["processes"]
     assert web["command"] == "python"
     assert web["args"] == ["-m", "app", "--port", "8080"]
-    assert worker["command"] == "celery worker" and "args" not in worker
+    # lifecycle launch/launch.go WithPlatformAPI: args = command[1:] + args is never nil before Platform 0.10
+    assert worker["command"] == "celery worker" and worker["args"] == []
 
 
 def test_metadata_round_trips_through_metadata_toml_for_platform_0_15(fs):
@@ -755,5 +756,6 @@ def test_metadata_written_for_platform_0_9_reads_back_with_the_command_split(fs)
     assert back.default_process == "web"
 
 
-def test_empty_metadata_writes_no_keys():
-    assert BuildMetadata().to_toml(api("0.15")) == {}
+def test_empty_metadata_writes_only_an_empty_process_list():
+    # lifecycle phase/builder.go: the process list is never nil, so metadata.toml has `processes = []`
+    assert BuildMetadata().to_toml(api("0.15")) == {"processes": []}
