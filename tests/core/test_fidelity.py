@@ -143,7 +143,7 @@ def test_nested_buildpack_of_unsupported_api_runs_detect_and_is_refused_by_the_b
     bps("t/old", api="0.6")
     bps("t/meta", order=[[("t/old", "1.0")]])
     result = lc.detect([[("t/meta", "1.0")]])
-    assert [(e.id, e.api) for e in result.group] == [("t/old", "0.6")]
+    assert [(e.id, str(e.api)) for e in result.group] == [("t/old", "0.6")]
     with pytest.raises(BuildpackApiError, match="buildpack API version '0.6' is incompatible") as err:
         lc.build([[("t/meta", "1.0")]])
     assert err.value.exit_code == 12
