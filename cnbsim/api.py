@@ -67,6 +67,7 @@ class BuildOptions:
         values["CNBSIM_INSTALLER"] = self.installer
         values["CNBSIM_PYTHON"] = sys.executable
         values["CNBSIM_BASE_PYTHON"] = base_python()
+        values["CNBSIM_PYTHONS"] = os.pathsep.join(installed_pythons())
         if self.wheelhouse is not None:
             wheelhouse = Path(self.wheelhouse).absolute()
             if not wheelhouse.is_dir():
@@ -82,6 +83,36 @@ class BuildOptions:
 def base_python() -> str:
     """The host's base interpreter (not a venv): what the cpython stub exposes."""
     return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+
+
+_PYTHON_XY = re.compile(r"^python3\.[0-9]+$")
+
+
+def _newest_first(path: Path) -> list[int | str]:
+    """Sort key: version numbers in the path compared as numbers, highest first."""
+    return [-int(part) if part.isdigit() else part for part in re.split(r"([0-9]+)", path.as_posix())]
+
+
+def installed_pythons() -> list[str]:
+    """The base interpreters installed on this machine (pyenv, uv, /usr), one per path, for the
+    cpython stub to pick the requested version from; globbing only, no interpreter is run."""
+    home = Path.home()
+    pyenv = Path(os.environ.get("PYENV_ROOT") or home / ".pyenv") / "versions"
+    uv = Path(os.environ.get("UV_PYTHON_INSTALL_DIR")
+              or Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / "uv" / "python")
+    found: list[str] = []
+    seen: set[str] = set()
+    for pattern in (pyenv / "*" / "bin", uv / "cpython-*" / "bin", Path("/usr/local/bin"), Path("/usr/bin")):
+        dirs = Path(pattern.anchor).glob(str(pattern.relative_to(pattern.anchor)))
+        for bin_dir in sorted(dirs, key=_newest_first):
+            if (bin_dir.parent / "pyvenv.cfg").exists():
+                continue  # a virtual environment, not an installation
+            for exe in sorted(bin_dir.glob("python3.*"), key=_newest_first):
+                real = os.path.realpath(exe)
+                if _PYTHON_XY.match(exe.name) and real not in seen and os.access(exe, os.X_OK):
+                    seen.add(real)
+                    found.append(exe.as_posix())
+    return found
 
 
 @dataclass(frozen=True)
