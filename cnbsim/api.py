@@ -234,6 +234,8 @@ def _detect_redacted(sources: Sources, platform: Platform, log: Logger) -> Detec
         return detect_phase(sources.order, sources.store, platform, log)
     except DetectFailed as failed:
         failed.secrets = log.secrets
+        if sources.builder is not None:
+            failed.builder_hint = sources.builder.detect_hint
         raise
 
 

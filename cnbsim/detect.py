@@ -86,9 +86,12 @@ class DetectFailed(DetectError):
         self.runs = runs
         self.bp_error = bp_error
         self.secrets: tuple[str, ...] = ()
+        self.builder_hint = ""   # what the builder says to a project none of its groups accepts
 
     def explain(self) -> str:
         text = "\n".join(g.explain() for g in self.groups)
+        if self.builder_hint and not self.bp_error:
+            text += "\n" + self.builder_hint.rstrip("\n")
         for secret in self.secrets:   # buildpack output quoted here must not show a build-time secret
             text = text.replace(secret, "<redacted>")
         return text
