@@ -168,7 +168,7 @@ def _write_bp(root: Path, bp_id: str, body_detect: str, body_build: str = "exit 
 def bench_scale(b: Bench, quick: bool) -> None:
     print("Scale")
     from cnbsim.buildpacks import BuildpackStore
-    from cnbsim.detect import detect as detect_phase
+    from cnbsim.phase.detect import detect as detect_phase
     from cnbsim.model.order import GroupElement, OrderGroup
     from cnbsim.platform import Platform
     root = b.tmp / "scale-bps"
@@ -221,7 +221,7 @@ def bench_scale(b: Bench, quick: bool) -> None:
     b.add(f"tar | sha256sum of that layer, per MB", tar_t / size_mb, f"{tar_t:.2f}s total; "
           f"report/tar = {digest_t / tar_t:.2f}x")
     try:
-        from cnbsim.export import export_oci
+        from cnbsim.phase.export import export_oci
         exp_t = median_time(lambda: export_oci(result.output, b.tmp / "big-oci", compress=False), 3)
         b.add("export (uncompressed OCI layout), per MB", exp_t / size_mb,
               f"{exp_t:.2f}s total; export/tar = {exp_t / tar_t:.2f}x")

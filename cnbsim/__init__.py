@@ -7,7 +7,7 @@
 """
 
 from cnbsim.api import BuildOptions, BuildResult, build, detect
-from cnbsim.detect import DetectFailed, DetectResult
+from cnbsim.phase.detect import DetectFailed, DetectResult
 from cnbsim.errors import (BuildError, BuildpackApiError, CnbsimError, ConfigError, DetectError, LaunchError,
                            PlatformApiError)
 

@@ -20,16 +20,17 @@ from typing import Any, Mapping, Sequence
 
 from cnbsim import leaks
 from cnbsim import report as reportmod
-from cnbsim.build import BuildOutcome, BuildpackBuild, Layer
-from cnbsim.build import build as build_phase
+from cnbsim.phase.build import BuildOutcome, BuildpackBuild, Layer
+from cnbsim.phase.build import build as build_phase
 from cnbsim.builder import Sources, resolve_sources
-from cnbsim.cache import Cache, restore
-from cnbsim.cache import finish as cache_finish
-from cnbsim.detect import DetectFailed, DetectResult
-from cnbsim.detect import detect as detect_phase
+from cnbsim.cache import Cache
+from cnbsim.phase.export import reuse_layers
+from cnbsim.phase.restore import restore
+from cnbsim.phase.detect import DetectFailed, DetectResult
+from cnbsim.phase.detect import detect as detect_phase
 from cnbsim.errors import ConfigError
 from cnbsim.fs import special_files
-from cnbsim.launch import launch_env
+from cnbsim.phase.launch import launch_env
 from cnbsim.log import Logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
@@ -296,7 +297,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         t2 = time.perf_counter()
         log.phase("BUILDING")
         outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
-        status = cache_finish(outcome, previous, restored, log)
+        status = reuse_layers(outcome, previous, restored, log)
         secrets = options.secrets()
         for warning in leaks.check(secrets, layers=layers, workspace=workspace, source=app,
                                    texts={"the build log": log.text}, shown_root=target.path):

@@ -1,4 +1,4 @@
-"""builder.toml (pack's builder configuration), `--buildpack` references and package.toml.
+"""Where buildpacks come from: a builder.toml's buildpacks, `--buildpack` references, package.toml.
 
 A builder's buildpack URIs are resolved offline: a local path is used as is; a registry or
 `docker://` reference to a known Paketo buildpack resolves to its stub under
@@ -9,18 +9,18 @@ buildpack. Anything else is an error that says how to provide the buildpack loca
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from cnbsim.buildpacks import BuildpackStore
 from cnbsim.errors import ConfigError
 from cnbsim.log import Logger
-from cnbsim.model._fields import Fields
+from cnbsim.model.builder import Builder, read_builder_toml
 from cnbsim.model.buildpack import BuildpackDescriptor, read_buildpack_toml
-from cnbsim.model.order import GroupElement, OrderGroup, parse_order_groups
-from cnbsim.tomlio import read_toml
+from cnbsim.model.order import GroupElement, OrderGroup
+from cnbsim.model.package import read_package_toml
 
 PACKAGE_DIR = Path(__file__).parent
 STUBS_DIR = PACKAGE_DIR / "stubs" / "paketo"
@@ -37,44 +37,6 @@ def job_template_dir() -> Path:
             return candidate
     raise ConfigError("the job-template buildpack is missing from this installation",
                       file=PACKAGE_DIR / "_buildpack", hint="reinstall cnbsim")
-
-
-@dataclass(frozen=True)
-class BuilderBuildpack:
-    uri: str
-    id: str = ""
-    version: str = ""
-
-
-@dataclass(frozen=True)
-class Builder:
-    path: Path
-    buildpacks: tuple[BuilderBuildpack, ...]
-    order: tuple[OrderGroup, ...]
-    description: str = ""
-    # Recorded, not used: cnbsim has no images to pull.
-    stack: dict[str, Any] = field(default_factory=dict, hash=False)
-    build: dict[str, Any] = field(default_factory=dict, hash=False)
-    run: dict[str, Any] = field(default_factory=dict, hash=False)
-    lifecycle: dict[str, Any] = field(default_factory=dict, hash=False)
-    detect_hint: str = ""   # cnbsim's own `[cnbsim] detect-hint`: shown when no group passes
-
-
-def read_builder_toml(path: Path) -> Builder:
-    path = path.absolute()
-    top = Fields(read_toml(path, what="builder.toml"), path)
-    bps = tuple(BuilderBuildpack(b.str("uri"), b.str("id"), b.str("version")) for b in top.tables("buildpacks"))
-    for i, b in enumerate(bps):
-        if not b.uri and not b.id:
-            raise ConfigError("needs a uri (or an id)", file=path, field=f"buildpacks[{i}]",
-                              hint='add uri = "<path or image reference>"')
-    order = parse_order_groups(top, path, require_version=False)
-    if not order:
-        raise ConfigError("has no [[order]] groups", file=path, field="order",
-                          hint="add [[order]] with [[order.group]] id = \"...\" entries")
-    return Builder(path, bps, order, top.str("description"), top.table("stack"), top.table("build"),
-                   top.table("run"), top.table("lifecycle"),
-                   Fields(top.table("cnbsim"), path, "cnbsim").str("detect-hint"))
 
 
 @lru_cache(maxsize=1)
@@ -142,12 +104,10 @@ def _add_dir(store: BuildpackStore, path: Path, origin: str) -> list[BuildpackDe
 
 def add_package(store: BuildpackStore, package_toml: Path) -> list[BuildpackDescriptor]:
     """package.toml (`pack buildpack package --config`): `[buildpack] uri` and `[[dependencies]] uri`."""
-    top = Fields(read_toml(package_toml, what="package.toml"), package_toml)
+    package = read_package_toml(package_toml)
     base = package_toml.parent
-    uri = top.sub("buildpack").str("uri", default=".")
-    added = _add_dir(store, _local_path(uri, base), f"{package_toml} [buildpack] uri")
-    for i, dep in enumerate(top.tables("dependencies")):
-        dep_uri = dep.str("uri", required=True)
+    added = _add_dir(store, _local_path(package.buildpack_uri, base), f"{package_toml} [buildpack] uri")
+    for i, dep_uri in enumerate(package.dependencies):
         stub = stub_for_uri(dep_uri) if not _is_local(dep_uri) else None
         target = stub or _local_path(dep_uri, base)
         added += _add_dir(store, target, f"{package_toml} dependencies[{i}].uri")

@@ -75,3 +75,9 @@ class LaunchError(CnbsimError):
     """platform.md: 80-89 = launch errors (82 = failed to launch)."""
 
     exit_code = 82
+
+
+class ExportError(CnbsimError):
+    """platform.md "Exit Codes": 62 = generic export error."""
+
+    exit_code = 62

@@ -110,7 +110,7 @@ def golden_view(subject: Any) -> dict[str, Any]:
     from cnbsim.errors import CnbsimError
     from cnbsim.report import without_timings
     if isinstance(subject, CnbsimError):
-        from cnbsim.detect import DetectFailed
+        from cnbsim.phase.detect import DetectFailed
         failure: dict[str, Any] = {"exit_code": subject.exit_code, "error": type(subject).__name__,
                                    "message": subject.message}
         if isinstance(subject, DetectFailed):

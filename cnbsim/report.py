@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from cnbsim.launch import launch_env
+from cnbsim.phase.launch import launch_env
 
 if TYPE_CHECKING:
     from cnbsim.api import BuildResult

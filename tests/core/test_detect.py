@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnbsim.detect import DetectFailed
+from cnbsim.phase.detect import DetectFailed
 from cnbsim.errors import BuildpackApiError
 
 PROVIDE = 'printf "[[provides]]\\nname = \\"%s\\"\\n" "{0}" >> "$CNB_BUILD_PLAN_PATH"'

@@ -10,7 +10,7 @@ import pytest
 
 import cnbsim
 from cnbsim.errors import DetectError, LaunchError
-from cnbsim.launch import plan_launch
+from cnbsim.phase.launch import plan_launch
 
 CACHE_LAYER = '''mkdir -p "$CNB_LAYERS_DIR/deps"
 printf '[types]\\ncache = true\\nbuild = true\\n' > "$CNB_LAYERS_DIR/deps.toml"

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 import cnbsim
-from cnbsim.export import (LAUNCHER_PATH, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST,
-                           ExportError, _glob_regex, export_oci)
+from cnbsim.phase.export import (LAUNCHER_PATH, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST,
+                           ExportError, export_oci)
+from cnbsim.oci.slices import glob_regex
 from cnbsim.log import Logger
 
 SKOPEO = shutil.which("skopeo")
@@ -303,13 +304,13 @@ def test_app_slices_become_one_layer_each_then_the_rest(bps, app, tmp_path):
     ("[^a-c]x", "ax", False), ("\\*", "*", True), ("[\\]]", "]", True), (".*", ".env", True),
 ])
 def test_slice_globs_follow_go_filepath_match(pattern, path, matches):
-    assert bool(_glob_regex(pattern).fullmatch(path)) is matches
+    assert bool(glob_regex(pattern).fullmatch(path)) is matches
 
 
 @pytest.mark.parametrize("pattern", ["[", "[]", "[a-", "a\\", "[-a]"])
 def test_a_malformed_slice_glob_is_an_error(pattern):
     with pytest.raises(ExportError, match="bad pattern for glob path"):
-        _glob_regex(pattern)
+        glob_regex(pattern)
 
 
 @NEEDS_SKOPEO

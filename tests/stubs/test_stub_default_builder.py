@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import cnbsim
-from cnbsim.builder import read_builder_toml
+from cnbsim.model.builder import read_builder_toml
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "apps"
 BUILDER = Path(cnbsim.__file__).parent / "builders" / "planqk" / "builder.toml"

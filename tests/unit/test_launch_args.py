@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnbsim.errors import LaunchError
-from cnbsim.launch import _user_args
+from cnbsim.phase.launch import _user_args
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.launch import Process
 

@@ -11,7 +11,7 @@ from typing import Iterable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnbsim.detect import resolve_plan
+from cnbsim.phase.resolve import resolve_plan
 from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import DetectPlan, Plan, PlanEntry, PlanOption, Provide, Provider, Require
 

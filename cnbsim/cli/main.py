@@ -150,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "lifecycle":
-        from cnbsim.phases import main as phases_main
+        from cnbsim.cli.lifecycle import main as phases_main
         return phases_main(argv[1:])
     parser = _parser()
     process_args: list[str] = []
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ERROR: interrupted; nothing was left half-written", file=sys.stderr)
         return 130
     except CnbsimError as exc:
-        from cnbsim.detect import DetectFailed
+        from cnbsim.phase.detect import DetectFailed
         if isinstance(exc, DetectFailed):
             print(exc.explain(), file=sys.stderr)
             print(f"ERROR: failed to detect: {exc.message}", file=sys.stderr)
@@ -353,7 +353,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _export(output: Path, oci: Path, tag: str | None, run_image: str | None, uncompressed: bool, log) -> None:
-    from cnbsim.export import export_oci
+    from cnbsim.phase.export import export_oci
     result = export_oci(output, oci, tag=tag, run_image=Path(run_image) if run_image else None,
                         compress=not uncompressed, log=log)
     log.info(f"Exported {oci} ({result.manifest_digest})")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -237,40 +236,3 @@ def exec_plan(plan: LaunchPlan) -> None:
         os.execve(plan.argv[0], list(plan.argv[1:]), plan.env)
     except OSError as exc:
         raise LaunchError(f"exec {plan.argv[1]}: {exc.strerror}")
-
-
-def lifecycle_launcher(argv: Sequence[str]) -> int:
-    """`cnbsim lifecycle launcher [--process TYPE] [ARGS...]`, as /cnb/lifecycle/launcher or /cnb/process/TYPE."""
-    args = list(argv)
-    if args[:1] in (["-h"], ["--help"]):
-        print("usage: cnbsim lifecycle launcher [--process TYPE] [--] [ARGS...]\n\n"
-              "Behaves as /cnb/lifecycle/launcher (the default process, or a command when there is none),\n"
-              "or with --process TYPE as /cnb/process/TYPE. Reads CNB_LAYERS_DIR (default /layers),\n"
-              "CNB_APP_DIR (default /workspace) and CNB_PLATFORM_API; exits with the process's code,\n"
-              "or 80-89 when it cannot launch.")
-        return 0
-    process_type = None
-    if args[:1] == ["--process"] and len(args) >= 2:
-        process_type, args = args[1], args[2:]
-    elif args and args[0].startswith("--process="):
-        process_type, args = args[0].split("=", 1)[1], args[1:]
-    try:
-        api_text = os.environ.get("CNB_PLATFORM_API", "")
-        platform_api = ApiVersion.parse(api_text) if api_text else DEFAULT_PLATFORM_API
-        if os.environ.get("CNB_PROCESS_TYPE"):
-            # [IMPL] the lifecycle no longer honours CNB_PROCESS_TYPE: it only warns (cnb-spec.md 4.2.1).
-            t = os.environ["CNB_PROCESS_TYPE"]
-            print(f"Warning: CNB_PROCESS_TYPE is not supported in Platform API {platform_api}", file=sys.stderr)
-            print(f"Warning: Run with ENTRYPOINT '{t}' to invoke the '{t}' process type", file=sys.stderr)
-        layers = Path(os.environ.get("CNB_LAYERS_DIR") or "/layers")
-        app = Path(os.environ.get("CNB_APP_DIR") or "/workspace")
-        plan = plan_launch(layers, app, process_type=process_type, user_args=args, platform_api=platform_api)
-        sys.stdout.flush()
-        exec_plan(plan)
-    except ValueError as exc:
-        print(f"ERROR: failed to launch: {exc}", file=sys.stderr)
-        return 82
-    except CnbsimError as exc:
-        print(f"ERROR: failed to launch: {exc}", file=sys.stderr)
-        return exc.exit_code if 80 <= exc.exit_code <= 89 else 82
-    return 0  # not reached: exec replaced this process

@@ -1,4 +1,4 @@
-"""Lifecycle-compatible phase commands: `cnbsim lifecycle detector|builder`.
+"""Lifecycle-compatible phase commands: `cnbsim lifecycle detector|builder|launcher`.
 
 They take the real lifecycle's flags (single-dash, double-dash accepted), fall back to the
 `CNB_*` variables and defaults of platform.md, read and write the same files, and exit with
@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Sequence
 
 from cnbsim import log as logmod
-from cnbsim.build import build
+from cnbsim.phase.build import build
 from cnbsim.buildpacks import BuildpackStore
-from cnbsim.detect import DetectFailed, detect
+from cnbsim.phase.detect import DetectFailed, detect
+from cnbsim.phase.launch import exec_plan, plan_launch
 from cnbsim.errors import CnbsimError, PlatformApiError
-from cnbsim.model.api import SUPPORTED_PLATFORM_APIS, ApiVersion, supported_range
+from cnbsim.model.api import DEFAULT_PLATFORM_API, SUPPORTED_PLATFORM_APIS, ApiVersion, supported_range
 from cnbsim.model.order import group_to_toml, read_group_toml, read_order_toml
 from cnbsim.model.plan import read_plan_toml
 from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform
@@ -115,7 +116,6 @@ def main(argv: Sequence[str]) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 3
     phase, rest = argv[0], argv[1:]
     if phase == "launcher":
-        from cnbsim.launch import lifecycle_launcher
         return lifecycle_launcher(rest)
     args = _parser(phase).parse_args(normalize_flags(rest, PHASE_FLAGS[phase] + ("timeout",)))
     log = logmod.Logger(level=_value(args, "log-level"), stream=sys.stdout)
@@ -157,3 +157,40 @@ def _builder(args: argparse.Namespace, platform: Platform, log: logmod.Logger) -
     plan = read_plan_toml(Path(_value(args, "plan", layers)))
     build(group, plan, store, platform, log)
     return 0
+
+
+def lifecycle_launcher(argv: Sequence[str]) -> int:
+    """`cnbsim lifecycle launcher [--process TYPE] [ARGS...]`, as /cnb/lifecycle/launcher or /cnb/process/TYPE."""
+    args = list(argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print("usage: cnbsim lifecycle launcher [--process TYPE] [--] [ARGS...]\n\n"
+              "Behaves as /cnb/lifecycle/launcher (the default process, or a command when there is none),\n"
+              "or with --process TYPE as /cnb/process/TYPE. Reads CNB_LAYERS_DIR (default /layers),\n"
+              "CNB_APP_DIR (default /workspace) and CNB_PLATFORM_API; exits with the process's code,\n"
+              "or 80-89 when it cannot launch.")
+        return 0
+    process_type = None
+    if args[:1] == ["--process"] and len(args) >= 2:
+        process_type, args = args[1], args[2:]
+    elif args and args[0].startswith("--process="):
+        process_type, args = args[0].split("=", 1)[1], args[1:]
+    try:
+        api_text = os.environ.get("CNB_PLATFORM_API", "")
+        platform_api = ApiVersion.parse(api_text) if api_text else DEFAULT_PLATFORM_API
+        if os.environ.get("CNB_PROCESS_TYPE"):
+            # [IMPL] the lifecycle no longer honours CNB_PROCESS_TYPE: it only warns (cnb-spec.md 4.2.1).
+            t = os.environ["CNB_PROCESS_TYPE"]
+            print(f"Warning: CNB_PROCESS_TYPE is not supported in Platform API {platform_api}", file=sys.stderr)
+            print(f"Warning: Run with ENTRYPOINT '{t}' to invoke the '{t}' process type", file=sys.stderr)
+        layers = Path(os.environ.get("CNB_LAYERS_DIR") or "/layers")
+        app = Path(os.environ.get("CNB_APP_DIR") or "/workspace")
+        plan = plan_launch(layers, app, process_type=process_type, user_args=args, platform_api=platform_api)
+        sys.stdout.flush()
+        exec_plan(plan)
+    except ValueError as exc:
+        print(f"ERROR: failed to launch: {exc}", file=sys.stderr)
+        return 82
+    except CnbsimError as exc:
+        print(f"ERROR: failed to launch: {exc}", file=sys.stderr)
+        return exc.exit_code if 80 <= exc.exit_code <= 89 else 82
+    return 0  # not reached: exec replaced this process
