@@ -145,3 +145,16 @@ def test_real_environments_get_the_pip_buildpacks_version_from_the_wheelhouse(
     assert ": pip 23.3.1, setuptools" in install.stdout
     assert list((install.layers / "packages" / "lib" / f"python{xy_of(python)}" / "site-packages")
                 .glob("pip-23.3.1.dist-info"))
+
+
+@pytest.mark.registry  # skipped unless --cnb-registry (cnbsim's pytest plugin)
+def test_real_pip_group_gets_the_pip_buildpacks_version_from_the_index(lc: Lifecycle) -> None:
+    python = other_python(below=12)
+    env = {"CNBSIM_PYTHONS": python, "CNBSIM_INSTALLER": "real"}
+    lc.write("requirements.txt", "six==1.16.0\n")
+    for stub, entries in [("cpython", asking(f"{xy_of(python)}.*")), ("pip", [entry("pip", build=True)]),
+                          ("pip-install", [entry("site-packages", launch=True)])]:
+        run = lc.build(stub, entries, env, timeout=600)
+        assert run.code == 0, run.stdout + run.stderr
+        lc.with_layers_env(run)
+    assert ": pip 23.3.1, setuptools" in run.stdout
