@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv system-tools golden bench clean
+.PHONY: demo test venv system-tools golden bench package clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP) system-tools
 demo: $(STAMP)
 	@./scripts/demo
 
+# The job-template buildpack as a buildpackage, as `pack buildpack package --format file` writes it.
+package: $(STAMP)
+	@mkdir -p dist
+	$(BIN)/cnbsim package dist/planqk-buildpack-job-template.cnb --config buildpack/package.toml
+
 golden: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_golden.py --cnb-update-golden
 
@@ -33,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) cnbsim-out
+	rm -rf $(VENV) cnbsim-out dist

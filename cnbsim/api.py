@@ -55,6 +55,7 @@ class BuildOptions:
     detect_timeout: float = DEFAULT_DETECT_TIMEOUT
     build_timeout: float = DEFAULT_BUILD_TIMEOUT
     secret_env: tuple[str, ...] = ()
+    buildpack_store: tuple[Path, ...] = ()   # dirs of saved buildpackages for registry references
 
     def platform_env(self) -> dict[str, str]:
         if self.installer not in INSTALLERS:
@@ -248,7 +249,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
     log = log or Logger(stream=None)
     log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
     app = _check_app(Path(app))
-    sources = resolve_sources(builder, buildpacks, log)
+    sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
         workspace, platform_dir = Path(tmp) / "workspace", Path(tmp) / "platform"
         _prepare_workspace(app, workspace, Path(tmp) / "none")
@@ -272,7 +273,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     started = time.perf_counter()
     platform_values = options.platform_env()
     log.secrets = tuple(v for v in options.secrets().values() if len(v) >= leaks.MIN_LENGTH)
-    sources = resolve_sources(builder, buildpacks, log)
+    sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
     out = Path(output) if output else default_output(app)
     with OutputDir(out) as target, tempfile.TemporaryDirectory(prefix="cnbsim-platform-") as tmp:
         workspace, layers = target.path / "workspace", target.path / "layers"

@@ -83,24 +83,26 @@ class RunResult:
 
 @pytest.fixture
 def cnb_run() -> Callable[..., RunResult]:
-    """`cnb_run(result_or_output, data=None, params=None, process=None, env=None, args=(), sandbox="never")`."""
+    """`cnb_run(result_or_output, data=None, params=None, process=None, env=None, args=(), sandbox="never",
+    inputs=None)`; `inputs` ({name: JSON value}) mounts every input in PlanQK's v2 layout."""
     from cnbsim.output import BuiltOutput
-    from cnbsim.runner import RunRequest, parse_result, start
+    from cnbsim.runner import RunRequest, start
 
     def run(built: Any, data: Any = None, params: Any = None, process: str | None = None,
             env: Mapping[str, str] | None = None, args: Sequence[str] = (), sandbox: str = "never",
-            timeout: float = 120) -> RunResult:
+            timeout: float = 120, inputs: Mapping[str, Any] | None = None) -> RunResult:
         output = BuiltOutput.open(getattr(built, "output", built))
-        job = start(RunRequest(output, process, tuple(args), dict(env or {}), data, params, sandbox),
+        job = start(RunRequest(output, process, tuple(args), dict(env or {}), data, params, sandbox,
+                               inputs=dict(inputs or {})),
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             out, err = job.process.communicate(timeout=timeout)
+            stdout = out.decode("utf-8", errors="replace")
+            found, value = job.result(stdout)     # the v2 output file, else the result block
         finally:
             if job.process.poll() is None:
                 job.process.kill()
             job.close()
-        stdout = out.decode("utf-8", errors="replace")
-        found, value = parse_result(stdout)
         return RunResult(job.process.returncode, stdout, err.decode("utf-8", errors="replace"), found, value)
     return run
 

@@ -2,29 +2,40 @@
 
 The equivalent of PlanQK's recipe
 `docker run -e BASE64_ENCODED=false -v data.json:/var/input/data/data.json
- -v params.json:/var/input/params/params.json IMAGE`: the process is started through the
-launcher (`cnbsim lifecycle launcher`), inside bubblewrap when available, and the result is
-read from the `PlanQK:Job:MultilineResult` block on stdout.
+ -v params.json:/var/input/params/params.json -v out:/var/runtime/output IMAGE`: the process is
+started through the launcher (`cnbsim lifecycle launcher`), inside bubblewrap when available.
+Only the inputs given are mounted (the project's own `input/` is not an input). With named
+inputs (`inputs`), every input is mounted in PlanQK's v2 layout instead, one
+`/var/runtime/input/<name>.json` per parameter. The result is read from
+`/var/runtime/output/output.json` (PlanQK's v2 runtime writes it there) or else from the
+`PlanQK:Job:MultilineResult` block on stdout.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import IO, Any, Mapping, Sequence, TextIO
 
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
 from cnbsim.output import BuiltOutput
+from cnbsim.tomlio import read_toml
 
 RESULT_MARKER = "PlanQK:Job:MultilineResult"
 INPUT_ROOT_VAR = "PLANQK_INPUT_ROOT"      # the runtime's configurable input root (default /var/input)
 IMAGE_INPUT_ROOT = "/var/input"
+IMAGE_INPUT_DIRECTORY = "/var/runtime/input"     # PlanQK's v2 runtime: INPUT_DIRECTORY
+IMAGE_OUTPUT_DIRECTORY = "/var/runtime/output"   # and OUTPUT_DIRECTORY
+OUTPUT_FILES = ("output.json", "output.txt")
+MISSING_MODULE = re.compile(r"^ModuleNotFoundError: No module named '([^']+)'", re.MULTILINE)
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -53,6 +64,24 @@ class Job:
     tmp: tempfile.TemporaryDirectory
     sandboxed: bool
 
+    @property
+    def output_dir(self) -> Path:
+        """The host dir mounted at /var/runtime/output (gone after close())."""
+        return Path(self.tmp.name) / "output"
+
+    def result(self, stdout: str) -> tuple[bool, Any]:
+        """The job's result: the v2 output file when the process wrote one, else the result block on
+        stdout; (False, None) when there is neither. Call it before close()."""
+        for name in OUTPUT_FILES:
+            path = self.output_dir / name
+            if path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace")
+                try:
+                    return True, json.loads(text)
+                except json.JSONDecodeError:
+                    return True, text        # output.txt of a custom runtime that wrote a bare string
+        return parse_result(stdout)
+
     def close(self) -> None:
         self.tmp.cleanup()
 
@@ -67,6 +96,7 @@ class RunRequest:
     params: Any = None
     sandbox: str = "auto"
     writable_workspace: bool = False
+    inputs: Mapping[str, Any] = field(default_factory=dict)   # named inputs: the v2 layout
 
 
 def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
@@ -77,13 +107,9 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
                           hint=f"this build has: {known}")
     sandboxed = sandbox.use_sandbox(req.sandbox)
     tmp = tempfile.TemporaryDirectory(prefix="cnbsim-run-")
-    inputs: dict[str, Path] = {}
-    for name, value in (("data", req.data), ("params", req.params)):
-        if value is not None:
-            host = Path(tmp.name) / "input" / name / f"{name}.json"
-            host.parent.mkdir(parents=True)
-            host.write_text(json.dumps(value), encoding="utf-8")
-            inputs[f"{IMAGE_INPUT_ROOT}/{name}/{name}.json"] = host
+    mounts = _input_files(req, Path(tmp.name))
+    output_dir = Path(tmp.name) / "output"
+    output_dir.mkdir()
     env = {"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": "/tmp" if sandboxed else os.environ.get("HOME", "/tmp"),
            "CNB_PLATFORM_API": "0.15"}
     if req.data is not None or req.params is not None:
@@ -97,11 +123,16 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
     if sandboxed:
         env.update({"CNB_LAYERS_DIR": "/layers", "CNB_APP_DIR": "/workspace"})
         argv = sandbox.wrap(launcher, output=req.output.path, workspace=req.output.workspace,
-                            layers=req.output.layers_dir, inputs=inputs, writable_workspace=req.writable_workspace)
+                            layers=req.output.layers_dir, inputs=mounts, writable_workspace=req.writable_workspace,
+                            outputs={IMAGE_OUTPUT_DIRECTORY: output_dir})
         cwd = None
     else:
+        # the image paths, redirected to tmp (the runtime's own variables); the v2 input dir exists
+        # only when named inputs are given, as in a container
         env.update({"CNB_LAYERS_DIR": str(req.output.layers_dir), "CNB_APP_DIR": str(req.output.workspace),
-                    INPUT_ROOT_VAR: str(Path(tmp.name) / "input")})
+                    INPUT_ROOT_VAR: str(Path(tmp.name) / "input"),
+                    "INPUT_DIRECTORY": str(Path(tmp.name) / "runtime-input"),
+                    "OUTPUT_DIRECTORY": str(output_dir)})
         argv, cwd = launcher, req.output.workspace
     try:
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
@@ -110,6 +141,125 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
         tmp.cleanup()
         raise ConfigError(f"cannot start the process: {exc.strerror}")
     return Job(proc, tmp, sandboxed)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: the exit code, the result (found, value) and the stub-build hint, if any."""
+
+    code: int
+    found: bool
+    result: Any
+    hint: str | None
+
+
+def run_attached(req: RunRequest, out: TextIO, err: TextIO) -> Outcome:
+    """Run to the end, copying the process's stdout to `out` and its stderr to `err` as they come."""
+    job = start(req, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chunks: list[str] = []
+    errors: list[str] = []
+    assert job.process.stdout is not None and job.process.stderr is not None
+    copier = threading.Thread(target=_copy, args=(job.process.stderr, err, errors), daemon=True)
+    copier.start()
+    try:
+        _copy(job.process.stdout, out, chunks)
+        code = job.process.wait()
+        copier.join()
+        found, value = job.result("".join(chunks))
+    except KeyboardInterrupt:
+        job.process.terminate()
+        job.process.wait()
+        raise
+    finally:
+        job.close()
+    hint = stub_hint(req.output, "".join(errors) + "".join(chunks)) if code != 0 else None
+    return Outcome(code, found, value, hint)
+
+
+def _copy(stream: IO[bytes], to: TextIO, into: list[str]) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace")
+        into.append(line)
+        to.write(line)
+        to.flush()
+
+
+def unmounted_inputs(req: RunRequest) -> str | None:
+    """A note when the project has input/data.json or input/params.json that the run does not mount
+    (a container sees only the inputs given); None when there is nothing to say."""
+    given = {"data": req.data is not None or "data" in req.inputs,
+             "params": req.params is not None or "params" in req.inputs}
+    local = [name for name, is_given in given.items()
+             if not is_given and (req.output.workspace / "input" / f"{name}.json").is_file()]
+    if not local:
+        return None
+    files = " and ".join(f"input/{name}.json" for name in local)
+    options = " ".join(f"--{name} input/{name}.json" for name in local)
+    return (f"cnbsim: {files} of the project {'is' if len(local) == 1 else 'are'} not mounted (a container sees only "
+            f"the inputs given), so the job runs without {'it' if len(local) == 1 else 'them'}; "
+            f"pass {options} to use {'it' if len(local) == 1 else 'them'}")
+
+
+def _input_files(req: RunRequest, tmp: Path) -> dict[str, Path]:
+    """Write the given inputs as JSON files under `tmp`: {image path: host file}. Named inputs put
+    every input in the v2 layout (tmp/runtime-input/<name>.json); else data and params go to
+    /var/input/<name>/<name>.json (tmp/input/<name>/<name>.json), as PlanQK's docs mount them."""
+    given = {name: value for name, value in (("data", req.data), ("params", req.params)) if value is not None}
+    mounts: dict[str, Path] = {}
+    if req.inputs:
+        for name, value in {**given, **req.inputs}.items():
+            host = tmp / "runtime-input" / f"{name}.json"
+            host.parent.mkdir(parents=True, exist_ok=True)
+            host.write_text(json.dumps(value), encoding="utf-8")
+            mounts[f"{IMAGE_INPUT_DIRECTORY}/{name}.json"] = host
+        return mounts
+    for name, value in given.items():
+        host = tmp / "input" / name / f"{name}.json"
+        host.parent.mkdir(parents=True)
+        host.write_text(json.dumps(value), encoding="utf-8")
+        mounts[f"{IMAGE_INPUT_ROOT}/{name}/{name}.json"] = host
+    return mounts
+
+
+def stub_hint(output: BuiltOutput, text: str) -> str | None:
+    """One line for a failed run of a stub build whose code imports a package the build recorded but
+    did not install (`ModuleNotFoundError` in `text`, the job's output); None otherwise."""
+    missing = MISSING_MODULE.findall(text)
+    if not missing:
+        return None
+    module = missing[-1].split(".")[0]
+    recorded = stub_requirements(output)
+    if not recorded:
+        return None
+    wanted = _normalized(module)
+    named = [req for req in recorded if _normalized(re.split(r"[\s\[<>=!~;@(]", req, maxsplit=1)[0]) == wanted]
+    if named:
+        what = f"the build recorded {named[0]!r} but did not install it"
+    else:
+        shown = ", ".join(recorded[:5]) + (", ..." if len(recorded) > 5 else "")
+        what = f"the build recorded {len(recorded)} requirement(s) ({shown}) but installed none"
+    return (f"cnbsim: No module named '{module}': this is a stub build, {what}; "
+            "rebuild with `cnbsim build --installer real` to install the dependencies")
+
+
+def stub_requirements(output: BuiltOutput) -> list[str]:
+    """The requirements the package-manager stubs recorded but did not install (stub mode), in layer order."""
+    found: list[str] = []
+    for layer_toml in sorted(output.layers_dir.glob("*/*.toml")):
+        if layer_toml.name in ("launch.toml", "build.toml", "store.toml"):
+            continue
+        try:
+            meta = read_toml(layer_toml, what="layer metadata").get("metadata", {}).get("cnbsim", {})
+        except ConfigError:
+            continue
+        if isinstance(meta, dict) and meta.get("installer") == "stub":
+            found += [req for req in meta.get("requirements", []) if isinstance(req, str) and req not in found]
+    return found
+
+
+def _normalized(name: str) -> str:
+    """A distribution or import name compared the way PEP 503 compares names (`qiskit_aer` = `qiskit-aer`)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def parse_result(stdout: str) -> tuple[bool, Any]:

@@ -63,8 +63,10 @@ def _host_paths_needed() -> list[str]:
 
 
 def wrap(argv: Sequence[str], *, output: Path, workspace: Path, layers: Path,
-         inputs: Mapping[str, Path], writable_workspace: bool = False, network: bool = False) -> list[str]:
-    """The bwrap command line that runs `argv` with the image layout; `inputs` maps image paths to files."""
+         inputs: Mapping[str, Path], writable_workspace: bool = False, network: bool = False,
+         outputs: Mapping[str, Path] | None = None) -> list[str]:
+    """The bwrap command line that runs `argv` with the image layout; `inputs` maps image paths to files
+    (read-only), `outputs` image paths to host dirs the process may write (e.g. /var/runtime/output)."""
     args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc",
             "--unshare-uts", "--tmpfs", "/"]
     if not network:
@@ -86,5 +88,7 @@ def wrap(argv: Sequence[str], *, output: Path, workspace: Path, layers: Path,
              "--bind" if writable_workspace else "--ro-bind", str(workspace), "/workspace"]
     for image_path, host in sorted(inputs.items()):
         args += ["--ro-bind", str(host), image_path]
+    for image_path, host in sorted((outputs or {}).items()):
+        args += ["--bind", str(host), image_path]
     args += ["--chdir", "/workspace", "--remount-ro", "/", "--"]
     return args + list(argv)

@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 from cnbsim import sandbox
 from cnbsim.errors import CnbsimError, ConfigError
 from cnbsim.output import BuiltOutput
-from cnbsim.runner import Job, RunRequest, parse_result, start
+from cnbsim.runner import Job, RunRequest, start, stub_hint
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"      # planqk serve's format, local time
@@ -235,13 +235,16 @@ class JobTable:
         with self.lock:
             record.exit_code = process.wait()
             if record.status == RUNNING:
-                record.has_result, record.result = parse_result("".join(record.stdout))
+                record.has_result, record.result = record.launched.result("".join(record.stdout))
                 # planqk-runtime.md §1.9: an ErrorResponse is printed, then the runtime exits 1
                 record.status = SUCCEEDED if record.exit_code == 0 else FAILED
                 record.ended_at = _now()
             status = record.status
         record.launched.close()
         self.log.line(f"job {record.id} {status} (exit code {record.exit_code})")
+        hint = stub_hint(self.output, "".join(record.stderr + record.stdout)) if record.exit_code else None
+        if hint:
+            self.log.line(hint)
 
 
 def _interim(line: str) -> tuple[Any] | None:

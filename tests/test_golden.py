@@ -43,7 +43,9 @@ def test_fixture_build_matches_golden(name, cnb_build, cnb_run, assert_matches_g
     if not expected_file.exists():
         return
     expected = json.loads(expected_file.read_text())
-    run = cnb_run(result, env=expected.get("env", {}))
+    given = {name: json.loads((app / "input" / f"{name}.json").read_text())  # as --data/--params mount them
+             for name in ("data", "params") if (app / "input" / f"{name}.json").is_file()}
+    run = cnb_run(result, env=expected.get("env", {}), **given)
     assert (run.exit_code, run.found, run.result) == (expected["exit_code"], expected["found"], expected["result"]), \
         f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
     for text in expected.get("stdout_contains", []):

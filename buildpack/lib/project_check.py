@@ -125,11 +125,14 @@ def _top_level_names(body: List[ast.stmt]) -> Tuple[Set[str], Set[str]]:
 
 
 def _missing_keywords(body: List[ast.stmt], name: str) -> List[str]:
-    """The keywords data/params that a plain top-level `def name(...)` cannot take ([] if unsure)."""
+    """The keywords data/params that a plain, untyped top-level `def name(...)` cannot take ([] if unsure).
+    A typed one (an annotated parameter) gets only its own parameters, so it needs neither."""
     defs = [n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
     if len(defs) != 1 or defs[0].decorator_list or defs[0].args.kwarg is not None:
         return []
     args = defs[0].args
+    if any(a.annotation is not None for a in args.posonlyargs + args.args + args.kwonlyargs):
+        return []
     accepted = {a.arg for a in args.args + args.kwonlyargs}
     return [k for k in ("data", "params") if k not in accepted]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -64,7 +63,12 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("app", metavar="APP", help="the app (project) directory; it is copied, never modified")
     p.add_argument("--builder", metavar="FILE", help="a builder.toml (default: the embedded PlanQK builder)")
     p.add_argument("--buildpack", "-b", dest="buildpacks", action="append", default=[], metavar="DIR|ID",
-                   help="a buildpack dir, package.toml or id[@version]; repeat to form one group (like pack)")
+                   help="a buildpack dir, package.toml, .cnb file, oci:DIR[:TAG] or id[@version]; repeat to "
+                        "form one group (like pack)")
+    p.add_argument("--buildpack-store", action="append", default=[], metavar="DIR",
+                   help="a dir of saved buildpackages (.cnb files, OCI layouts from `skopeo copy ... oci:DIR:TAG`) "
+                        "that registry references resolve to before the offline stubs (also "
+                        "$CNBSIM_BUILDPACK_STORE)")
     p.add_argument("--env", "-e", action="append", default=[], metavar="K=V",
                    help="a platform env var for the buildpacks (repeatable; K alone takes it from this shell)")
     p.add_argument("--env-file", metavar="FILE", help="KEY=VALUE lines, as platform env vars")
@@ -111,11 +115,16 @@ def _parser() -> argparse.ArgumentParser:
                        description="Start a process of a build output through the launcher. With --data/--params "
                                    "(plain JSON files) it does what `docker run -e BASE64_ENCODED=false -v "
                                    "data.json:/var/input/data/data.json -v params.json:/var/input/params/"
-                                   "params.json IMAGE` does, then prints the PlanQK result.", epilog=EPILOG)
+                                   "params.json IMAGE` does, then prints the PlanQK result (from "
+                                   "/var/runtime/output/output.json, else the result block). Only the inputs "
+                                   "given are mounted, never the project's input/ dir.", epilog=EPILOG)
     r.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     r.add_argument("--process", "-p", metavar="TYPE", help="the process type (default: the default process)")
     r.add_argument("--data", metavar="FILE", help="JSON input data (mounted at /var/input/data/data.json)")
     r.add_argument("--params", metavar="FILE", help="JSON params (mounted at /var/input/params/params.json)")
+    r.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
+                   help="a JSON input for the run() parameter NAME, in PlanQK's v2 layout (repeatable; then "
+                        "every input is mounted at /var/runtime/input/NAME.json)")
     r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="a container env var")
     r.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto",
                    help="run inside bubblewrap: /workspace, /layers, /var/input, no network "
@@ -142,6 +151,20 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--run-image", metavar="OCI-DIR", help="an OCI layout to put the layers on top of")
     x.add_argument("--uncompressed", action="store_true", help="write uncompressed tar layers")
 
+    k = sub.add_parser("package", help="package a buildpack as a .cnb file or OCI layout (like pack buildpack package)",
+                       description="Write a buildpackage as `pack buildpack package` does: one layer per buildpack "
+                                   "(/cnb/buildpacks/<id>/<version>), the io.buildpacks.buildpackage.metadata and "
+                                   "io.buildpacks.buildpack.layers labels; reproducible.", epilog=EPILOG)
+    k.add_argument("output", metavar="OUTPUT", help="the .cnb file (--format file) or OCI layout dir (--format oci)")
+    k.add_argument("--config", "-c", metavar="FILE",
+                   help="package.toml: [buildpack] uri and [[dependencies]] (dirs, .cnb files, oci:DIR)")
+    k.add_argument("--path", "-p", metavar="DIR", help="package this buildpack dir alone (instead of --config)")
+    k.add_argument("--format", "-f", choices=("file", "oci"), default="file",
+                   help="file: an OCI layout in a tar (.cnb, default); oci: an OCI layout directory")
+    k.add_argument("--os", dest="target_os", default="", metavar="OS",
+                   help="the image's os (default: package.toml [platform] os, else linux)")
+    k.add_argument("--tag", default="", metavar="NAME", help="with --format oci: the image's tag in index.json")
+
     sub.add_parser("lifecycle", help="lifecycle-compatible phases: detector, builder, launcher",
                    add_help=False)
     return p
@@ -164,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     handler = {"build": cmd_build, "detect": cmd_detect, "run": cmd_run, "inspect": cmd_inspect,
-               "serve": cmd_serve, "export": cmd_export}[args.verb]
+               "serve": cmd_serve, "export": cmd_export, "package": cmd_package}[args.verb]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -183,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOptions
     from cnbsim.api import BuildOptions
     kwargs: dict[str, Any] = dict(env=parse_env(args.env, args.env_file), installer=args.installer,
-                                  wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None, **extra)
+                                  wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None,
+                                  buildpack_store=tuple(Path(d) for d in args.buildpack_store), **extra)
     if args.timeout:
         kwargs.update(detect_timeout=args.timeout, build_timeout=args.timeout)
     return BuildOptions(**kwargs)
@@ -254,42 +278,36 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from cnbsim.output import BuiltOutput
-    from cnbsim.runner import RunRequest, parse_result, read_json_input, start
+    from cnbsim.runner import RunRequest, read_json_input, run_attached, unmounted_inputs
     output = BuiltOutput.open(args.output)
-    user_args = args.args
+    named = {}
+    for item in args.input:
+        name, eq, path = item.partition("=")
+        if not eq or not name.isidentifier() or not path:
+            raise ConfigError(f"--input {item!r} is not NAME=FILE", field="--input",
+                              hint="e.g. --input data=input/data.json (NAME is the run() parameter)")
+        named[name] = read_json_input(path, f"input {name}")
     req = RunRequest(
-        output=output, process_type=args.process, args=tuple(user_args), env=parse_env(args.env, None),
+        output=output, process_type=args.process, args=tuple(args.args), env=parse_env(args.env, None),
         data=read_json_input(args.data, "data") if args.data else None,
         params=read_json_input(args.params, "params") if args.params else None,
-        sandbox=args.sandbox, writable_workspace=args.writable_workspace)
-    job = start(req, stdout=subprocess.PIPE, stderr=None if not args.json else sys.stderr)
-    chunks = []
-    user_out = sys.stderr if args.json else sys.stdout
-    try:
-        assert job.process.stdout is not None
-        for raw in iter(job.process.stdout.readline, b""):
-            line = raw.decode("utf-8", errors="replace")
-            chunks.append(line)
-            user_out.write(line)
-            user_out.flush()
-        code = job.process.wait()
-    except KeyboardInterrupt:
-        job.process.terminate()
-        job.process.wait()
-        raise
-    finally:
-        job.close()
-    found, value = parse_result("".join(chunks))
+        sandbox=args.sandbox, writable_workspace=args.writable_workspace, inputs=named)
+    note = unmounted_inputs(req)
+    if note:
+        print(note, file=sys.stderr)
+    outcome = run_attached(req, sys.stderr if args.json else sys.stdout, sys.stderr)
     if args.json:
-        if found:
-            json.dump(value, sys.stdout, indent=2, sort_keys=True)
+        if outcome.found:
+            json.dump(outcome.result, sys.stdout, indent=2, sort_keys=True)
             print()
-    elif found:
+    elif outcome.found:
         print(_bold("===> RESULT", _color(sys.stdout)))
-        print(json.dumps(value, indent=2, sort_keys=True))
-    if code != 0:
-        print(f"cnbsim: the process exited with code {code}", file=sys.stderr)
-    return code
+        print(json.dumps(outcome.result, indent=2, sort_keys=True))
+    if outcome.hint:
+        print(outcome.hint, file=sys.stderr)
+    if outcome.code != 0:
+        print(f"cnbsim: the process exited with code {outcome.code}", file=sys.stderr)
+    return outcome.code
 
 
 def _dir_size(path: Path) -> int:
@@ -368,3 +386,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    from cnbsim.buildpackage import package
+    config = args.config
+    if config is None and args.path is None and Path("package.toml").is_file():
+        config = "package.toml"
+    done = package(config, args.output, fmt=args.format, path=args.path, target_os=args.target_os, tag=args.tag)
+    print(f"Successfully created package {_shown(done.path)} ({done.id}@{done.version}, "
+          f"{len(done.layers)} buildpack layer{'s' if len(done.layers) != 1 else ''}, {done.manifest_digest})")
+    return 0

@@ -148,9 +148,12 @@ def run_runtime(project: Path, *, env: Mapping[str, str] | None = None, args: Se
                 python: str = sys.executable, input_root: Path | None = None) -> Run:
     """The vendored runtime as the `web` process starts it: `python -m app` in the runtime's dir,
     with PLANQK_APP_DIR = `project` (what the layer's env.launch sets).
-    The input root is a dir in tmp (never the host's /var/input) unless `input_root` names one."""
+    The input root and the v2 input/output dirs are dirs in tmp (never the host's /var/input or
+    /var/runtime) unless `input_root` or `env` names others; the v2 ones exist only if a test makes them."""
     root = input_root or project.parent / "var-input"
-    full = base_env(**{"PLANQK_INPUT_ROOT": str(root), "PLANQK_APP_DIR": str(project), **(env or {})})
+    full = base_env(**{"PLANQK_INPUT_ROOT": str(root), "PLANQK_APP_DIR": str(project),
+                       "INPUT_DIRECTORY": str(project.parent / "var-runtime" / "input"),
+                       "OUTPUT_DIRECTORY": str(project.parent / "var-runtime" / "output"), **(env or {})})
     return execute([python, "-m", "app", *args], cwd=RUNTIME_PYTHON, env=full)
 
 
@@ -217,7 +220,9 @@ def launch_web(tmp_path: Path, layers: Path):
     plus the layer's env.launch/ and a cpython-like `python` on PATH, in the process's working-dir."""
     def run(app: Path, env: Mapping[str, str] | None = None) -> Run:
         container = base_env(**{"PATH": f"{python_dir(tmp_path / 'cpython-bin')}:/usr/bin:/bin",
-                                "PLANQK_INPUT_ROOT": str(tmp_path / "var-input"), **(env or {})})
+                                "PLANQK_INPUT_ROOT": str(tmp_path / "var-input"),
+                                "INPUT_DIRECTORY": str(tmp_path / "var-runtime" / "input"),
+                                "OUTPUT_DIRECTORY": str(tmp_path / "var-runtime" / "output"), **(env or {})})
         launch = tomllib.loads((layers / "launch.toml").read_text())
         web = next(p for p in launch["processes"] if p["type"] == "web")
         return execute(web["command"], cwd=Path(web.get("working-dir", app)),

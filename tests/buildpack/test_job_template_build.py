@@ -168,6 +168,12 @@ def test_a_run_without_params_builds_with_a_warning(project, build):
             "run(data=..., params=...)") in result.stdout
 
 
+def test_a_typed_run_without_params_builds_without_a_warning(project, build):
+    result = build(project("def run(data: dict) -> dict:\n    return data\n"))   # it gets only its own parameters
+    assert result.returncode == 0
+    assert "src/program.py defines run" in result.stdout and "warning" not in result.stdout
+
+
 @pytest.mark.parametrize("name, message", [
     ("planqk-pip", "    src/program.py defines run (shell check: no Python on PATH)"),
     ("planqk-missing-program", "ERROR: src/program.py: not found, but the entry point 'src.program:run' needs it"),
@@ -284,10 +290,14 @@ EXPECTED = sorted(p.parent.name for p in APPS.glob("*/expected-output.json"))
 
 
 @pytest.mark.parametrize("name", EXPECTED)
-def test_the_web_process_runs_each_fixture_app_as_expected(fixture_app, build, launch_web, name):
+def test_the_web_process_runs_each_fixture_app_as_expected(fixture_app, build, launch_web, tmp_path, name):
     expected = json.loads((APPS / name / "expected-output.json").read_text())
     app = fixture_app(name)
     assert build(app).returncode == 0
+    mount = tmp_path / "var-input"          # the app's input/*.json mounted where the runtime looks
+    mount.mkdir()
+    for file in sorted((app / "input").glob("*.json")):
+        (mount / file.name).write_bytes(file.read_bytes())
     run = launch_web(app, env=expected.get("env", {}))
     assert run.returncode == expected["exit_code"], run.output
     assert run.block == (expected["found"], expected["result"])
@@ -301,7 +311,8 @@ def test_the_shadow_app_fixture_has_an_app_py_that_python_dash_m_app_would_run(f
     app = fixture_app("planqk-shadow-app")
     assert (app / "app.py").is_file()
     assert build(app).returncode == 0
-    run = launch_web(app, env={"BASE64_ENCODED": "false"})
+    run = launch_web(app, env={"BASE64_ENCODED": "false", "DATA_FILE": "input/data.json",
+                               "PARAMS_FILE": "input/params.json"})
     assert "local run of the user's app.py" not in run.stdout
     assert run.block == (True, {"parity": 1, "reversed": [1, 1, 0, 1]})
 

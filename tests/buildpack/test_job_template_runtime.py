@@ -40,9 +40,11 @@ def b64(value: object, *, urlsafe: bool = False) -> str:
 
 
 def write_inputs(project: Path, data: object, params: object) -> None:
-    (project / "input").mkdir(exist_ok=True)
-    (project / "input" / "data.json").write_text(json.dumps(data))
-    (project / "input" / "params.json").write_text(json.dumps(params))
+    """The inputs mounted where the runtime looks (run_job's input root, as `-v input:/var/input` does)."""
+    root = project.parent / "var-input"
+    root.mkdir(exist_ok=True)
+    (root / "data.json").write_text(json.dumps(data))
+    (root / "params.json").write_text(json.dumps(params))
 
 
 # ---------------------------------------------------------------------------------- golden case
@@ -194,7 +196,7 @@ def test_python_dash_m_app_in_the_app_dir_is_shadowed_which_is_why_web_starts_in
 
 # ---------------------------------------------------------------------------------- input sources
 
-SOURCES = ["X_FILE", "root/x.json", "root/x/x.json", "input/x.json", "X_VALUE", "INPUT_X"]
+SOURCES = ["X_FILE", "root/x.json", "root/x/x.json", "X_VALUE", "INPUT_X"]
 
 
 def place(source: str, name: str, value: object, app: Path, root: Path, env: dict[str, str]) -> None:
@@ -206,8 +208,7 @@ def place(source: str, name: str, value: object, app: Path, root: Path, env: dic
     elif source in ("X_VALUE", "INPUT_X"):
         env[source.replace("X", name.upper())] = text
     else:
-        base = app if source.startswith("input/") else root
-        path = base / source.replace("root/", "").replace("x", name)
+        path = root / source.replace("root/", "").replace("x", name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
 
@@ -221,6 +222,16 @@ def test_each_input_comes_from_the_first_source_that_exists(project, run_job, tm
     run = run_job(app, env=env)
     assert run.block == (True, {"data": {"data from": SOURCES[first]}, "params": {"params from": SOURCES[first]}})
     assert ("DEPRECATED: INPUT_DATA is deprecated, use DATA_VALUE instead" in run.stdout) == (SOURCES[first] == "INPUT_X")
+
+
+def test_the_projects_own_input_dir_is_not_read_and_the_warning_says_how_to_give_it(project, run_job):
+    app = project(ECHO, {"input/data.json": '{"local": true}', "input/params.json": '{"local": true}'})
+    run = run_job(app, env={**PLAIN, "ENTRY_POINT": "src.program:run"})
+    assert run.block == (True, {"data": {}, "params": {}})
+    assert ("working with empty dict; the project's input/params.json is not read (only given inputs are: "
+            f"mount it at {app.parent / 'var-input'}/params.json or set PARAMS_FILE=input/params.json)") in run.stdout
+    run = run_job(app, env={**PLAIN, "ENTRY_POINT": "src.program:run", "DATA_FILE": "input/data.json"})
+    assert run.block == (True, {"data": {"local": True}, "params": {}})
 
 
 def test_no_input_at_all_gives_empty_dicts_with_a_warning(project, run_job):
@@ -339,7 +350,7 @@ def test_bad_json_is_logged_and_gives_empty_dict(project, run_job):
     app = project(ECHO)
     (app / "input").mkdir()
     (app / "input" / "data.json").write_text('{"values": [1, 2,]}')
-    run = run_job(app, env={**PLAIN, "ENTRY_POINT": "src.program:run"})
+    run = run_job(app, env={**PLAIN, "ENTRY_POINT": "src.program:run", "DATA_FILE": "input/data.json"})
     assert run.returncode == 0
     assert run.block[1]["data"] == {}
     assert re.search(r"ERROR .*Input data from file '.*input/data.json' is not valid JSON: Expecting value at line 1 "
@@ -350,7 +361,7 @@ def test_a_byte_order_mark_is_named(project, run_job):
     app = project(ECHO)
     (app / "input").mkdir()
     (app / "input" / "data.json").write_bytes(b'\xef\xbb\xbf{"a": 1}')
-    run = run_job(app, env={**PLAIN, "ENTRY_POINT": "src.program:run"})
+    run = run_job(app, env={**PLAIN, "ENTRY_POINT": "src.program:run", "DATA_FILE": "input/data.json"})
     assert run.block[1]["data"] == {}
     assert "starts with a UTF-8 byte order mark (BOM); save it as UTF-8 without BOM" in run.stdout
 
