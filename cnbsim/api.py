@@ -29,7 +29,7 @@ from cnbsim.builder import Sources, resolve_sources
 from cnbsim.cache import Cache
 from cnbsim.phase.export import reuse_layers
 from cnbsim.phase.restore import restore
-from cnbsim.phase.detect import DetectResult
+from cnbsim.phase.detect import DetectFailed, DetectResult
 from cnbsim.phase.detect import detect as detect_phase
 from cnbsim.errors import BuildError, ConfigError, ExportError
 from cnbsim.fs import is_inside, relocate, special_files
@@ -84,6 +84,7 @@ class BuildOptions:
         values["CNBSIM_INSTALLER"] = installer.value
         values["CNBSIM_PYTHON"] = sys.executable
         values["CNBSIM_BASE_PYTHON"] = base_python()
+        values["CNBSIM_PYTHONS"] = os.pathsep.join(installed_pythons())
         if self.wheelhouse is not None:
             wheelhouse = Path(self.wheelhouse).absolute()
             if not wheelhouse.is_dir():
@@ -116,6 +117,36 @@ class BuildRequest:
 
 # build() arguments a rebuild may change; everything else it is given is a BuildOptions field.
 REBUILD_ARGS = ("builder", "buildpacks", "output", "cache_dir", "clear_cache")
+
+
+_PYTHON_XY = re.compile(r"^python3\.[0-9]+$")
+
+
+def _newest_first(path: Path) -> list[int | str]:
+    """Sort key: version numbers in the path compared as numbers, highest first."""
+    return [-int(part) if part.isdigit() else part for part in re.split(r"([0-9]+)", path.as_posix())]
+
+
+def installed_pythons() -> list[str]:
+    """The base interpreters installed on this machine (pyenv, uv, /usr), one per path, for the
+    cpython stub to pick the requested version from; globbing only, no interpreter is run."""
+    home = Path.home()
+    pyenv = Path(os.environ.get("PYENV_ROOT") or home / ".pyenv") / "versions"
+    uv = Path(os.environ.get("UV_PYTHON_INSTALL_DIR")
+              or Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / "uv" / "python")
+    found: list[str] = []
+    seen: set[str] = set()
+    for pattern in (pyenv / "*" / "bin", uv / "cpython-*" / "bin", Path("/usr/local/bin"), Path("/usr/bin")):
+        dirs = Path(pattern.anchor).glob(str(pattern.relative_to(pattern.anchor)))
+        for bin_dir in sorted(dirs, key=_newest_first):
+            if (bin_dir.parent / "pyvenv.cfg").exists():
+                continue  # a virtual environment, not an installation
+            for exe in sorted(bin_dir.glob("python3.*"), key=_newest_first):
+                real = os.path.realpath(exe)
+                if _PYTHON_XY.match(exe.name) and real not in seen and os.access(exe, os.X_OK):
+                    seen.add(real)
+                    found.append(exe.as_posix())
+    return found
 
 
 @dataclass(frozen=True)
@@ -342,6 +373,16 @@ def default_output(app: Path) -> Path:
     return Path.cwd() / "cnbsim-out" / app.absolute().name
 
 
+def _detect(sources: Sources, platform: Platform, log: Logger) -> DetectResult:
+    """The detect phase; a failure that no buildpack errored in carries what the builder says to such a project."""
+    try:
+        return detect_phase(sources.order, sources.store, platform, log)
+    except DetectFailed as failed:
+        if sources.builder is not None:
+            failed.builder_hint = sources.builder.detect_hint
+        raise
+
+
 def detect(app: Path | str, *, builder: Path | str | None = None,
            buildpacks: Sequence[Path | str] | None = None, options: BuildOptions | None = None,
            log: Logger | None = None, **kwargs: Any) -> DetectResult:
@@ -362,7 +403,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
         platform = Platform(app_dir=workspace, platform_dir=platform_dir, layers_dir=Path(tmp) / "layers",
                             api=options.platform_api, detect_timeout=options.detect_timeout,
                             **({"target": target} if target else {}))
-        return detect_phase(sources.order, sources.store, platform, log)
+        return _detect(sources, platform, log)
 
 
 def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
@@ -402,7 +443,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                             **({"target": run_target} if run_target else {}))
         t0 = time.perf_counter()
         log.phase("DETECTING")
-        detected = detect_phase(sources.order, sources.store, platform, log)
+        detected = _detect(sources, platform, log)
         write_toml(layers / "group.toml", group_to_toml(detected.group))
         write_toml(layers / "plan.toml", detected.plan.to_toml())
         t1 = time.perf_counter()

@@ -88,11 +88,15 @@ class DetectFailed(DetectError):
         self.runs = runs
         self.bp_error = bp_error
         self.redact = redact
+        self.builder_hint = ""   # what the builder says to a project none of its groups accepts
 
     def explain(self) -> str:
         """Why each group failed, per buildpack (pass, fail, skip, error and its last line) and plan resolution."""
         # buildpack output quoted here must not show a build-time secret
-        return self.redact("\n".join(g.explain() for g in self.groups))
+        text = "\n".join(g.explain() for g in self.groups)
+        if self.builder_hint and not self.bp_error:
+            text += "\n" + self.builder_hint.rstrip("\n")
+        return self.redact(text)
 
     def __str__(self) -> str:
         """The message and the reasons, so that a test's traceback says why without `.explain()`."""

@@ -36,7 +36,7 @@ def test_unknown_references_do_not_resolve(uri):
 
 def test_planqk_builder_resolves_offline_with_notices():
     sources = resolve_builder(read_builder_toml(BUILDERS_DIR / "planqk" / "builder.toml"))
-    assert len(sources.order) == 3
+    assert len(sources.order) == 5   # PlanQK's three groups, then cnbsim's two Poetry groups
     assert [el.id for el in sources.order[1].group][-1] == "planqk-buildpacks/job-template"
     assert sources.order[1].group[-1].version == "1.0.0"       # the order entry had no version
     assert any("gcr.io/paketo-buildpacks/cpython: using the offline stub paketo-buildpacks/cpython@1.11.0" in n
