@@ -1,10 +1,20 @@
 # Everything a fresh machine needs: `make demo` and `make test` set up the venv themselves.
+# `make test PYTHON=python3.12` runs the suite on that interpreter, in its own venv
+# (.venv-3.12), so that interpreters never share (or clobber) one; the default python3 uses .venv.
 PYTHON ?= python3
+ifeq ($(PYTHON),python3)
 VENV   ?= .venv
+else
+PY_XY  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifeq ($(PY_XY),)
+$(error PYTHON=$(PYTHON) does not run: give an interpreter, e.g. PYTHON=python3.12 or a full path)
+endif
+VENV   ?= .venv-$(PY_XY)
+endif
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv system-tools golden bench package clean
+.PHONY: demo test test-all venv system-tools golden bench package clean differential
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +30,22 @@ venv: $(STAMP)
 system-tools:
 	@./scripts/install-system-tools
 
+# pytest's exit 5 (no tests collected) fails like any other non-zero exit.
 test: $(STAMP) system-tools
 	$(BIN)/python -m pytest -n 2 -q
+
+# The suite on every supported Python found here (pyenv, /usr/bin, PATH), one after the other;
+# absent versions are skipped with a line saying so.
+test-all:
+	@./scripts/test-all
+
+# The differential suite alone, on more cases: cnbsim against the real lifecycle
+# (`make differential N=5000 SEED=1a2b3c4d`; `CASE=17` replays one case of that seed).
+N    ?= 5000
+SEED ?=
+CASE ?=
+differential: $(STAMP)
+	CNB_DIFF_N=$(N) CNB_DIFF_SEED=$(SEED) CNB_DIFF_CASE=$(CASE) $(BIN)/python -m pytest -n 2 -q tests/differential
 
 demo: $(STAMP)
 	@./scripts/demo
@@ -38,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) cnbsim-out dist
+	rm -rf .venv .venv-[0-9]* cnbsim-out dist

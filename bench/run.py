@@ -211,7 +211,7 @@ def bench_scale(b: Bench, quick: bool) -> None:
     start = time.perf_counter()
     result = api_build(app, b.out("big"), buildpacks=[bp_root / "big" / "1"])
     total = time.perf_counter() - start
-    from cnbsim.report import tree_digest
+    from cnbsim.fs import tree_digest
     layer = result.layer("big", "big").path
     digest_t = median_time(lambda: tree_digest(layer), 3)
     tar_t = median_time(lambda: subprocess.run(f"tar -cf - -C {layer} . | sha256sum", shell=True, check=True,

@@ -6,12 +6,25 @@
     result.launch_env("web")["PATH"]
 """
 
-from cnbsim.api import BuildOptions, BuildResult, build, detect
-from cnbsim.phase.detect import DetectFailed, DetectResult
+from __future__ import annotations
+
+from typing import Any
+
 from cnbsim.errors import (BuildError, BuildpackApiError, CnbsimError, ConfigError, DetectError, LaunchError,
                            PlatformApiError)
 
 __version__ = "0.1.0"
+
+# Imported on first use (PEP 562), so that `cnbsim lifecycle ...` starts without loading the whole API.
+_LAZY = {"build": "cnbsim.api", "detect": "cnbsim.api", "BuildOptions": "cnbsim.api", "BuildResult": "cnbsim.api",
+         "DetectFailed": "cnbsim.phase.detect", "DetectResult": "cnbsim.phase.detect"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cnbsim' has no attribute {name!r}")
 
 __all__ = [
     "build", "detect", "BuildOptions", "BuildResult", "DetectResult", "DetectFailed", "CnbsimError",

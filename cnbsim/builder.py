@@ -23,7 +23,7 @@ from cnbsim.buildpacks import BuildpackStore
 from cnbsim.errors import ConfigError
 from cnbsim.log import Logger
 from cnbsim.model.builder import Builder, read_builder_toml
-from cnbsim.model.buildpack import BuildpackDescriptor, read_buildpack_toml
+from cnbsim.model.buildpack import BuildpackDescriptor, CompositeBuildpack, read_buildpack_toml
 from cnbsim.model.order import GroupElement, OrderGroup
 from cnbsim.model.package import read_package_toml
 
@@ -246,7 +246,7 @@ def resolve_builder(builder: Builder, log: Logger | None = None, saved_in: Seque
                                        "--buildpack DIR, or save its image into a --buildpack-store DIR")
             added = store.add_path(target)
             for desc in added:   # a stand-in composite brings the stand-ins its order names
-                if desc.is_composite:
+                if isinstance(desc, CompositeBuildpack):
                     for inner in _composite_parts(_known_store(), desc):
                         store.add(inner)
             what = "the job-template buildpack of this repository" if target == job_template_dir() \

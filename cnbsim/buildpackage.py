@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from cnbsim.errors import CnbsimError, ConfigError
+from cnbsim.fs import AtomicDir, DirKind, mark, remove_tree
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id, read_buildpack_toml
-from cnbsim.oci.layout import (DIGEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
+from cnbsim.oci.layout import (DIGEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST,
                                REF_NAME, ImageWriter)
 from cnbsim.oci.tar import NORMALIZED_TIME, TarWriter, dir_header
 
@@ -284,17 +285,13 @@ def _replace_file(tmp: Path, output: Path) -> None:
 
 
 def _replace_layout(layout: Path, output: Path) -> None:
-    """Put the new layout at OUTPUT; an existing one is replaced only when it is an OCI layout."""
-    if output.exists() or output.is_symlink():
-        if output.is_symlink() or not output.is_dir() or not (output / "oci-layout").is_file():
-            raise BuildpackageError("exists and is not an OCI image layout: refusing to replace it", file=output,
-                                    hint="remove it yourself or pick another directory")
-        old = output.with_name(f".{output.name}.cnbsim-old-{os.getpid()}")
-        os.rename(output, old)
-        os.rename(layout, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(layout, output)
+    """Put the new layout at OUTPUT with the one atomic-directory helper: an existing directory is
+    replaced only when cnbsim made it (its ownership marker), and OUTPUT always names a whole layout."""
+    with AtomicDir(output, DirKind.OCI_LAYOUT, "package layout") as target:
+        remove_tree(target.path)
+        os.rename(layout, target.path)        # built beside OUTPUT: the same file system
+        mark(target.path, DirKind.OCI_LAYOUT)
+        target.commit()
 
 
 def _is_buildpackage_file(path: Path) -> bool:

@@ -1,10 +1,12 @@
 """Finding buildpacks: a single buildpack dir, or a buildpacks dir in the Platform API layout.
 
-platform.md "Buildpacks Directory Layout": `<buildpacks>/<id with / as _>/<version>/buildpack.toml`
-(lc:platform/dir_store.go LookupBp).
+buildpacks/spec platform.md#buildpacks-directory-layout: `<buildpacks>/<id with / as _>/<version>/buildpack.toml`
+(lifecycle platform/dir_store.go LookupBp).
 """
 
 from __future__ import annotations
+
+import os
 
 from pathlib import Path
 from typing import Iterable
@@ -29,13 +31,17 @@ class BuildpackStore:
 
     def add_path(self, path: Path) -> list[BuildpackDescriptor]:
         """A buildpack dir (has buildpack.toml) or a buildpacks dir (<id>/<version>/buildpack.toml)."""
-        if (path / "buildpack.toml").is_file():
-            return [self.add(read_buildpack_toml(path / "buildpack.toml"))]
+        if os.path.lexists(path / "buildpack.toml"):
+            return [self.add(read_buildpack_toml(path / "buildpack.toml"))]   # a directory there: its error
         if not path.is_dir():
             raise ConfigError("is not a buildpack directory (no buildpack.toml) nor a buildpacks directory",
                               file=path, hint="give a directory that contains buildpack.toml")
         self.add_layout_dir(path)
-        return [self.add(read_buildpack_toml(toml)) for toml in sorted(path.glob("*/*/buildpack.toml"))]
+        found = [self.add(read_buildpack_toml(toml)) for toml in sorted(path.glob("*/*/buildpack.toml"))]
+        if not found:
+            raise ConfigError("holds no buildpack (no buildpack.toml, nor <id>/<version>/buildpack.toml)",
+                              file=path, hint="give a directory that contains buildpack.toml")
+        return found
 
     def add_layout_dir(self, path: Path) -> None:
         """A buildpacks dir whose descriptors are looked up lazily, as the lifecycle does."""

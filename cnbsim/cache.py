@@ -12,13 +12,14 @@ import os
 import shutil
 from pathlib import Path
 
+from cnbsim.errors import ConfigError
+from cnbsim.fs import AtomicDir, DirKind, check_replaceable, remove_owned, special_files, target_path
+from cnbsim.model.states import LayerStatus
 from cnbsim.phase.build import BuildOutcome
-from cnbsim.fs import special_files
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
-from cnbsim.report import tree_digest
+from cnbsim.fs import tree_digest
 
-RESTORED, REUSED, REBUILT = "restored", "reused", "rebuilt"
 INDEX = "index.json"
 LAYERS_KEY = "layers-dir"     # in the index: where the cached layers were built
 
@@ -34,49 +35,52 @@ class Cache:
     """A directory cache: `<dir>/layers/<escaped id>/<layer>/` + `<layer>.toml`, and an index."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path.absolute()
+        self.path = target_path(path, "cache dir")
+
+    def check(self) -> None:
+        """Refuse a cache dir that cnbsim did not create (it is replaced after every build)."""
+        check_replaceable(self.path, DirKind.CACHE, "cache dir")
 
     def clear(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        if os.path.lexists(self.path):
+            remove_owned(self.path, DirKind.CACHE, "cache dir")
 
     @property
     def layers(self) -> Path:
         return self.path / "layers"
 
     def built_in(self) -> str:
-        return self.index().get(LAYERS_KEY, "")
+        return str(self.index().get(LAYERS_KEY, ""))
 
     def index(self) -> dict[str, str]:
+        """The cache's index (layer -> digest); an unreadable or malformed one is an empty cache."""
         try:
-            return json.loads((self.path / INDEX).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            data = json.loads((self.path / INDEX).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
             return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
-    def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
-             log: Logger, shown_layers: str | None = None) -> None:
+    def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], LayerStatus],
+             log: Logger) -> None:
         """Write the new cache aside, then swap it in; on any failure the previous cache stays as it was
         (a warning, as the lifecycle gives: the build itself succeeded). A layer restored from the cache
-        and left as it was keeps its cached files (the lifecycle's "Reusing cache layer")."""
-        staging = self.path.with_name(self.path.name + ".staging")
+        and left as it was keeps its cached files (the lifecycle's "Reusing cache layer"). `layers_dir`
+        is where the buildpacks' layers are seen (/layers in the namespace), recorded for restore."""
         try:
-            self._write(staging, outcome, layers_dir, status, log, shown_layers or str(layers_dir))
-        except (OSError, shutil.Error) as exc:
-            shutil.rmtree(staging, ignore_errors=True)
+            with AtomicDir(self.path, DirKind.CACHE, "cache dir", notice=log.warn) as staging:
+                self._write(staging.path, outcome, layers_dir, status, log)
+                staging.commit()
+        except (OSError, shutil.Error, ConfigError) as exc:
             log.warn(f"failed to save the cache to {self.path}: {exc}; the previous cache is kept")
-            return
-        old = self.path.with_name(self.path.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.path.exists():
-            self.path.rename(old)
-        staging.rename(self.path)
-        shutil.rmtree(old, ignore_errors=True)
 
-    def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], str],
-               log: Logger, shown_layers: str) -> None:
-        shutil.rmtree(staging, ignore_errors=True)
+    def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path,
+               status: dict[tuple[str, str], LayerStatus],
+               log: Logger) -> None:
         (staging / "layers").mkdir(parents=True)
         before = self.index()
-        index = {LAYERS_KEY: shown_layers}   # where the buildpacks saw the layers: /layers in the namespace
+        index = {LAYERS_KEY: str(layers_dir)}
         for bp in outcome.buildpacks:
             for layer in bp.layers:
                 if not layer.cache:
@@ -88,8 +92,8 @@ class Cache:
                 dest = staging / "layers" / escape_id(bp.element.id)
                 dest.mkdir(parents=True, exist_ok=True)
                 cached = self.layers / escape_id(bp.element.id) / layer.name
-                if status.get((bp.element.id, layer.name)) == RESTORED and name in before and cached.is_dir() \
-                        and before.get(LAYERS_KEY) == shown_layers:
+                if status.get((bp.element.id, layer.name)) == LayerStatus.RESTORED and name in before and cached.is_dir() \
+                        and before.get(LAYERS_KEY) == str(layers_dir):
                     # unchanged: the new cache shares the cached files (never written in place: restore copies)
                     shutil.copytree(cached, dest / layer.name, symlinks=True, copy_function=_link_or_copy)
                     index[name] = before[name]

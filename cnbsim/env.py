@@ -1,6 +1,7 @@
 """Environment rules: the build env, platform env, layer env dirs and their suffixes.
 
-buildpack.md "Environment" and lc:env/ (env.go, build.go, launch.go), cnb-spec.md 3.3, 3.4, 4.4.
+buildpacks/spec buildpack.md#environment and #environment-variable-modification-rules, and lifecycle env/
+(env.go, build.go, launch.go).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-# lc:env/build.go: the only variables of the lifecycle's own environment a buildpack gets.
+# lifecycle env/build.go: the only variables of the lifecycle's own environment a buildpack gets.
 BUILD_ENV_ALLOWLIST = ("CNB_STACK_ID", "HOSTNAME", "HOME", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
                        "http_proxy", "NO_PROXY", "no_proxy")
 POSIX_PATH_VARS = ("PATH", "LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "PKG_CONFIG_PATH")
@@ -20,7 +21,7 @@ BUILD_ROOT_DIRS = {"bin": ("PATH",), "lib": ("LD_LIBRARY_PATH", "LIBRARY_PATH"),
                    "include": ("CPATH",), "pkgconfig": ("PKG_CONFIG_PATH",)}
 LAUNCH_ROOT_DIRS = {"bin": ("PATH",), "lib": ("LD_LIBRARY_PATH",)}
 
-# Launcher: variables the platform sets for the launcher only (lc:env/launch.go).
+# Launcher: variables the platform sets for the launcher only (lifecycle env/launch.go).
 LAUNCH_ENV_EXCLUDE = ("CNB_LAYERS_DIR", "CNB_APP_DIR", "CNB_PROCESS_TYPE", "CNB_PLATFORM_API",
                       "CNB_DEPRECATION_MODE")
 
@@ -35,14 +36,14 @@ class Env:
 
     @classmethod
     def for_build(cls, environ: Mapping[str, str] | None = None) -> "Env":
-        """lc:env/build.go NewBuildEnv: the allow-listed and POSIX path variables only."""
+        """lifecycle env/build.go NewBuildEnv: the allow-listed and POSIX path variables only."""
         environ = os.environ if environ is None else environ
         keep = BUILD_ENV_ALLOWLIST + POSIX_PATH_VARS
         return cls({k: v for k, v in environ.items() if k in keep})
 
     @classmethod
     def for_launch(cls, environ: Mapping[str, str]) -> "Env":
-        """lc:env/launch.go NewLaunchEnv: the container env minus the launcher's own variables,
+        """lifecycle env/launch.go NewLaunchEnv: the container env minus the launcher's own variables,
         with /cnb/process and /cnb/lifecycle removed from PATH."""
         out = {k: v for k, v in environ.items() if k not in LAUNCH_ENV_EXCLUDE}
         if "PATH" in out:
@@ -57,7 +58,7 @@ class Env:
         return self.vars.get(name, default)
 
     def apply(self, name: str, action: str, value: str, delim: str = "") -> None:
-        """One modification rule (cnb-spec.md 3.4.3)."""
+        """One modification rule (buildpacks/spec buildpack.md#environment-variable-modification-rules)."""
         cur = self.vars.get(name, "")
         if action == OVERRIDE:
             self.vars[name] = value
@@ -87,7 +88,7 @@ class Env:
             self.apply(name, action, value, delim)
 
     def with_platform(self, platform_dir: Path | None, build_config_dir: Path | None = None) -> "Env":
-        """lc:env/env.go WithOverrides: a copy with `<platform>/env` and `<build-config>/env` applied.
+        """lifecycle env/env.go WithOverrides: a copy with `<platform>/env` and `<build-config>/env` applied.
 
         `<platform>/env`: whole file name = variable name (no suffix parsing, [IMPL] gap 15);
         the POSIX path variables are prepended, everything else overrides.
@@ -112,7 +113,8 @@ def read_platform_env(platform_dir: Path) -> dict[str, str]:
 
 
 def _raw(path: Path) -> str:
-    """The file's bytes as they are (no newline translation): values are never trimmed (cnb-spec.md 3.3.8)."""
+    """The file's bytes as they are (no newline translation): values are never trimmed
+    (buildpacks/spec buildpack.md#environment-variable-modification-rules)."""
     return path.read_bytes().decode("utf-8", errors="surrogateescape")
 
 
@@ -129,7 +131,7 @@ def read_env_dir(env_dir: Path, default_action: str = OVERRIDE) -> Iterable[tupl
     """Yield (name, action, value, delim) for each file of an env dir, in the order the lifecycle applies them.
 
     `NAME.delim` is read as the delimiter of NAME in the same dir, never applied; an
-    unknown suffix (`NAME.foo.append`) is ignored (lc:env/env.go addEnvDir).
+    unknown suffix (`NAME.foo.append`) is ignored (lifecycle env/env.go addEnvDir).
     """
     files = _env_files(env_dir)
     names = {p.name for p in files}

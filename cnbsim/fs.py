@@ -1,9 +1,50 @@
-"""Small filesystem helpers shared by the phases."""
+"""Filesystem helpers shared by the phases: special files, ownership markers, the atomic directory swap.
+
+cnbsim replaces or deletes only directories it marked as its own when it created them (an
+output, a cache, an OCI layout): each holds `MARKER`, naming cnbsim, the marker's format and
+the kind of directory. A new version of such a directory is written completely aside, in a
+work dir next to it (same file system), then swapped in by `renameat2(RENAME_EXCHANGE)` (or,
+where the file system lacks it, two renames), so the name always holds a complete directory,
+and a later run finds and cleans whatever an interrupted one left.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import enum
+import errno
+import hashlib
+import json
 import os
+import re
+import secrets
 import stat
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+from cnbsim.errors import ConfigError
+
+MARKER = ".cnbsim-owned"
+MARKER_FORMAT = 1
+WORK_MODE = 0o700            # work dirs may hold the platform dir (secrets in env/ files)
+
+
+class DirKind(str, enum.Enum):
+    """What a cnbsim-owned directory is; the marker records it."""
+
+    OUTPUT = "output"
+    CACHE = "cache"
+    OCI_LAYOUT = "oci-layout"
+    WORK = "work"             # a work dir beside a target: its next version and scratch space
+
+
+# How a directory written by cnbsim before ownership markers looks, per kind.
+_LEGACY = {DirKind.OUTPUT: ("report.json", "layers"), DirKind.CACHE: ("index.json",),
+           DirKind.OCI_LAYOUT: ("oci-layout",)}
+
+
+class OwnershipError(ConfigError):
+    """A directory cnbsim would replace or delete is not one it created."""
 
 
 def special_files(dirpath: str, names: list[str]) -> list[str]:
@@ -26,3 +67,326 @@ def is_regular(path: str) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def target_path(path: Path | str, what: str) -> Path:
+    """An absolute path with `..` resolved (and a final symlink followed), checked to have a name."""
+    raw = str(path)
+    if not raw or "\0" in raw:
+        raise ConfigError(f"{what} path is empty or holds a NUL byte", file=repr(raw), hint=f"give a {what} directory")
+    out = Path(os.path.abspath(raw))
+    if out.is_symlink():
+        out = Path(os.path.realpath(out))
+    if out.parent == out:
+        raise ConfigError(f"the {what} cannot be the root directory", file=out, hint=f"give a {what} directory")
+    return out
+
+
+def mark(path: Path, kind: DirKind) -> None:
+    """Write the ownership marker into `path` (a directory cnbsim just created)."""
+    data = {"owner": "cnbsim", "format": MARKER_FORMAT, "kind": kind.value}
+    (path / MARKER).write_text(json.dumps(data, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def owner_kind(path: Path) -> DirKind | None:
+    """The kind recorded in `path`'s marker; None when there is no valid cnbsim marker."""
+    try:
+        data = json.loads((path / MARKER).read_text(encoding="utf-8")[:4096])
+        if data.get("owner") != "cnbsim" or data.get("format") != MARKER_FORMAT:
+            return None
+        return DirKind(data.get("kind"))
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        return None
+
+
+def _is_empty_dir(path: Path) -> bool:
+    try:
+        with os.scandir(path) as it:
+            return next(it, None) is None
+    except OSError:
+        return False
+
+
+def check_replaceable(path: Path, kind: DirKind, what: str) -> bool:
+    """True when `path` holds a `kind` cnbsim made, False when it is absent or an empty directory;
+    else refuse (OwnershipError) saying why, with a hint for directories of older cnbsim versions."""
+    if not os.path.lexists(path):
+        return False
+    if path.is_symlink() or not path.is_dir():
+        raise OwnershipError(f"{what} exists and is not a directory; refusing to replace it", file=path,
+                             hint=f"choose another {what} path")
+    found = owner_kind(path)
+    if found is kind:
+        return True
+    if found is not None:
+        raise OwnershipError(f"{what} is a cnbsim {found.value}, not a {kind.value}; refusing to replace it",
+                             file=path, hint=f"choose another {what} path")
+    if _is_empty_dir(path):
+        return False
+    if all((path / name).exists() for name in _LEGACY.get(kind, ("\0",))):
+        raise OwnershipError(
+            f"{what} looks like a {kind.value} written by an older cnbsim, which marked none as its own; "
+            "refusing to replace it", file=path,
+            hint=f"if nothing in it is yours to keep, remove it by hand (rm -rf '{path}') and run again")
+    raise OwnershipError(f"{what} exists and was not created by cnbsim (no {MARKER} marker); "
+                         "refusing to replace it", file=path,
+                         hint=f"choose another {what} path (a new or empty directory)")
+
+
+def remove_owned(path: Path, kind: DirKind, what: str) -> None:
+    """Delete `path` if cnbsim made it as a `kind` (or it is empty); refuse anything else."""
+    if check_replaceable(path, kind, what):
+        remove_tree(path)
+    elif path.is_dir():
+        path.rmdir()
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree of any depth, without recursion (shutil.rmtree recurses per level);
+    symlinks are removed, never followed; what cannot be removed is left (cleanup must not fail)."""
+    failed: set[str] = set()
+    stack = [str(path)]
+    while stack:
+        top = stack[-1]
+        try:
+            subdirs, blocked = [], False
+            with os.scandir(top) as it:
+                for entry in it:
+                    if not entry.is_dir(follow_symlinks=False):
+                        os.unlink(entry.path)
+                    elif entry.path in failed:
+                        blocked = True
+                    else:
+                        subdirs.append(entry.path)
+            if subdirs:
+                stack.extend(subdirs)     # their contents first; this dir is scanned again after
+                continue
+            if blocked:
+                raise OSError(f"{top} holds a directory that cannot be removed")
+            os.rmdir(top)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            failed.add(top)
+        stack.pop()
+
+
+def is_inside(path: Path, other: Path) -> bool:
+    """True when `path` is `other` or lies below it (both absolute, compared as resolved)."""
+    a, b = os.path.realpath(path), os.path.realpath(other)
+    return a == b or a.startswith(b.rstrip("/") + "/")
+
+
+# ---------------------------------------------------------------------------------------------
+# Swapping a directory in
+
+
+def _libc_renameat2() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+
+
+_RENAMEAT2 = _libc_renameat2()
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class AtomicDir:
+    """Write the next version of `target` aside, then swap it in: `target` always names a complete one.
+
+    Use as a context manager: `path` is the new directory to fill (already marked as `kind`),
+    `work` a 0700 scratch dir beside it, removed on every exit; `commit()` swaps `path` in.
+    `current` is the version being replaced (None if there is none). Entering first recovers
+    from an interrupted run (`notice` says what it cleaned) and refuses a `target` cnbsim did not make.
+    """
+
+    def __init__(self, target: Path | str, kind: DirKind, what: str,
+                 notice: Callable[[str], None] | None = None) -> None:
+        self.target = target_path(target, what)
+        self.kind = kind
+        self.what = what
+        self.notice = notice or (lambda _message: None)
+        self.work = self.target.with_name(f".{self.target.name}.cnbsim-{os.getpid()}-{secrets.token_hex(2)}")
+        self.path = self.work / "new"
+        self.current: Path | None = None
+        self.committed = False
+
+    def __enter__(self) -> "AtomicDir":
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the {self.what}'s parent directory: {exc.strerror}",
+                              file=self.target.parent, hint=f"choose a writable {self.what} location") from None
+        recover(self.target, self.kind, self.what, self.notice)
+        if check_replaceable(self.target, self.kind, self.what):
+            self.current = self.target
+        try:
+            self.work.mkdir(mode=WORK_MODE)
+            mark(self.work, DirKind.WORK)
+            self.path.mkdir()
+            mark(self.path, self.kind)
+        except OSError as exc:
+            remove_tree(self.work)
+            raise ConfigError(f"cannot write the {self.what} here: {exc.strerror}", file=self.target,
+                              hint=f"choose a writable {self.what} location") from None
+        return self
+
+    def commit(self) -> None:
+        """Swap the new directory in; the replaced one is removed with the work dir."""
+        try:
+            if os.path.lexists(self.target):
+                if not exchange(self.path, self.target):
+                    os.rename(self.target, self.work / "old")    # a crash here: recover() moves it back
+                    os.rename(self.path, self.target)
+            else:
+                os.rename(self.path, self.target)
+        except OSError as exc:
+            raise ConfigError(f"cannot put the new {self.what} in place: {exc.strerror}", file=self.target,
+                              hint=f"the previous {self.what} is kept; check the location is writable and "
+                                   "not a mount point") from None
+        self.committed = True
+
+    def __exit__(self, *exc: Any) -> None:
+        remove_tree(self.work)
+
+
+_WORK_NAME = re.compile(r"^\.(?P<name>.+)\.cnbsim-(?P<pid>[0-9]+)-[0-9a-f]{4}$")
+
+
+def recover(target: Path, kind: DirKind, what: str, notice: Callable[[str], None]) -> None:
+    """Clean the work dirs an interrupted run left beside `target`, putting its last good version back."""
+    try:
+        siblings = list(os.scandir(target.parent))
+    except OSError:
+        return
+    for entry in siblings:
+        m = _WORK_NAME.match(entry.name)
+        if not m or m.group("name") != target.name or _pid_alive(int(m.group("pid"))):
+            continue
+        work = Path(entry.path)
+        if entry.is_symlink() or owner_kind(work) is not DirKind.WORK:
+            continue                  # not ours: left alone
+        old = work / "old"
+        if not os.path.lexists(target) and owner_kind(old) is kind:
+            os.rename(old, target)
+            notice(f"an interrupted run left the last good {what} aside: put it back at {target}")
+        else:
+            notice(f"removed {work.name}, left beside the {what} by an interrupted run")
+        remove_tree(work)
+
+
+def relocate(root: Path, old: str, new: str) -> None:
+    """Replace the path `old` by `new` in the text files and link targets under `root` (or in `root`
+    itself, when it is a file).
+
+    Files holding a NUL byte (compiled `.pyc`, executables) are left as they are: a path of
+    another length would corrupt them. A changed file is written anew, never in place, so a
+    hard link shared with a cache keeps its contents.
+    """
+    old_b, new_b = os.fsencode(old), os.fsencode(new)
+    if not os.path.isdir(root) or os.path.islink(root):
+        _relocate_entry(str(root), old, new, old_b, new_b)
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            _relocate_entry(os.path.join(dirpath, name), old, new, old_b, new_b)
+
+
+def _relocate_entry(path: str, old: str, new: str, old_b: bytes, new_b: bytes) -> None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        link = os.readlink(path)
+        if old in link:
+            os.unlink(path)
+            os.symlink(link.replace(old, new), path)
+    elif stat.S_ISREG(st.st_mode):
+        with open(path, "rb") as fh:
+            data = fh.read()
+        if old_b in data and b"\0" not in data:
+            mode = stat.S_IMODE(st.st_mode)
+            os.unlink(path)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.replace(old_b, new_b))
+            os.chmod(path, mode)
+
+
+class Neutral(Protocol):
+    """What makes a digest host-independent (report.HostPython): the host interpreter's names as placeholders."""
+
+    def neutral(self, text: str) -> str: ...
+
+    def neutral_bytes(self, data: bytes, name: str = "") -> bytes: ...
+
+
+def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = (),
+                host: Neutral | None = None) -> tuple[str, int]:
+    """A content digest of a directory (names, types, modes' x bit, contents, link targets) and its file count.
+
+    `replace` maps host paths to image paths in contents and link targets first, so the digest is
+    that of the layer as built at `/layers` (where a real build writes it), not of this host's path;
+    with `host`, names, link targets and contents are read `host.neutral`, so that it does not
+    depend on the host's interpreter either.
+    """
+    pairs = [(h.encode(), i.encode()) for h, i in sorted(replace, key=lambda p: -len(p[0])) if h]
+
+    def fix(data: bytes, name: str = "") -> bytes:
+        for host_path, image in pairs:
+            if host_path in data:
+                data = data.replace(host_path, image)
+        return host.neutral_bytes(data, name) if host else data
+
+    def fix_name(rel: str) -> str:
+        return host.neutral(rel) if host else rel
+    h = hashlib.sha256()
+    count = 0
+    if not root.is_dir():
+        return "", 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root)
+        h.update(f"d {fix_name(rel_dir)}\n".encode())
+        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+            path = os.path.join(dirpath, name)
+            rel = fix_name(os.path.normpath(os.path.join(rel_dir, name)))
+            count += 1
+            if os.path.islink(path):
+                h.update(f"l {rel} ".encode() + fix(os.readlink(path).encode()) + b"\n")
+                continue
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):     # a socket or FIFO: named, never opened (it could block)
+                h.update(f"o {rel}\n".encode())
+                continue
+            h.update(f"f {rel} {'x' if st.st_mode & 0o111 else '-'} ".encode())
+            with open(path, "rb") as fh:
+                h.update(fix(fh.read(), name) if pairs or host else fh.read())
+            h.update(b"\n")
+    return "sha256:" + h.hexdigest(), count

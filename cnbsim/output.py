@@ -1,21 +1,20 @@
 """A build output dir: what an image would hold (`workspace/`, `layers/`, `report.json`).
 
-`OutputDir` writes one so that a failed build never replaces the previous output;
+`OutputDir` writes one aside so that a failed or interrupted build never replaces the previous output;
 `BuiltOutput` opens one for `run`, `serve`, `inspect` and `export`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 from cnbsim.errors import ConfigError
+from cnbsim.fs import AtomicDir, DirKind
 from cnbsim.model.metadata import BuildMetadata, read_metadata_toml
-
-OUTPUT_MARKER = "report.json"
+from cnbsim.model.platform_toml import PlatformRecord, read_platform_toml
 
 
 @dataclass(frozen=True)
@@ -24,6 +23,7 @@ class BuiltOutput:
 
     path: Path
     metadata: BuildMetadata
+    platform: PlatformRecord = field(default_factory=PlatformRecord)   # the build's default process, run image
 
     @classmethod
     def open(cls, path: Path | str) -> "BuiltOutput":
@@ -32,7 +32,12 @@ class BuiltOutput:
         if not md.is_file():
             raise ConfigError("is not a cnbsim build output (no layers/config/metadata.toml)", file=path,
                               hint="run cnbsim build first, and give its --output directory")
-        return cls(path, read_metadata_toml(md))
+        return cls(path, read_metadata_toml(md), read_platform_toml(path))
+
+    @property
+    def default_process(self) -> str:
+        """The image's default process: the one the build was given (--default-process), else the buildpacks'."""
+        return self.platform.process_type or self.metadata.default_process
 
     @property
     def workspace(self) -> Path:
@@ -54,33 +59,17 @@ class BuiltOutput:
         return isinstance(isolation, dict) and isolation.get("paths") == "image"
 
 
-class OutputDir:
-    """Build in place, but keep the previous output until the new one is complete.
+class OutputDir(AtomicDir):
+    """A new build output, written aside and swapped in only once complete.
 
-    Buildpacks write absolute paths into layers (virtualenvs, env files), so the output is
-    built at its final path; the previous output is moved aside and put back on failure.
+    `path` is where the build happens (`<work>/new`, beside the output, same file system);
+    `current` is the last good output, untouched until `commit()`; `platform_dir` is the
+    0700 platform dir (its env/ files may hold secrets), removed with the work dir on every exit.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path.absolute()
-        self.previous = self.path.with_name(self.path.name + ".cnbsim-previous")
+    def __init__(self, path: Path | str, notice: Callable[[str], None] | None = None) -> None:
+        super().__init__(path, DirKind.OUTPUT, "output", notice)
 
-    def __enter__(self) -> "OutputDir":
-        if self.previous.exists() and not self.path.exists():
-            self.previous.rename(self.path)          # a crash left it aside: it is still the last good one
-        shutil.rmtree(self.previous, ignore_errors=True)
-        if self.path.exists():
-            if not self.path.is_dir() or (any(self.path.iterdir()) and not (self.path / OUTPUT_MARKER).exists()):
-                raise ConfigError("output exists and is not a cnbsim output; refusing to replace it",
-                                  file=self.path, hint="choose another --output directory")
-            self.path.rename(self.previous)
-        self.path.mkdir(parents=True)
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            shutil.rmtree(self.previous, ignore_errors=True)
-            return
-        shutil.rmtree(self.path, ignore_errors=True)
-        if self.previous.exists():
-            self.previous.rename(self.path)
+    @property
+    def platform_dir(self) -> Path:
+        return self.work / "platform"

@@ -1,19 +1,23 @@
 """What the platform gives the lifecycle: directories, Platform API, run-image target, limits.
 
 Also the per-buildpack `CNB_*` variables for bin/detect and bin/build, which depend on
-the Buildpack API the buildpack declares (cnb-spec.md 1.3 A9-A12, 2.5.4, 3.2.4).
+the Buildpack API the buildpack declares (buildpacks/spec buildpack.md, per Buildpack API; buildpack.md#detection; lifecycle buildpack/detect.go; buildpack.md#build; lifecycle buildpack/build.go).
 """
 
 from __future__ import annotations
 
 import platform as _host
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnbsim import proc, sandbox
 from cnbsim.env import Env
+from cnbsim.errors import ConfigError
+from cnbsim.model._fields import Fields
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, Target, escape_id
+from cnbsim.tomlio import read_toml
 
 # platform.md "Inputs": where the lifecycle's containers have the app, layers, platform dir, buildpacks.
 IMAGE_APP_DIR = "/workspace"
@@ -27,12 +31,16 @@ _STUBS_DIR = Path(__file__).resolve().parent / "stubs"
 DEFAULT_DETECT_TIMEOUT = 60.0
 DEFAULT_BUILD_TIMEOUT = 1800.0
 
+# platform.md "Target data": the run image labels the analyzer reads the distro from
+DISTRO_NAME_LABEL = "io.buildpacks.base.distro.name"
+DISTRO_VERSION_LABEL = "io.buildpacks.base.distro.version"
+
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm"}
 
 
 @dataclass(frozen=True)
 class RunTarget:
-    """The run image's target (platform.md "analyzed.toml" [run-image.target])."""
+    """The run image's target (buildpacks/spec platform.md#analyzedtoml-toml [run-image.target])."""
 
     os: str = "linux"
     arch: str = ""
@@ -42,7 +50,7 @@ class RunTarget:
 
     @classmethod
     def host(cls, os_release: Path = Path("/etc/os-release")) -> "RunTarget":
-        """linux/<host arch>, distro from /etc/os-release as lc:platform/target_data.go reads it."""
+        """linux/<host arch>, distro from /etc/os-release as lifecycle platform/target_data.go reads it."""
         values: dict[str, str] = {}
         try:
             for line in os_release.read_text(encoding="utf-8").splitlines():
@@ -53,6 +61,48 @@ class RunTarget:
             pass
         machine = _host.machine().lower()
         return cls("linux", _ARCH.get(machine, machine), "", values.get("ID", ""), values.get("VERSION_ID", ""))
+
+    @classmethod
+    def from_image_config(cls, config: dict, os_release: Path = Path("/etc/os-release")) -> "RunTarget":
+        """The run image's target as the analyzer reads it (lc platform/target_data.go GetTargetMetadata):
+        os, architecture and variant of the image config, the distro from the io.buildpacks.base.distro.*
+        labels; without those labels the detector reads /etc/os-release of the build image (lc
+        phase/detector.go), which is this host's here."""
+        labels = (config.get("config") or {}).get("Labels") or {}
+        name = labels.get(DISTRO_NAME_LABEL, "")
+        version = labels.get(DISTRO_VERSION_LABEL, "")
+        if not name and not version:
+            host = cls.host(os_release)
+            name, version = host.distro_name, host.distro_version
+        return cls(str(config.get("os") or "linux"), str(config.get("architecture") or ""),
+                   str(config.get("variant") or ""), str(name), str(version))
+
+    def to_toml(self) -> dict[str, object]:
+        """analyzed.toml's [run-image.target] (platform.md)."""
+        out: dict[str, object] = {"os": self.os, "arch": self.arch}
+        if self.arch_variant:
+            out["arch-variant"] = self.arch_variant
+        if self.distro_name or self.distro_version:
+            out["distro"] = {"name": self.distro_name, "version": self.distro_version}
+        return out
+
+    @classmethod
+    def from_analyzed(cls, analyzed: Path, os_release: Path = Path("/etc/os-release")) -> "RunTarget":
+        """`[run-image.target]` of analyzed.toml, as lifecycle platform/target_data.go fills it in.
+
+        Without a distro: os defaults to linux, arch to the host's, and the distro comes from
+        /etc/os-release; a target with a distro is taken as written. No file: the host's target."""
+        host = cls.host(os_release)
+        if not analyzed.is_file():
+            return host
+        data = read_toml(analyzed, what="analyzed.toml")
+        fields = Fields(data, analyzed).sub("run-image").sub("target")
+        distro = fields.sub("distro") if fields.has("distro") else None
+        if distro is not None:
+            return cls(fields.str("os"), fields.str("arch"), fields.str("arch-variant"),
+                       distro.str("name"), distro.str("version"))
+        return cls(fields.str("os") or "linux", fields.str("arch") or host.arch, fields.str("arch-variant"),
+                   host.distro_name, host.distro_version)
 
     def satisfies(self, target: Target) -> bool:
         """lc TargetSatisfiedForBuild: os/arch/variant equal or either empty; any listed distro matches."""
@@ -91,6 +141,7 @@ class Isolation:
     uid: int = sandbox.DEFAULT_UID
     gid: int = sandbox.DEFAULT_GID
     host_paths: tuple[str, ...] = ()     # host files and dirs the build needs, shown read-only where they are
+    volumes: tuple[Volume, ...] = ()     # `--volume HOST:TARGET[:ro|rw]`: bound at TARGET, as pack binds them
 
     @staticmethod
     def base_env(environ: dict[str, str]) -> Env:
@@ -158,6 +209,7 @@ class Platform:
             # the stubs share bin helpers in their parent's lib/: shown where $CNB_BUILDPACK_DIR/../lib finds it
             binds.append(sandbox.Bind(str(bp.root.parent / "lib"), f"{IMAGE_BUILDPACKS_DIR}/{escape_id(bp.id)}/lib"))
         binds += [sandbox.Bind(p, p) for p in iso.host_paths]
+        binds += [sandbox.Bind(str(v.host), v.target, writable=v.writable) for v in iso.volumes]
         view = sandbox.View(binds=tuple(binds), cwd=IMAGE_APP_DIR, root=sandbox.Root.BUILD, network=iso.network,
                             uid=iso.uid, gid=iso.gid)
         return proc.run([f"{bp_dir}/bin/{executable}", *args], env=env, cwd=self.app_dir, timeout=timeout,
@@ -168,7 +220,7 @@ class Platform:
         overrides (unless clear-env), then the CNB_* variables of the buildpack's API."""
         base = env.with_platform(None if bp.info.clear_env else self.platform_dir, self.build_config_dir)
         out = dict(base.vars)
-        api = bp.api_version
+        api = bp.api   # not verified here: a nested buildpack is verified when it builds
         out["CNB_BUILDPACK_DIR"] = self.buildpack_dir(bp)
         if api >= ApiVersion(0, 8):
             out.update(cnb_vars)
@@ -178,3 +230,52 @@ class Platform:
         if api >= ApiVersion(0, 12) and self.exec_env:
             out["CNB_EXEC_ENV"] = self.exec_env
         return out
+
+
+# The lifecycle's own dirs in the build container: a volume there would hide or leak into them
+# (pack warns "Mounting to a sensitive directory"; cnbsim refuses, since the workspace is the image's app).
+RESERVED_TARGETS = ("/workspace", "/layers", "/platform", "/cnb")
+
+
+@dataclass(frozen=True)
+class Volume:
+    """`--volume HOST:TARGET[:ro|rw]`, as `pack build --volume`: a host file or dir at TARGET in the build
+    container, read-only unless `rw` (pack's default option is "ro")."""
+
+    host: Path
+    target: str
+    writable: bool = False
+
+    @classmethod
+    def parse(cls, spec: "str | Volume") -> "Volume":
+        if isinstance(spec, Volume):
+            return spec
+        parts = str(spec).split(":")
+        hint = "write --volume HOST:TARGET[:ro|rw], e.g. --volume ./config:/etc/myapp:ro"
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ConfigError(f"'{spec}' is not HOST:TARGET[:ro|rw]", field="--volume", hint=hint)
+        host_text, target = parts[0], parts[1]
+        options = parts[2].split(",") if len(parts) == 3 else ["ro"]
+        unknown = [o for o in options if o not in ("ro", "rw")]
+        if unknown or len(set(options)) > 1:
+            raise ConfigError(f"'{spec}': unsupported volume option '{(unknown or options)[0]}'", field="--volume",
+                              hint="the options are ro (read-only, the default) or rw (read-write)")
+        if not target.startswith("/") or posixpath.normpath(target) == "/":
+            raise ConfigError(f"'{spec}': the target '{target}' must be an absolute path other than /",
+                              field="--volume", hint=hint)
+        target = posixpath.normpath(target)
+        for reserved in RESERVED_TARGETS:
+            if target == reserved or target.startswith(reserved + "/"):
+                raise ConfigError(f"'{spec}': {reserved} is the lifecycle's own directory in the build",
+                                  field="--volume", hint="mount the volume elsewhere, e.g. /mnt/NAME")
+        host = Path(host_text).expanduser()
+        if not host.is_absolute() and not host_text.startswith(".") and "/" not in host_text:
+            raise ConfigError(f"'{spec}': '{host_text}' would be a named docker volume, which cnbsim has none of",
+                              field="--volume", hint=f"give a host path: ./{host_text} or an absolute path")
+        if not host.exists():
+            raise ConfigError(f"'{spec}': the host path does not exist", file=host.absolute(), field="--volume",
+                              hint="create it first, or fix the path")
+        return cls(host.absolute(), target, options == ["rw"])
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.target}:{'rw' if self.writable else 'ro'}"

@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pytest
 
+GOLDEN_OUTPUT_LINES = 10   # of a failed buildpack's output, in its golden
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("cnbsim", "cnbsim: Cloud Native Buildpacks builds in tests")
@@ -46,14 +48,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def cnb_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
-    """`cnb_build(app, builder=None, buildpacks=None, env=None, installer="stub", **options) -> BuildResult`."""
+    """`cnb_build(app, builder=None, buildpacks=None, env=None, installer="stub", clear_cache=False, **options)
+    -> BuildResult`: each call builds into its own output with its own cache; `result.rebuild(**changes)`
+    builds again with both."""
     import cnbsim
 
     def build(app: Path | str, builder: Path | str | None = None, buildpacks: Sequence[Path | str] | None = None,
               env: Mapping[str, str] | None = None, installer: str = "stub", output: Path | None = None,
-              cache_dir: Path | None = None, **options: Any) -> cnbsim.BuildResult:
+              cache_dir: Path | None = None, clear_cache: bool = False, **options: Any) -> cnbsim.BuildResult:
         out = output or tmp_path_factory.mktemp("cnb-build") / Path(app).name
-        return cnbsim.build(app, builder=builder, buildpacks=buildpacks, output=out, cache_dir=cache_dir,
+        cache = cache_dir or tmp_path_factory.mktemp("cnb-cache")
+        return cnbsim.build(app, builder=builder, buildpacks=buildpacks, output=out, cache_dir=cache,
+                            clear_cache=clear_cache,
                             options=cnbsim.BuildOptions(env=dict(env or {}), installer=installer, **options))
     return build
 
@@ -109,18 +115,23 @@ def cnb_run() -> Callable[..., RunResult]:
 
 
 def golden_view(subject: Any) -> dict[str, Any]:
-    """What a golden file holds: the report without timings, or the failure (exit code, message)."""
-    from cnbsim.errors import CnbsimError
-    from cnbsim.report import without_timings
+    """What a golden file holds, the same on every host: the report as `report.comparable` gives it, or the
+    failure (exit code, message, each group's reasons, the failing buildpack and the last lines of its output)
+    with the host interpreter as placeholders."""
+    from cnbsim.errors import BuildError, CnbsimError
+    from cnbsim.report import HostPython, comparable
     if isinstance(subject, CnbsimError):
         from cnbsim.phase.detect import DetectFailed
         failure: dict[str, Any] = {"exit_code": subject.exit_code, "error": type(subject).__name__,
                                    "message": subject.message}
         if isinstance(subject, DetectFailed):
             failure["groups"] = [g.explain() for g in subject.groups]
-        return {"failure": failure}
+        if isinstance(subject, BuildError) and subject.buildpack:
+            failure["buildpack"] = subject.buildpack
+            failure["output_tail"] = subject.image_output.rstrip("\n").splitlines()[-GOLDEN_OUTPUT_LINES:]
+        return {"failure": HostPython.current().neutral_value(failure)}
     report = getattr(subject, "report", subject)
-    return without_timings(report)
+    return comparable(report)
 
 
 def _dumps(value: Any) -> str:

@@ -30,10 +30,11 @@ from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
 from cnbsim.fs import special_files
 from cnbsim.model.buildpack import escape_id
+from cnbsim.model.states import SandboxMode
 from cnbsim.output import BuiltOutput
 from cnbsim.phase.launch import launch_layers
 from cnbsim.platform import IMAGE_APP_DIR, IMAGE_LAYERS_DIR
-from cnbsim.tomlio import read_toml
+from cnbsim.tomlio import parse_json, read_json, read_toml
 
 RESULT_MARKER = "PlanQK:Job:MultilineResult"
 INPUT_ROOT_VAR = "PLANQK_INPUT_ROOT"      # the runtime's configurable input root (default /var/input)
@@ -46,20 +47,8 @@ CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def read_json_input(path: Path | str, what: str) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file not found", file=path, hint=f"check the --{what} path")
-    except IsADirectoryError:
-        raise ConfigError(f"{what} must be a file, not a directory", file=path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} file: {getattr(exc, 'strerror', None) or exc}", file=path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          file=path, hint="fix the JSON (e.g. check quotes and commas)")
+    """A `--data`/`--params` JSON file, bounded in size and depth (tomlio's limits)."""
+    return read_json(Path(path), what=f"--{what} file")
 
 
 @dataclass
@@ -83,10 +72,8 @@ class Job:
             path = self.output_dir / name
             if path.is_file():
                 text = path.read_text(encoding="utf-8", errors="replace")
-                try:
-                    return True, json.loads(text)
-                except json.JSONDecodeError:
-                    return True, text        # output.txt of a custom runtime that wrote a bare string
+                parsed, value = _json_value(text)
+                return True, value if parsed else text    # output.txt of a custom runtime: a bare string
         return parse_result(stdout)
 
     def close(self) -> None:
@@ -108,7 +95,7 @@ class RunRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     data: Any = None            # JSON values (already parsed); None = no input
     params: Any = None
-    sandbox: str = "auto"
+    sandbox: SandboxMode | str = SandboxMode.AUTO
     writable_workspace: bool = False   # unsandboxed runs only: the sandbox's /workspace is always a writable copy
     inputs: Mapping[str, Any] = field(default_factory=dict)   # named inputs: the v2 layout
     network: str = "bridge"     # as docker run: bridge (own network, outbound only) | none | host
@@ -149,8 +136,11 @@ def _start(req: RunRequest, tmp: tempfile.TemporaryDirectory, sandboxed: bool, n
     env.update(req.env)
     # -I: the launcher's own imports ignore the app dir and PYTHON* variables of the launch env
     launcher = [sys.executable, "-I", "-m", "cnbsim.cli", "lifecycle", "launcher"]
-    if req.process_type:
-        launcher += ["--process", req.process_type]
+    # as `docker run IMAGE`: the entrypoint is /cnb/process/<type> of the build's --default-process, else of
+    # the buildpacks' default process, else /cnb/lifecycle/launcher (lifecycle phase/exporter.go entrypoint)
+    process_type = req.process_type or req.output.default_process
+    if process_type:
+        launcher += ["--process", process_type]
     launcher += list(req.args)
     notice = ""
     try:
@@ -344,13 +334,16 @@ def parse_result(stdout: str) -> tuple[bool, Any]:
     if len(marks) < 2:
         for line in reversed(lines):  # the single-line form of custom runtimes
             if line.startswith("PlanQK:Job:Result:"):
-                try:
-                    return True, json.loads(line.split(":", 3)[3])
-                except json.JSONDecodeError:
-                    return False, None
+                return _json_value(line.split(":", 3)[3])
         return False, None
     start_, end = marks[-2], marks[-1]
+    return _json_value("\n".join(lines[start_ + 1:end]))
+
+
+def _json_value(text: str) -> tuple[bool, Any]:
+    """(True, value) for JSON within tomlio's size and depth limits, else (False, None): a process's
+    result is untrusted input, and a deeply nested one must not crash cnbsim."""
     try:
-        return True, json.loads("\n".join(lines[start_ + 1:end]))
-    except json.JSONDecodeError:
+        return True, parse_json(text, path="the process's result", what="the result")
+    except ConfigError:
         return False, None

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cnbsim.errors import ConfigError
+from cnbsim.model.states import SandboxMode
 
-MODES = ("auto", "always", "never")
+MODES = SandboxMode.values()
 DEFAULT_UID = 1000          # Paketo's `cnb` user (CNB_USER_ID / CNB_GROUP_ID change it)
 DEFAULT_GID = 1000
 HOME = "/home/cnb"
@@ -121,14 +122,14 @@ def pasta_available() -> str:
     return "" if shutil.which("pasta") else "pasta (package passt) is not installed"
 
 
-def use_sandbox(mode: str) -> bool:
+def use_sandbox(mode: SandboxMode | str) -> bool:
     """Whether to use the namespace for `--sandbox MODE`; `always` without bwrap is an error."""
     if mode not in MODES:
         raise ConfigError(f"unknown sandbox mode '{mode}'", field="--sandbox", hint="use auto, always or never")
-    if mode == "never":
+    if mode == SandboxMode.NEVER:
         return False
     reason = available()
-    if mode == "always" and reason:
+    if mode == SandboxMode.ALWAYS and reason:
         raise ConfigError(f"--sandbox always, but {reason}",
                           hint="install bubblewrap (apt-get install bubblewrap) or use --sandbox never")
     return not reason

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
+import json
 import os
 import stat
+import tarfile
 import textwrap
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -83,3 +88,68 @@ def lifecycle_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, st
         out.update(extra)
         return out
     return env
+
+
+def make_run_image(root: Path, *, os_name: str = "linux", arch: str = "amd64", variant: str = "",
+                   labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A minimal run image layout by hand: one layer with /etc/os-release, env, history, labels and a Cmd."""
+    from cnbsim.phase.export import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> dict:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("etc")
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+        info = tarfile.TarInfo("etc/os-release")
+        info.size = len(b"ID=tiny\n")
+        tar.addfile(info, io.BytesIO(b"ID=tiny\n"))
+    layer = put(gzip.compress(raw.getvalue(), mtime=0)) | {"mediaType": OCI_LAYER_GZIP}
+    diff_id = "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
+    config = {"architecture": arch, "os": os_name, **({"variant": variant} if variant else {}),
+              "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], "Cmd": ["sh"], "User": "1000:1000",
+                         "Labels": {"org.example.base": "tiny", **(labels or {})}},
+              "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+              "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "ADD os-release"}]}
+    config_desc = put(json.dumps(config).encode()) | {"mediaType": OCI_CONFIG}
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc, "layers": [layer]}
+    manifest_desc = put(json.dumps(manifest).encode()) | {"mediaType": OCI_MANIFEST}
+    entry = manifest_desc | {"annotations": {"org.opencontainers.image.ref.name": "base"}}
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    return {"layer": layer, "diff_id": diff_id, "manifest": manifest_desc}
+
+
+@pytest.fixture
+def write_run_image() -> Callable[..., dict[str, Any]]:
+    """`write_run_image(root, os_name="linux", arch="amd64", variant="", labels=None)`: an OCI run image layout."""
+    return make_run_image
+
+
+# -- the differential suite's seed (tests/differential): one per run, the same on every xdist worker --
+
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        config.cnb_diff_seed = workerinput["cnb_diff_seed"]
+    else:
+        import secrets
+        config.cnb_diff_seed = os.environ.get("CNB_DIFF_SEED") or secrets.token_hex(4)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # noqa: ANN001 - xdist's WorkerController
+    node.workerinput["cnb_diff_seed"] = node.config.cnb_diff_seed
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # noqa: ANN001
+    ran = [r for rs in terminalreporter.stats.values() for r in rs
+           if getattr(r, "nodeid", "").startswith("tests/differential/") and getattr(r, "when", "") == "call"]
+    if ran:
+        terminalreporter.write_line(f"differential: seed {config.cnb_diff_seed} "
+                                    f"(replay: make differential SEED={config.cnb_diff_seed})")

@@ -18,15 +18,16 @@ from cnbsim.phase.build import build
 from cnbsim.buildpacks import BuildpackStore
 from cnbsim.phase.detect import DetectFailed, detect
 from cnbsim.phase.launch import exec_plan, plan_launch
-from cnbsim.errors import CnbsimError, PlatformApiError
+from cnbsim.errors import CnbsimError, ExitCode, PlatformApiError
 from cnbsim.model.api import DEFAULT_PLATFORM_API, SUPPORTED_PLATFORM_APIS, ApiVersion, supported_range
 from cnbsim.model.order import group_to_toml, read_group_toml, read_order_toml
 from cnbsim.model.plan import read_plan_toml
-from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform
+from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform, RunTarget
 from cnbsim.tomlio import write_toml
 
-# flag -> (env var, default); "<layers>" in a default is the layers dir (platform.md "Inputs").
+# flag -> (env var, default); "<layers>" in a default is the layers dir (buildpacks/spec platform.md).
 FLAGS = {
+    "analyzed": ("CNB_ANALYZED_PATH", "<layers>/analyzed.toml"),
     "app": ("CNB_APP_DIR", "/workspace"),
     "buildpacks": ("CNB_BUILDPACKS_DIR", "/cnb/buildpacks"),
     "build-config": ("CNB_BUILD_CONFIG_DIR", "/cnb/build-config"),
@@ -38,8 +39,8 @@ FLAGS = {
     "platform": ("CNB_PLATFORM_DIR", "/platform"),
 }
 PHASE_FLAGS = {
-    "detector": ("app", "buildpacks", "build-config", "group", "layers", "log-level", "order", "plan", "platform"),
-    "builder": ("app", "buildpacks", "build-config", "group", "layers", "log-level", "plan", "platform"),
+    "detector": ("analyzed", "app", "buildpacks", "build-config", "group", "layers", "log-level", "order", "plan", "platform"),
+    "builder": ("analyzed", "app", "buildpacks", "build-config", "group", "layers", "log-level", "plan", "platform"),
 }
 
 
@@ -106,6 +107,8 @@ def _platform(args: argparse.Namespace, api: ApiVersion, layers: str) -> Platfor
                     platform_dir=Path(_value(args, "platform")).absolute(),
                     layers_dir=Path(layers).absolute(),
                     build_config_dir=build_config.absolute() if build_config.is_dir() else None,
+                    # lifecycle phase/detector.go, builder.go: the run image's target from analyzed.toml
+                    target=RunTarget.from_analyzed(Path(_value(args, "analyzed", layers))),
                     api=api, **kwargs)
 
 
@@ -113,7 +116,7 @@ def main(argv: Sequence[str]) -> int:
     if not argv or argv[0] not in ("detector", "builder", "launcher"):
         print("usage: cnbsim lifecycle {detector,builder,launcher} [flags]\n\n"
               "Lifecycle-compatible phases: run them like /cnb/lifecycle/<phase>.", file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 3
+        return ExitCode.SUCCESS if argv and argv[0] in ("-h", "--help") else ExitCode.INVALID_ARGS
     phase, rest = argv[0], argv[1:]
     if phase == "launcher":
         return lifecycle_launcher(rest)
@@ -146,7 +149,7 @@ def _detector(args: argparse.Namespace, platform: Platform, log: logmod.Logger) 
     result = detect(order, store, platform, log)
     write_toml(Path(_value(args, "group", layers)), group_to_toml(result.group))
     write_toml(Path(_value(args, "plan", layers)), result.plan.to_toml())
-    return 0
+    return ExitCode.SUCCESS
 
 
 def _builder(args: argparse.Namespace, platform: Platform, log: logmod.Logger) -> int:
@@ -156,7 +159,7 @@ def _builder(args: argparse.Namespace, platform: Platform, log: logmod.Logger) -
     group = read_group_toml(Path(_value(args, "group", layers)))
     plan = read_plan_toml(Path(_value(args, "plan", layers)))
     build(group, plan, store, platform, log)
-    return 0
+    return ExitCode.SUCCESS
 
 
 def lifecycle_launcher(argv: Sequence[str]) -> int:
@@ -164,11 +167,12 @@ def lifecycle_launcher(argv: Sequence[str]) -> int:
     args = list(argv)
     if args[:1] in (["-h"], ["--help"]):
         print("usage: cnbsim lifecycle launcher [--process TYPE] [--] [ARGS...]\n\n"
-              "Behaves as /cnb/lifecycle/launcher (the default process, or a command when there is none),\n"
-              "or with --process TYPE as /cnb/process/TYPE. Reads CNB_LAYERS_DIR (default /layers),\n"
+              "Behaves as /cnb/lifecycle/launcher: ARGS are a command (`-- CMD ARGS` runs it directly,\n"
+              "otherwise through bash with the launch env), even when the build has a default process;\n"
+              "with --process TYPE as /cnb/process/TYPE: ARGS go to that process. Reads CNB_LAYERS_DIR (default /layers),\n"
               "CNB_APP_DIR (default /workspace) and CNB_PLATFORM_API; exits with the process's code,\n"
               "or 80-89 when it cannot launch.")
-        return 0
+        return ExitCode.SUCCESS
     process_type = None
     if args[:1] == ["--process"] and len(args) >= 2:
         process_type, args = args[1], args[2:]
@@ -178,19 +182,26 @@ def lifecycle_launcher(argv: Sequence[str]) -> int:
         api_text = os.environ.get("CNB_PLATFORM_API", "")
         platform_api = ApiVersion.parse(api_text) if api_text else DEFAULT_PLATFORM_API
         if os.environ.get("CNB_PROCESS_TYPE"):
-            # [IMPL] the lifecycle no longer honours CNB_PROCESS_TYPE: it only warns (cnb-spec.md 4.2.1).
+            # [IMPL] the lifecycle no longer honours CNB_PROCESS_TYPE: it only warns
+            # (lifecycle cmd/launcher/cli/launcher.go).
             t = os.environ["CNB_PROCESS_TYPE"]
-            print(f"Warning: CNB_PROCESS_TYPE is not supported in Platform API {platform_api}", file=sys.stderr)
-            print(f"Warning: Run with ENTRYPOINT '{t}' to invoke the '{t}' process type", file=sys.stderr)
+            print(f"Warning: CNB_PROCESS_TYPE is not supported in Platform API {api_text or platform_api}")
+            print(f"Warning: Run with ENTRYPOINT '{t}' to invoke the '{t}' process type")
         layers = Path(os.environ.get("CNB_LAYERS_DIR") or "/layers")
         app = Path(os.environ.get("CNB_APP_DIR") or "/workspace")
-        plan = plan_launch(layers, app, process_type=process_type, user_args=args, platform_api=platform_api)
+        # lifecycle cmd/launcher/cli/launcher.go: the process type comes from argv[0] only, so
+        # /cnb/lifecycle/launcher never runs the default process: its args are a user-provided command.
+        # the launcher's argv[0] is bash's $0 for shell processes: the image's path of the launcher
+        argv0 = f"/cnb/process/{process_type}" if process_type else "/cnb/lifecycle/launcher"
+        plan = plan_launch(layers, app, process_type=process_type, user_args=args, platform_api=platform_api,
+                           use_default=False, argv0=argv0)
         sys.stdout.flush()
         exec_plan(plan)
     except ValueError as exc:
-        print(f"ERROR: failed to launch: {exc}", file=sys.stderr)
-        return 82
+        # lifecycle cmd/exit.go: the lifecycle's logger, errors included, writes to stdout
+        print(f"ERROR: failed to launch: {exc}", flush=True)
+        return ExitCode.LAUNCH_ERROR
     except CnbsimError as exc:
-        print(f"ERROR: failed to launch: {exc}", file=sys.stderr)
-        return exc.exit_code if 80 <= exc.exit_code <= 89 else 82
-    return 0  # not reached: exec replaced this process
+        print(f"ERROR: failed to launch: {exc}", flush=True)
+        return exc.exit_code if ExitCode.is_launch(exc.exit_code) else ExitCode.LAUNCH_ERROR
+    return ExitCode.SUCCESS  # not reached: exec replaced this process

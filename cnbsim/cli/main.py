@@ -1,24 +1,72 @@
 """The `cnbsim` command: pack-like verbs (build, detect, run, inspect, serve, export) and the
 lifecycle-compatible phases (`cnbsim lifecycle detector|builder|launcher`).
 
-Every error is one line on stderr (`ERROR: ...`) and an exit code from the Platform API
-where it names one (20/21 detect, 51/52 build, 12 buildpack API, 82 launch); never a traceback.
+Every error is one line on stderr (`ERROR: ...`, secrets redacted) and an exit code from
+`EXIT_CODES`: the Platform API's where it names one, cnbsim's own otherwise; never a traceback.
+SIGTERM and SIGHUP are handled as SIGINT is: the build stops, its work dirs are removed, the
+previous output stays, and the exit code is 128 + the signal's number.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
+import threading
+import traceback
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from cnbsim import __version__
-from cnbsim.errors import CnbsimError, ConfigError
+from cnbsim.errors import CnbsimError, ConfigError, ExitCode
+from cnbsim.leaks import MIN_LENGTH, SECRET_NAME_PATTERNS, redact
+from cnbsim.model.states import Installer, SandboxMode
 
-EPILOG = "Docs: README.md of the cnbsim repository. Exit codes follow the CNB Platform API."
+EPILOG = ("Docs: README.md of the cnbsim repository. Exit codes follow the CNB Platform API "
+          "(README: Exit codes); 128+N when stopped by signal N.")
+
+# Every exit code `cnbsim` gives (README "Exit codes" lists the same table).
+EXIT_CODES = {
+    0: "success",
+    1: "bad input: a file, directory or option is missing or invalid, or cnbsim refuses to replace a directory",
+    2: "usage: unknown verb or option (argparse)",
+    11: "platform API incompatible", 12: "buildpack API incompatible",
+    20: "detect: no group passed", 21: "detect: a buildpack errored", 22: "detect: other error",
+    51: "build: a bin/build failed", 52: "build: other error", 53: "build: a secret leaked into the output",
+    62: "export error", 82: "launch: failed to launch",
+    70: "internal error (a bug in cnbsim: please report it)", 74: "I/O error (disk full, permission denied)",
+    129: "interrupted by SIGHUP", 130: "interrupted by SIGINT (Ctrl-C)", 143: "interrupted by SIGTERM",
+}
+INTERNAL_ERROR, IO_ERROR = 70, 74
+
+
+class Interrupted(KeyboardInterrupt):
+    """A SIGINT, SIGTERM or SIGHUP: unwinds like Ctrl-C, so every `finally` and `with` cleans up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):   # once: later signals must not cut the cleanup
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _timeout(value: str) -> float:
+    """`--timeout`: a finite number of seconds above zero."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > 10 ** 7:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number of seconds above 0 (at most 10000000)")
+    return seconds
 
 
 def _color(stream: TextIO) -> bool:
@@ -33,11 +81,9 @@ def parse_env(pairs: Sequence[str], env_file: str | None) -> dict[str, str]:
     """`--env K=V` (or `--env K`, taken from this shell, like pack) and `--env-file FILE` lines."""
     out: dict[str, str] = {}
     if env_file:
+        from cnbsim.tomlio import MAX_TOML_BYTES, read_bounded
         path = Path(env_file)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ConfigError(f"cannot read env file: {exc.strerror}", file=path, hint="check the --env-file path")
+        lines = (read_bounded(path, what="env file", limit=MAX_TOML_BYTES) or "").splitlines()
         for n, line in enumerate(lines, start=1):
             line = line.strip()
             if not line or line.startswith("#"):
@@ -72,20 +118,40 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", "-e", action="append", default=[], metavar="K=V",
                    help="a platform env var for the buildpacks (repeatable; K alone takes it from this shell)")
     p.add_argument("--env-file", metavar="FILE", help="KEY=VALUE lines, as platform env vars")
-    p.add_argument("--installer", choices=("stub", "real"), default="stub",
+    p.add_argument("--installer", choices=Installer.values(), default=Installer.STUB.value,
                    help="stub: package managers record what they would install (fast, default); "
                         "real: install into the layers with virtualenv + pip")
     p.add_argument("--wheelhouse", metavar="DIR", help="real mode: install from these wheels only (offline)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
+    p.add_argument("--timeout", type=_timeout, metavar="SECONDS",
                    help="kill a bin/detect or bin/build that runs longer (defaults 60s / 1800s)")
-    p.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto",
+    p.add_argument("--sandbox", choices=SandboxMode.values(), default=SandboxMode.AUTO.value,
                    help="run bin/detect and bin/build in their own namespace (bubblewrap), as pack's containers: "
                         "/workspace, /layers, /platform, /cnb/buildpacks, uid 1000 without capabilities "
                         "(auto: when bwrap works here; never: on the host, with host paths)")
     p.add_argument("--network", choices=("host", "none"), default="host",
                    help="the build's network, as pack build --network (none: only lo; needs the namespace)")
+    p.add_argument("--volume", action="append", default=[], metavar="HOST:TARGET[:ro|rw]",
+                   help="bind a host file or dir at TARGET in the build, as pack build --volume (read-only "
+                        "unless :rw; repeatable); needs the build namespace (bubblewrap)")
+    p.add_argument("--run-image", metavar="OCI-DIR",
+                   help="an OCI image layout (DIR or DIR:TAG): its os/arch/distro are the build's target "
+                        "(buildpacks whose targets do not match are skipped), and export and run use it")
+    p.add_argument("--descriptor", metavar="FILE",
+                   help="the project descriptor (default: APP/project.toml): build env, buildpack group, "
+                        "include/exclude, as pack reads it")
     p.add_argument("--json", action="store_true", help="print the JSON result on stdout, logs on stderr")
     p.add_argument("-v", "--verbose", action="store_true", help="show debug lines (detect output, plan tries)")
+
+
+def _byte_size(text: str) -> int:
+    """`--max-body`: bytes, or a number with k, M or G (powers of 1024)."""
+    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    number, unit = text.strip().rstrip("bB"), ""
+    if number[-1:].lower() in units:
+        number, unit = number[:-1], number[-1:].lower()
+    if not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size: give bytes, or a number with k, M or G (e.g. 10M)")
+    return int(number) * units[unit]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,10 +173,16 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--clear-cache", action="store_true", help="empty the cache first (a cold build)")
     b.add_argument("--report", metavar="FILE", help="also write the report JSON to FILE")
     b.add_argument("--oci", metavar="DIR", help="also export an OCI image layout to DIR")
+    b.add_argument("--sbom-output-dir", metavar="DIR",
+                   help="copy the build's SBOMs (launch/, build/, cache/ as the lifecycle lays them out) to DIR, "
+                        "like pack build --sbom-output-dir")
     b.add_argument("--tag", metavar="NAME", help="with --oci: the image's tag")
+    b.add_argument("--default-process", metavar="TYPE", default="",
+                   help="the image's default process, as pack build --default-process (the exporter's "
+                        "-process-type); the build fails when no buildpack defines TYPE")
     b.add_argument("--secret-env", action="append", default=[], metavar="NAME",
-                   help="treat this env var as a secret for the leak check (besides *TOKEN*, *SECRET*, "
-                        "*PASSWORD*, *_KEY)")
+                   help="treat this env var as a secret for the leak check (besides names matching "
+                        f"{', '.join(SECRET_NAME_PATTERNS)})")
 
     d = sub.add_parser("detect", help="run detection alone and say which group passes, or why none does",
                        epilog=EPILOG)
@@ -132,7 +204,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a JSON input for the run() parameter NAME, in PlanQK's v2 layout (repeatable; then "
                         "every input is mounted at /var/runtime/input/NAME.json)")
     r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="a container env var")
-    r.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto",
+    r.add_argument("--sandbox", choices=SandboxMode.values(), default=SandboxMode.AUTO.value,
                    help="run as a container of the image (bubblewrap): a run image's root, /workspace (a "
                         "throwaway copy), the launch layers at /layers, /var/input, uid 1000 without capabilities "
                         "(auto: when bwrap works here; never: on the host, only for outputs built with "
@@ -149,18 +221,34 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     i.add_argument("--json", action="store_true", help="print the report JSON")
 
-    s = sub.add_parser("serve", help="serve a built PlanQK service over HTTP like `planqk serve`", epilog=EPILOG)
+    s = sub.add_parser("serve", help="serve a built PlanQK service over HTTP like `planqk serve`",
+                       description="Answer planqk serve's HTTP API (and what the PlanQK service SDK calls): "
+                                   "POST / queues a job and answers 201 PENDING at once; each job is its own "
+                                   "process started like `cnbsim run`, at most --jobs at a time. Files the job "
+                                   "writes to /var/runtime/output are linked from its result.", epilog=EPILOG)
     s.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     s.add_argument("--port", type=int, default=8081, help="the port (default 8081)")
     s.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1)")
-    s.add_argument("--sandbox", choices=("auto", "always", "never"), default="auto", help="as for `run`")
+    s.add_argument("--sandbox", choices=SandboxMode.values(), default=SandboxMode.AUTO.value, help="as for `run`")
     s.add_argument("--network", choices=("bridge", "none", "host"), default="bridge", help="as for `run`")
+    s.add_argument("--api", choices=("serve", "platform"), default="serve",
+                   help="what GET / answers: serve = planqk serve's health check (default); platform = the list "
+                        "of executions, as the platform's Service API (the SDK's get_service_executions())")
+    s.add_argument("--jobs", type=int, default=4, metavar="N",
+                   help="job processes at once (default 4); later submissions wait as PENDING")
+    s.add_argument("--max-body", type=_byte_size, default="10M", metavar="SIZE",
+                   help="the largest POST body, in bytes or with a k/M/G suffix (default 10M = 10 MiB); "
+                        "larger ones get 413")
 
     x = sub.add_parser("export", help="write a build output as an OCI image layout", epilog=EPILOG)
     x.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     x.add_argument("--oci", required=True, metavar="DIR", help="the OCI image layout dir to write")
     x.add_argument("--tag", metavar="NAME", help="the image's tag (index.json ref name)")
-    x.add_argument("--run-image", metavar="OCI-DIR", help="an OCI layout to put the layers on top of")
+    x.add_argument("--run-image", metavar="OCI-DIR",
+                   help="an OCI layout to put the layers on top of (default: the build's --run-image, if any)")
+    x.add_argument("--default-process", metavar="TYPE",
+                   help="the image's default process (default: the build's --default-process, else the "
+                        "buildpacks')")
     x.add_argument("--uncompressed", action="store_true", help="write uncompressed tar layers")
 
     k = sub.add_parser("package", help="package a buildpack as a .cnb file or OCI layout (like pack buildpack package)",
@@ -197,22 +285,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.args = process_args
     if not args.verb:
         parser.print_help()
-        return 0
+        return ExitCode.SUCCESS
     handler = {"build": cmd_build, "detect": cmd_detect, "run": cmd_run, "inspect": cmd_inspect,
                "serve": cmd_serve, "export": cmd_export, "package": cmd_package}[args.verb]
+    args.secrets = ()            # set by _options: values every error message hides
+    handlers = _on_signals()
     try:
         return handler(args)
+    except Interrupted as exc:
+        print(f"ERROR: interrupted by {signal.Signals(exc.signum).name}; the previous output is kept, "
+              "nothing was left half-written", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
-        print("ERROR: interrupted; nothing was left half-written", file=sys.stderr)
-        return 130
+        print("ERROR: interrupted; the previous output is kept, nothing was left half-written", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     except CnbsimError as exc:
         from cnbsim.phase.detect import DetectFailed
         if isinstance(exc, DetectFailed):
             print(exc.explain(), file=sys.stderr)
-            print(f"ERROR: failed to detect: {exc.message}", file=sys.stderr)
+            _error(f"failed to detect: {exc.message}", args)
         else:
-            print(f"ERROR: {exc}", file=sys.stderr)
+            _error(str(exc), args)
         return exc.exit_code
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}", args)
+        return IO_ERROR
+    except Exception as exc:      # a bug: one line, the traceback only on request
+        if os.environ.get("CNBSIM_DEBUG"):
+            traceback.print_exc()
+        _error(f"internal error: {type(exc).__name__}: {exc} (a bug in cnbsim; set CNBSIM_DEBUG=1 "
+               "for the traceback and report it)", args)
+        return INTERNAL_ERROR
+    finally:
+        _restore_signals(handlers)
+
+
+def _error(message: str, args: argparse.Namespace) -> None:
+    print(f"ERROR: {redact(message, args.secrets)}", file=sys.stderr)
+
+
+def _on_signals() -> dict[int, Any]:
+    """Handle SIGTERM and SIGHUP as SIGINT (main thread only: Python runs handlers there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+
+def _restore_signals(handlers: dict[int, Any]) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOptions
@@ -220,10 +342,14 @@ def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOpt
     kwargs: dict[str, Any] = dict(env=parse_env(args.env, args.env_file), installer=args.installer,
                                   wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None,
                                   sandbox=args.sandbox, network=args.network,
-                                  buildpack_store=tuple(Path(d) for d in args.buildpack_store), **extra)
+                                  buildpack_store=tuple(Path(d) for d in args.buildpack_store),
+                                  volumes=tuple(args.volume), run_image=args.run_image,
+                                  descriptor=args.descriptor, **extra)
     if args.timeout:
         kwargs.update(detect_timeout=args.timeout, build_timeout=args.timeout)
-    return BuildOptions(**kwargs)
+    options = BuildOptions(**kwargs)
+    args.secrets = tuple(v for v in options.secrets().values() if len(v) >= MIN_LENGTH)
+    return options
 
 
 def _logger(args: argparse.Namespace):  # noqa: ANN202 - Logger
@@ -237,7 +363,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from cnbsim.report import dumps
     started = time.perf_counter()
     log = _logger(args)
-    options = _options(args, secret_env=tuple(args.secret_env))
+    options = _options(args, secret_env=tuple(args.secret_env), default_process=args.default_process)
     from cnbsim.cache import default_cache_dir
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(Path(args.app))
     result = build(args.app, builder=args.builder, buildpacks=args.buildpacks or None, output=args.output,
@@ -246,9 +372,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         Path(args.report).write_text(dumps(result.report), encoding="utf-8")
     if args.oci:
         _export(result.output, Path(args.oci), args.tag, None, False, log)
+    if args.sbom_output_dir:
+        from cnbsim.sbom import copy_sbom_output
+        copied = copy_sbom_output(result.output / "layers", Path(args.sbom_output_dir))
+        log.info(f"Copied {len(copied)} SBOM file(s) to {args.sbom_output_dir}")
     if args.json:
         sys.stdout.write(dumps(result.report))
-        return 0
+        return ExitCode.SUCCESS
     color = _color(sys.stdout)
     print(_bold("===> SUMMARY", color) if log.banners else "")
     print("Processes:")
@@ -264,7 +394,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"  {layer.buildpack_id}:{layer.name} [{', '.join(types)}]" + (f" ({status})" if status else ""))
     print(f"Output: {_shown(result.output)}")
     print(f"Built in {time.perf_counter() - started:.2f}s")
-    return 0
+    return ExitCode.SUCCESS
 
 
 def _shown(path: Path) -> str:
@@ -280,13 +410,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     result = detect(args.app, builder=args.builder, buildpacks=args.buildpacks or None,
                     options=_options(args), log=log)
     if args.json:
-        json.dump({"group": [{"id": e.id, "version": e.version, "api": e.api} for e in result.group],
+        json.dump({"group": [e.to_toml() for e in result.group],
                    "plan": [{"providers": [p.id for p in e.providers], "requires": [r.name for r in e.requires]}
                             for e in result.plan.entries]}, sys.stdout, indent=2)
         print()
-        return 0
+        return ExitCode.SUCCESS
     print(f"Detection passed: {len(result.group)} buildpacks in the group.")
-    return 0
+    return ExitCode.SUCCESS
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -343,17 +473,61 @@ def _human(n: int) -> str:
     return str(n)
 
 
+class _MapOf:
+    """A shape: a JSON object with any keys, each value of `shape`."""
+
+    def __init__(self, shape: Any) -> None:
+        self.shape = shape
+
+
+# What `inspect` reads of report.json (the report module writes more).
+_REPORT_SHAPE = {
+    "buildpacks": [{"id": str, "version": str, "api": str,
+                    "layers": [{"name": str, "types": _MapOf(bool), "files": int}]}],
+    "processes": [{"type": str, "command": [str], "args": [str], "default": bool, "direct": bool,
+                   "buildpack_id": str}],
+    "launch_env": _MapOf(_MapOf(str)),
+}
+
+
+def _check_shape(value: Any, shape: Any, path: Path, where: str) -> None:
+    """Raise a ConfigError naming the first field of `value` that does not have `shape`."""
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"expected {expected}, found {type(value).__name__}", file=path, field=where or "(top)",
+                           hint="the report is damaged or not cnbsim's: rebuild with cnbsim build")
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise wrong("an object")
+        for key, sub in shape.items():
+            if key not in value:
+                raise ConfigError("missing", file=path, field=f"{where}.{key}".lstrip("."),
+                                  hint="the report is damaged or not cnbsim's: rebuild with cnbsim build")
+            _check_shape(value[key], sub, path, f"{where}.{key}".lstrip("."))
+    elif isinstance(shape, list):
+        if not isinstance(value, list):
+            raise wrong("an array")
+        for i, item in enumerate(value):
+            _check_shape(item, shape[0], path, f"{where}[{i}]")
+    elif isinstance(shape, _MapOf):
+        if not isinstance(value, dict):
+            raise wrong("an object")
+        for key, item in value.items():
+            _check_shape(item, shape.shape, path, f"{where}.{key}".lstrip("."))
+    elif not isinstance(value, shape) or (shape is int and isinstance(value, bool)):
+        raise wrong({str: "a string", bool: "true or false", int: "an integer"}[shape])
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from cnbsim.output import BuiltOutput
     output = BuiltOutput.open(args.output)
+    from cnbsim.model.buildpack import escape_id
+    from cnbsim.tomlio import read_json
     report_path = output.path / "report.json"
-    try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read the build report: {exc}", file=report_path, hint="rebuild with cnbsim build")
+    report = read_json(report_path, what="build report")
+    _check_shape(report, _REPORT_SHAPE, report_path, "")
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        return 0
+        return ExitCode.SUCCESS
     color = _color(sys.stdout)
     print(_bold("Buildpacks:", color))
     width = max((len(b["id"]) for b in report["buildpacks"]), default=0)
@@ -364,39 +538,46 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         mark = " (default)" if p["default"] else ""
         print(f"  {p['type']}{mark}: {' '.join(p['command'] + p['args'])}  [{p['buildpack_id']}]"
               + ("" if p["direct"] else " (shell)"))
+    if report.get("run_image"):
+        target = report["run_image"].get("target") or {}
+        distro = target.get("distro") or {}
+        print(_bold("Run image:", color))
+        print(f"  {report['run_image']['reference']}  ({target.get('os', '')}/{target.get('arch', '')}"
+              + (f", {distro.get('name', '')} {distro.get('version', '')}".rstrip() if distro else "") + ")")
     print(_bold("Layers:", color))
     for b in report["buildpacks"]:
         for layer in b["layers"]:
             types = [t for t, on in layer["types"].items() if on]
-            size = _dir_size(output.layers_dir / b["id"].replace("/", "_") / layer["name"])
+            size = _dir_size(output.layers_dir / escape_id(b["id"]) / escape_id(layer["name"]))
             print(f"  {b['id']}:{layer['name']}  [{', '.join(types)}]  {_human(size)}, {layer['files']} files")
     print(_bold("Launch env:", color))
     for ptype, env in report["launch_env"].items():
         print(f"  {ptype}:")
         for k, v in env.items():
             print(f"    {k}={v}")
-    return 0
+    return ExitCode.SUCCESS
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from cnbsim.output import BuiltOutput
-    from cnbsim.serve import serve
+    from cnbsim.serve import Api, Limits, serve
     return serve(BuiltOutput.open(args.output), host=args.host, port=args.port, sandbox_mode=args.sandbox,
-                 network=args.network)
+                 network=args.network, api=Api(args.api), jobs=args.jobs, limits=Limits(max_body=args.max_body))
 
 
-def _export(output: Path, oci: Path, tag: str | None, run_image: str | None, uncompressed: bool, log) -> None:
+def _export(output: Path, oci: Path, tag: str | None, run_image: str | None, uncompressed: bool, log,
+            default_process: str | None = None) -> None:
     from cnbsim.phase.export import export_oci
     result = export_oci(output, oci, tag=tag, run_image=Path(run_image) if run_image else None,
-                        compress=not uncompressed, log=log)
+                        compress=not uncompressed, log=log, default_process=default_process or None)
     log.info(f"Exported {oci} ({result.manifest_digest})")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from cnbsim.log import Logger
     _export(Path(args.output), Path(args.oci), args.tag, args.run_image, args.uncompressed,
-            Logger(stream=sys.stdout))
-    return 0
+            Logger(stream=sys.stdout), args.default_process)
+    return ExitCode.SUCCESS
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ the dotted field and what value was expected.
 
 from __future__ import annotations
 
+import builtins
 from pathlib import Path
 from typing import Any
 
@@ -45,28 +46,28 @@ class Fields:
             raise self.fail(key, "must not be empty", hint)
         return value
 
-    def bool(self, key: str, *, default: bool = False) -> bool:
+    def bool(self, key: builtins.str, *, default: bool = False) -> bool:
         value = self.data.get(key, default)
         if not isinstance(value, bool):
             raise self.fail(key, f"must be true or false, got {_kind(value)}")
         return value
 
-    def str_list(self, key: str) -> tuple[str, ...]:
+    def str_list(self, key: builtins.str) -> tuple[builtins.str, ...]:
         value = self.data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, builtins.str) for v in value):
             raise self.fail(key, f"must be an array of strings, got {_kind(value)}")
         return tuple(value)
 
-    def table(self, key: str) -> dict[str, Any]:
+    def table(self, key: builtins.str) -> dict[builtins.str, Any]:
         value = self.data.get(key, {})
         if not isinstance(value, dict):
             raise self.fail(key, f"must be a table, got {_kind(value)}")
         return value
 
-    def sub(self, key: str) -> "Fields":
+    def sub(self, key: builtins.str) -> "Fields":
         return Fields(self.table(key), self.file, self._name(key), self.error)
 
-    def tables(self, key: str) -> list["Fields"]:
+    def tables(self, key: builtins.str) -> list["Fields"]:
         """An array of tables `[[key]]`, each as a `Fields` named `key[i]`."""
         value = self.data.get(key, [])
         if not isinstance(value, list):

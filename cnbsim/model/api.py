@@ -1,4 +1,4 @@
-"""API versions (buildpack.md / platform.md "API Version"): `<major>.<minor>` compared numerically."""
+"""API versions (buildpacks/spec buildpack.md#buildpack-api-version, platform.md#platform-api-version): `<major>.<minor>` compared numerically."""
 
 from __future__ import annotations
 
@@ -32,11 +32,13 @@ class ApiVersion:
         return self >= ApiVersion.parse(text)
 
 
-# The Buildpack APIs the reference lifecycle (v0.21) supports: lc:api/apis.go.
+# The Buildpack APIs the reference lifecycle (v0.21) supports: lifecycle api/apis.go.
 SUPPORTED_BUILDPACK_APIS = tuple(ApiVersion(0, m) for m in range(7, 13))
-# Platform APIs: lc:api/apis.go supports 0.7 .. 0.15; cnbsim defaults to the newest.
+# Platform APIs: lifecycle api/apis.go supports 0.7 .. 0.15; cnbsim defaults to the newest.
 SUPPORTED_PLATFORM_APIS = tuple(ApiVersion(0, m) for m in range(7, 16))
 DEFAULT_PLATFORM_API = SUPPORTED_PLATFORM_APIS[-1]
+# What a buildpack that names no (or no valid) API in metadata.toml is taken to follow: the newest.
+DEFAULT_BUILDPACK_API = SUPPORTED_BUILDPACK_APIS[-1]
 
 
 def supported_range(apis: tuple[ApiVersion, ...]) -> str:

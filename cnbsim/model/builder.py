@@ -31,6 +31,7 @@ class Builder:
     build: dict[str, Any] = field(default_factory=dict, hash=False)
     run: dict[str, Any] = field(default_factory=dict, hash=False)
     lifecycle: dict[str, Any] = field(default_factory=dict, hash=False)
+    detect_hint: str = ""   # cnbsim's own `[cnbsim] detect-hint`: shown when no group passes
 
 
 def read_builder_toml(path: Path) -> Builder:
@@ -46,4 +47,5 @@ def read_builder_toml(path: Path) -> Builder:
         raise ConfigError("has no [[order]] groups", file=path, field="order",
                           hint="add [[order]] with [[order.group]] id = \"...\" entries")
     return Builder(path, bps, order, top.str("description"), top.table("stack"), top.table("build"),
-                   top.table("run"), top.table("lifecycle"))
+                   top.table("run"), top.table("lifecycle"),
+                   Fields(top.table("cnbsim"), path, "cnbsim").str("detect-hint"))

@@ -1,4 +1,4 @@
-"""buildpack.toml (buildpack.md "buildpack.toml (TOML)"), as lc:buildpack/bp_descriptor.go reads it."""
+"""buildpack.toml (buildpacks/spec buildpack.md#buildpacktoml-toml), as lifecycle buildpack/bp_descriptor.go reads it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cnbsim.errors import BuildpackApiError, ConfigError
 from cnbsim.model._fields import Fields
@@ -31,7 +31,7 @@ def check_id(value: str, fields: Fields, key: str = "id") -> str:
 
 
 def escape_id(bp_id: str) -> str:
-    """lc:launch/launch.go EscapeID: every '/' becomes '_'."""
+    """lifecycle launch/launch.go EscapeID: every '/' becomes '_'."""
     return bp_id.replace("/", "_")
 
 
@@ -62,15 +62,21 @@ class BuildpackInfo:
 
 @dataclass(frozen=True)
 class BuildpackDescriptor:
-    """A parsed buildpack.toml. `order` is non-empty for a composite buildpack."""
+    """A parsed buildpack.toml: a ComponentBuildpack or a CompositeBuildpack (buildpacks/spec buildpack.md#buildpacktoml-toml)."""
 
-    api: str
+    api: ApiVersion                      # as declared; check_api() says whether the lifecycle supports it
     info: BuildpackInfo
     path: Path
-    order: tuple[OrderGroup, ...] = ()
     targets: tuple[Target, ...] = ()
     stacks: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    is_composite: ClassVar[bool] = False
+
+    @property
+    def order(self) -> tuple[OrderGroup, ...]:
+        """The groups a composite is made of; none for a component."""
+        return ()
 
     @property
     def id(self) -> str:
@@ -88,32 +94,22 @@ class BuildpackDescriptor:
     def root(self) -> Path:
         return self.path.parent
 
-    @property
-    def is_composite(self) -> bool:
-        return bool(self.order)
-
-    @property
-    def api_version(self) -> ApiVersion:
-        """The declared API; raises exit-12 errors as lc:cmd/apis.go VerifyBuildpackAPI does."""
-        try:
-            api = ApiVersion.parse(self.api)
-        except ValueError:
-            raise BuildpackApiError(f"parse buildpack API '{self.api}' for buildpack '{self.key}'",
-                                    file=self.path, field="api",
-                                    hint="set api = \"0.10\" (a <major>.<minor> version)")
-        if api not in SUPPORTED_BUILDPACK_APIS:
+    def check_api(self) -> ApiVersion:
+        """The declared API if the lifecycle supports it, else exit 12 (lifecycle cmd/apis.go VerifyBuildpackAPI,
+        run for each buildpack a phase uses, before it runs)."""
+        if self.api not in SUPPORTED_BUILDPACK_APIS:
             raise BuildpackApiError(
                 f"buildpack API version '{self.api}' is incompatible with the lifecycle",
                 file=self.path, field="api",
                 hint=f"set API for buildpack '{self.key}' to one of {supported_range(SUPPORTED_BUILDPACK_APIS)}")
-        return api
+        return self.api
 
     def effective_targets(self) -> tuple[Target, ...]:
-        """buildpack.md "Targets", as lc:buildpack/bp_descriptor.go inferTargets does."""
+        """buildpacks/spec buildpack.md#targets, as lifecycle buildpack/bp_descriptor.go inferTargets does."""
         if self.targets:
             return self.targets
         inferred: list[Target] = []
-        api = ApiVersion.parse(self.api) if _parses(self.api) else ApiVersion(0, 0)
+        api = self.api
         for stack in self.stacks:
             if stack == "io.buildpacks.stacks.bionic" and (api.at_least("0.10") or len(self.stacks) == 1):
                 inferred.append(Target(os="linux", arch="amd64", distros=(Distro("ubuntu", "18.04"),)))
@@ -127,17 +123,23 @@ class BuildpackDescriptor:
         return self.raw
 
 
-def _parses(text: str) -> bool:
-    try:
-        ApiVersion.parse(text)
-        return True
-    except ValueError:
-        return False
+@dataclass(frozen=True)
+class ComponentBuildpack(BuildpackDescriptor):
+    """A buildpack that runs: bin/detect and bin/build."""
+
+
+@dataclass(frozen=True)
+class CompositeBuildpack(BuildpackDescriptor):
+    """A buildpack made of others: an `[[order]]` of groups, expanded at detection (lifecycle phase/detector.go)."""
+
+    order: tuple[OrderGroup, ...] = ()   # a field here, the base's property () there
+
+    is_composite: ClassVar[bool] = True
 
 
 def parse_buildpack_toml(data: dict[str, Any], path: Path) -> BuildpackDescriptor:
     top = Fields(data, path)
-    api = top.str("api", required=True, hint='add api = "0.10" at the top of buildpack.toml')
+    api_text = top.str("api", required=True, hint='add api = "0.10" at the top of buildpack.toml')
     bp = top.sub("buildpack")
     if not top.has("buildpack"):
         raise top.fail("buildpack", "table is missing", "add a [buildpack] table with id and version")
@@ -158,8 +160,17 @@ def parse_buildpack_toml(data: dict[str, Any], path: Path) -> BuildpackDescripto
         targets.append(Target(t.str("os"), t.str("arch"), variant, distros))
     stacks = tuple(s.str("id", required=True) for s in top.tables("stacks"))
     order = parse_order_groups(top, path)
-    return BuildpackDescriptor(api=api, info=info, path=path, order=order,
-                               targets=tuple(targets), stacks=stacks, raw=data)
+    try:
+        api = ApiVersion.parse(api_text)
+    except ValueError:
+        # exit 12, as lifecycle cmd/apis.go VerifyBuildpackAPI gives it (there when the buildpack is used)
+        raise BuildpackApiError(f"parse buildpack API '{api_text}' for buildpack '{info.id}@{info.version}'",
+                                file=path, field="api", hint="set api = \"0.10\" (a <major>.<minor> version)"
+                                ) from None
+    if order:
+        return CompositeBuildpack(api=api, info=info, path=path, targets=tuple(targets), stacks=stacks, raw=data,
+                                  order=order)
+    return ComponentBuildpack(api=api, info=info, path=path, targets=tuple(targets), stacks=stacks, raw=data)
 
 
 def _exec_env(bp: Fields) -> tuple[str, ...]:
@@ -186,5 +197,5 @@ def _read_cached(path: Path, mtime_ns: int, size: int) -> BuildpackDescriptor:
     return parse_buildpack_toml(read_toml(path, what="buildpack.toml"), path)
 
 
-__all__ = ["BuildpackDescriptor", "BuildpackInfo", "Target", "Distro", "GroupElement",
+__all__ = ["BuildpackDescriptor", "ComponentBuildpack", "CompositeBuildpack", "BuildpackInfo", "Target", "Distro", "GroupElement",
            "read_buildpack_toml", "parse_buildpack_toml", "escape_id", "check_id", "ConfigError"]

@@ -1,4 +1,4 @@
-"""<layers>/config/metadata.toml (platform.md "metadata.toml"), written by the builder, read by the launcher."""
+"""<layers>/config/metadata.toml (buildpacks/spec platform.md#metadatatoml-toml), written by the builder, read by the launcher."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 from cnbsim.errors import LaunchError
 from cnbsim.model._fields import Fields
 from cnbsim.model.api import ApiVersion
-from cnbsim.model.launch import Label, Process, Slice
-from cnbsim.model.order import GroupElement
+from cnbsim.model.launch import BomEntry, Label, Process, Slice
+from cnbsim.model.order import GroupElement, api_field
 from cnbsim.tomlio import read_toml
 
 
@@ -21,6 +21,7 @@ class BuildMetadata:
     labels: tuple[Label, ...] = ()
     slices: tuple[Slice, ...] = ()
     default_process: str = ""
+    bom: tuple[BomEntry, ...] = ()
 
     def process(self, ptype: str) -> Process | None:
         return next((p for p in self.processes if p.type == ptype), None)
@@ -30,20 +31,17 @@ class BuildMetadata:
 
     def to_toml(self, platform_api: ApiVersion) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        if self.bom:
+            out["bom"] = [b.to_toml() for b in self.bom]   # Platform API < 0.9 only
         if self.default_process:
             out["buildpack-default-process-type"] = self.default_process
-        bps = []
-        for b in self.buildpacks:
-            e = {"id": b.id, "version": b.version, "api": b.api}
-            if b.homepage:
-                e["homepage"] = b.homepage
-            bps.append(e)
+        bps = [b.to_toml() for b in self.buildpacks]
         if bps:
             out["buildpacks"] = bps
         if self.labels:
             out["labels"] = [{"key": lab.key, "value": lab.value} for lab in self.labels]
-        if self.processes:
-            out["processes"] = [p.to_metadata_toml(platform_api) for p in self.processes]
+        # lifecycle phase/builder.go: the process list is never nil, so `processes = []` when there is none
+        out["processes"] = [p.to_metadata_toml(platform_api) for p in self.processes]
         if self.slices:
             out["slices"] = [{"paths": list(s.paths)} for s in self.slices]
         return out
@@ -61,7 +59,7 @@ def read_metadata_toml(path: Path) -> BuildMetadata:
             direct=p.bool("direct"), buildpack_id=p.str("buildpack-id"),
             working_dir=p.str("working-dir"), exec_env=p.str_list("exec-env")))
     return BuildMetadata(
-        buildpacks=tuple(GroupElement(b.str("id", required=True), b.str("version"), api=b.str("api"),
+        buildpacks=tuple(GroupElement(b.str("id", required=True), b.str("version"), api=api_field(b),
                                       homepage=b.str("homepage")) for b in top.tables("buildpacks")),
         processes=tuple(processes),
         labels=tuple(Label(lab.str("key"), lab.str("value")) for lab in top.tables("labels")),

@@ -1,4 +1,4 @@
-"""order.toml and group.toml (platform.md "order.toml", "group.toml")."""
+"""order.toml and group.toml (buildpacks/spec platform.md#ordertoml-toml, #grouptoml-toml)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cnbsim.model._fields import Fields
+from cnbsim.model.api import ApiVersion
 from cnbsim.tomlio import read_toml
 
 
@@ -17,15 +18,29 @@ class GroupElement:
     id: str
     version: str = ""
     optional: bool = False
-    api: str = ""
+    api: ApiVersion | None = None    # None in an order (known once the buildpack is looked up)
     homepage: str = ""
 
     @property
     def key(self) -> str:
         return f"{self.id}@{self.version}"
 
-    def participating(self, api: str, homepage: str) -> "GroupElement":
+    def participating(self, api: ApiVersion, homepage: str) -> "GroupElement":
         return replace(self, optional=False, api=api, homepage=homepage)
+
+    @property
+    def api_text(self) -> str:
+        return str(self.api) if self.api is not None else ""
+
+    def to_toml(self, *, api: bool = True) -> dict[str, Any]:
+        """The entry as group.toml, metadata.toml and the report write it (lifecycle platform/files WriteGroup):
+        id, version, api, homepage if set; never optional."""
+        out: dict[str, Any] = {"id": self.id, "version": self.version}
+        if api:
+            out["api"] = self.api_text
+        if self.homepage:
+            out["homepage"] = self.homepage
+        return out
 
 
 @dataclass(frozen=True)
@@ -66,20 +81,26 @@ def order_to_toml(order: tuple[OrderGroup, ...]) -> dict[str, Any]:
 
 
 def group_to_toml(group: tuple[GroupElement, ...]) -> dict[str, Any]:
-    """lc:platform/files WriteGroup: id, version, api, homepage (if set); never optional."""
-    entries = []
-    for el in group:
-        e = {"id": el.id, "version": el.version, "api": el.api}
-        if el.homepage:
-            e["homepage"] = el.homepage
-        entries.append(e)
+    """lifecycle platform/files WriteGroup: id, version, api, homepage (if set); never optional."""
+    entries = [el.to_toml() for el in group]
     return {"group": entries} if entries else {}
 
 
 def read_group_toml(path: Path) -> tuple[GroupElement, ...]:
-    """An empty file is a valid, empty group (cnb-spec.md 3.1.1)."""
+    """An empty file is a valid, empty group (buildpacks/spec platform.md#builder)."""
     top = Fields(read_toml(path, what="group.toml"), path)
     return tuple(
         GroupElement(id=e.str("id", required=True), version=e.str("version", required=True),
-                     api=e.str("api"), homepage=e.str("homepage"))
+                     api=api_field(e), homepage=e.str("homepage"))
         for e in top.tables("group"))
+
+
+def api_field(fields: Fields, key: str = "api") -> ApiVersion | None:
+    """An optional `api = "<major>.<minor>"` of a group entry; None when absent."""
+    text = fields.str(key)
+    if not text:
+        return None
+    try:
+        return ApiVersion.parse(text)
+    except ValueError as exc:
+        raise fields.fail(key, str(exc), 'write the buildpack API as "<major>.<minor>", e.g. "0.10"') from None

@@ -1,6 +1,6 @@
 """Build plans: the one bin/detect writes, plan.toml (detector output) and the buildpack plan.
 
-buildpack.md "Build Plan (TOML)", "Buildpack Plan (TOML)"; platform.md "plan.toml".
+buildpacks/spec buildpack.md#build-plan-toml, #buildpack-plan-toml; platform.md#plantoml-toml.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _option(f: Fields, bp_id: str) -> PlanOption:
     requires = []
     for r in f.tables("requires"):
         if r.has("version"):
-            # lc:buildpack/detect.go: a top-level version key is rejected for every supported API.
+            # lifecycle buildpack/detect.go: a top-level version key is rejected for every supported API.
             raise PlanDecodeError(
                 f'buildpack {bp_id} has a "version" key which is not supported. '
                 '"metadata.version" should be used instead', file=f.file, field=f"{r.prefix}.version",
@@ -115,7 +115,7 @@ class Plan:
             for e in self.entries]}
 
     def for_buildpack(self, bp_id: str) -> "BuildpackPlan":
-        """lc:buildpack/build.go: every entry this buildpack provides, all its requires."""
+        """lifecycle buildpack/build.go: every entry this buildpack provides, all its requires."""
         return BuildpackPlan(tuple(
             r for e in self.entries if any(p.id == bp_id for p in e.providers) for r in e.requires))
 
@@ -125,7 +125,7 @@ class Plan:
 
 
 def read_plan_toml(path: Path) -> Plan:
-    """An empty file is a valid, empty plan (cnb-spec.md 3.1.1)."""
+    """An empty file is a valid, empty plan (buildpacks/spec platform.md#builder)."""
     top = Fields(read_toml(path, what="plan.toml"), path)
     entries = []
     for e in top.tables("entries"):

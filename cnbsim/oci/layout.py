@@ -19,6 +19,7 @@ from cnbsim.errors import CnbsimError, ExportError
 from cnbsim.model.buildpack import escape_id
 from cnbsim.oci.tar import CHUNK, TarWriter
 from cnbsim.platform import RunTarget
+from cnbsim.tomlio import parse_json
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -94,9 +95,10 @@ class Layout:
 
     def _parse(self, data: bytes, path: Path, what: str) -> dict[str, Any]:
         try:
-            value = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ExportError(f"{self.what}: {what} is not valid JSON: {exc}", file=path) from None
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ExportError(f"{self.what}: {what} is not valid JSON (not UTF-8)", file=path) from None
+        value = parse_json(text, path=path, what=f"{self.what}: {what}", error=ExportError)
         if not isinstance(value, dict):
             raise ExportError(f"{self.what}: {what} is not a JSON object", file=path)
         return value
@@ -185,7 +187,7 @@ class PreviousImage:
             diff_ids = config["rootfs"]["diff_ids"]
             blobs = {diff_id: desc for diff_id, desc in zip(diff_ids, manifest["layers"])
                      if layout.blob(desc.get("digest")).is_file()}
-        except (CnbsimError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (CnbsimError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             debug(f"not reusing layers of the previous image '{tag}': {exc}")
             return None
         return cls(layout, metadata if isinstance(metadata, dict) else {}, blobs)

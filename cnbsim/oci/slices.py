@@ -62,7 +62,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def app_slices(app: Path, root: str, slices: tuple[Slice, ...]) -> list[list[tuple[Path, str]]]:
-    """lc:layers/slices.go: the files (named under `root`) of each slice (matches, their contents, missing parents), then the rest."""
+    """lifecycle layers/slices.go: the files (named under `root`) of each slice (matches, their contents, missing parents), then the rest."""
     walked = list(walk(app, root))
     host_of = {name: host for host, name in walked}
     children: dict[str, list[str]] = {}

@@ -1,7 +1,7 @@
 """Reproducible layer tars: headers normalized as the lifecycle writes them, hashed as they are written.
 
 Follows lifecycle archive/writer.go, archive/archive.go and layers/dir.go, so that an unchanged layer keeps
-its diffID from one export to the next (buildpacks/spec platform.md#exporter: layers are reproducible).
+its diffID from one export to the next (buildpacks/spec platform.md#build-reproducibility).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 from cnbsim.errors import ExportError
 
-NORMALIZED_TIME = dt.datetime(1980, 1, 1, 0, 0, 1, tzinfo=dt.timezone.utc)  # lc:archive/writer.go
+NORMALIZED_TIME = dt.datetime(1980, 1, 1, 0, 0, 1, tzinfo=dt.timezone.utc)  # lifecycle archive/writer.go
 CNB_USER_ID = 1000     # owner of layer and app entries, as CNB_USER_ID/CNB_GROUP_ID of a builder
 CNB_GROUP_ID = 1000
 CHUNK = 1 << 20
@@ -25,7 +25,7 @@ CHUNK = 1 << 20
 class TarWriter:
     """One uncompressed layer tar, hashed as it is written (the diffID); headers normalized as lc does.
 
-    Entry names are absolute (`/layers/<bp>/<layer>/...`), as lc:archive writes them: OCI tools
+    Entry names are absolute (`/layers/<bp>/<layer>/...`), as lifecycle archive writes them: OCI tools
     take them relative to the rootfs (umoci unpack and skopeo accept them; the tests check both).
     """
 
@@ -76,7 +76,7 @@ def dir_header(name: str, uid: int, gid: int) -> tarfile.TarInfo:
 
 
 def host_header(host: Path, name: str) -> tarfile.TarInfo | None:
-    """lc:archive AddFileToArchive: the file's type and mode bits, owned by the CNB user; sockets skipped."""
+    """lifecycle archive AddFileToArchive: the file's type and mode bits, owned by the CNB user; sockets skipped."""
     try:
         st = os.lstat(host)
         target = os.readlink(host) if stat.S_ISLNK(st.st_mode) else ""
@@ -113,7 +113,7 @@ def walk(host: Path, name: str) -> Iterator[tuple[Path, str]]:
 
 
 def parent_dirs(name: str) -> list[str]:
-    """`/layers/bp/layer` -> [`/layers`, `/layers/bp`] (lc:layers/factory.go parents)."""
+    """`/layers/bp/layer` -> [`/layers`, `/layers/bp`] (lifecycle layers/factory.go parents)."""
     parts = name.strip("/").split("/")[:-1]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
@@ -135,5 +135,5 @@ def files_layer(files: list[tuple[Path, str]], root: str) -> Callable[[TarWriter
 
 
 def dir_layer(host: Path, name: str) -> Callable[[TarWriter], None]:
-    """lc:layers/dir.go DirLayer: parents, then the directory in walk order."""
+    """lifecycle layers/dir.go DirLayer: parents, then the directory in walk order."""
     return lambda tw: write_files(tw, list(walk(host, name)), name)

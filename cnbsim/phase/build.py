@@ -1,10 +1,11 @@
 """The build phase: run each bin/build of the group, then read what it left in its layers dir.
 
-Follows lc:phase/builder.go and lc:buildpack/build.go (cnb-spec.md 3.1-3.10).
+Follows lifecycle phase/builder.go and lifecycle buildpack/build.go (buildpacks/spec platform.md#builder).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -12,44 +13,20 @@ from pathlib import Path
 
 from cnbsim.buildpacks import BuildpackStore
 from cnbsim.env import BUILD_ROOT_DIRS, Env
-from cnbsim.errors import BuildError
+from cnbsim.errors import BuildError, ExitCode
 from cnbsim.log import Logger
+from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id
 from cnbsim.model.launch import (BuildToml, Label, LaunchToml, Process, Slice, StoreToml, read_build_toml,
-                                 read_launch_toml, read_store_toml)
-from cnbsim.model.layer import LayerMetadata, read_layer_toml
+                                 read_launch_toml)
+from cnbsim.model.layer import LayerTypes
+from cnbsim.model.layers import Layer, read_layers_dir
 from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import BuildpackPlan, Plan
 from cnbsim.platform import Platform
+from cnbsim.sbom import SbomFile, finish_sboms, find_sbom_files
 from cnbsim.tomlio import write_toml
-
-# Files in a buildpack's layers dir that are not layers.
-NON_LAYER_TOMLS = frozenset({"launch.toml", "build.toml", "store.toml"})
-
-
-@dataclass(frozen=True)
-class Layer:
-    buildpack_id: str
-    name: str
-    path: Path                 # <layers>/<escaped id>/<name> (may not exist)
-    metadata: LayerMetadata
-
-    @property
-    def types(self):  # noqa: ANN201 - LayerTypes
-        return self.metadata.types
-
-    @property
-    def launch(self) -> bool:
-        return self.metadata.types.launch
-
-    @property
-    def build(self) -> bool:
-        return self.metadata.types.build
-
-    @property
-    def cache(self) -> bool:
-        return self.metadata.types.cache
 
 
 @dataclass(frozen=True)
@@ -64,6 +41,7 @@ class BuildpackBuild:
     launch: LaunchToml
     build: BuildToml
     store: StoreToml | None
+    sbom_files: tuple[SbomFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,7 +57,7 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
     log = log or Logger()
     descs = [store.lookup(el.id, el.version) for el in group]
     for desc in descs:
-        desc.api_version  # exit 12 before anything runs
+        desc.check_api()  # exit 12 before anything runs
     shutil.rmtree(platform.layers_dir / "sbom", ignore_errors=True)
     env = platform.base_env.copy()
     remaining = plan
@@ -94,16 +72,22 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
         bp_dir.mkdir(parents=True, exist_ok=True)
         env_from_layers = env_changes(env, platform.base_env)
         output = _run_build(desc, bp_plan, bp_dir, env, platform, log)
-        layers = _process_layers(desc, bp_dir)
-        for layer in layers:  # the env later buildpacks see (cnb-spec.md 3.3.3)
+        layers, store_toml, layer_types = _process_layers(desc, platform.layers_dir)
+        for layer in layers:  # the env later buildpacks see (buildpacks/spec buildpack.md#build-layers)
             if layer.build:
                 env.add_root_dir(layer.path, BUILD_ROOT_DIRS, shown=platform.shown(layer.path))
                 env.add_env_dir(layer.path / "env")
                 env.add_env_dir(layer.path / "env.build")
-        build_toml = read_build_toml(bp_dir / "build.toml", bp_plan.names)
-        launch = read_launch_toml(bp_dir / "launch.toml", desc.api_version, desc.id)
+        # lifecycle buildpack/build.go readOutputFilesBp: build.toml, then the SBOM files, then launch.toml
+        build_toml = read_build_toml(bp_dir / "build.toml", bp_plan.names, desc.id, desc.version)
+        sbom_files = find_sbom_files(bp_dir, desc.id, desc.key, layer_types, desc.info.sbom_formats)
+        launch = read_launch_toml(bp_dir / "launch.toml", desc.api, desc.id, desc.version)
         for warning in launch.warnings:
             log.warn(warning)
+        if (launch.bom or build_toml.bom) and not sbom_files:
+            log.warn("BOM table is deprecated in this buildpack api version, though it remains supported for "
+                     "backwards compatibility. Buildpack authors should write BOM information to "
+                     "<layer>.sbom.<ext>, launch.sbom.<ext>, or build.sbom.<ext>.")
         remaining = remaining.without_met(bp_plan.names - set(build_toml.unmet))
         for p in launch.processes:  # lc processMap: a later buildpack's type replaces an earlier one
             if p.default:
@@ -118,11 +102,16 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
         results.append(BuildpackBuild(
             element=GroupElement(desc.id, desc.version, api=desc.api, homepage=desc.info.homepage),
             plan=bp_plan, output=output, env_from_layers=env_from_layers, layers=layers, launch=launch,
-            build=build_toml, store=read_store_toml(bp_dir / "store.toml")))
+            build=build_toml, store=store_toml, sbom_files=sbom_files))
+    launch_bom = tuple(b for r in results for b in r.launch.bom)
+    finish_sboms(platform.layers_dir, platform.api, (f for r in results for f in r.sbom_files),
+                 launch_bom, (b for r in results for b in r.build.bom))
     metadata = BuildMetadata(
         buildpacks=tuple(r.element for r in results),
         processes=tuple(processes[t] for t in sorted(processes)),
-        labels=tuple(labels), slices=tuple(slices), default_process=default)
+        labels=tuple(labels), slices=tuple(slices), default_process=default,
+        # lifecycle phase/builder.go: from Platform API 0.9 the legacy BOM is in sbom.legacy.json only
+        bom=launch_bom if platform.api < ApiVersion(0, 9) else ())
     write_toml(platform.layers_dir / "config" / "metadata.toml", metadata.to_toml(platform.api))
     return BuildOutcome(tuple(results), metadata, dict(env.vars))
 
@@ -151,29 +140,51 @@ def _run_build(desc: BuildpackDescriptor, bp_plan: BuildpackPlan, bp_dir: Path, 
                                       run_env, platform.build_timeout, scratch=Path(tmp), on_line=log.raw)
     if done.code != 0:
         reason = done.error or f"exit status {done.code}"
-        raise BuildError(f"failed to build: {reason}", file=desc.root / "bin" / "build", exit_code=51,
-                         hint=f"buildpack {desc.key} failed; its output is above")
+        output = log.redact(done.output)
+        where = "its output is above" if log.stream is not None else f"the end of its output:\n{tail(output)}"
+        raise BuildError(f"failed to build: {reason}", file=desc.root / "bin" / "build",
+                         exit_code=ExitCode.BUILD_FAILED_WITH_ERRORS, buildpack=desc.id, output=output,
+                         hint=f"buildpack {desc.key} failed; {where}")
     return done.output
 
 
-def _process_layers(desc: BuildpackDescriptor, bp_dir: Path) -> tuple[Layer, ...]:
-    """Every `<layer>.toml`, sorted by file name as lc does; layers with no types become `.ignore`."""
+def tail(text: str, lines: int = 20) -> str:
+    """The last `lines` lines of a buildpack's output, indented: what a failure shows of it."""
+    kept = text.rstrip("\n").splitlines()[-lines:]
+    return "\n".join(f"  | {line}" for line in kept) if kept else "  | (no output)"
+
+
+def _process_layers(desc: BuildpackDescriptor, layers_dir: Path) -> tuple[tuple[Layer, ...], StoreToml | None, dict[str, LayerTypes]]:
+    """lifecycle buildpack/build.go processLayers: every `<layer>.toml` must decode (else the build fails);
+    a layer with no types is renamed `<layer>.ignore` and not used.
+
+    The builder walks the `<layer>.toml` files in file-name order (eachLayer: os.ReadDir), not in
+    ReadLayersDir's identifier order: `pip-source.toml` comes before `pip.toml`. Build env (setupEnv)
+    and the layers' order here follow it.
+
+    Also the types of every `*.toml` (processLayers decodes launch.toml, build.toml and store.toml as
+    layers with no types), which decide where an SBOM file goes.
+    """
+    bp_layers = read_layers_dir(layers_dir, desc.id)
+    if bp_layers.malformed:
+        raise bp_layers.malformed[0].error
+    bp_dir = layers_dir / escape_id(desc.id)
+    types: dict[str, LayerTypes] = {name: LayerTypes() for name in ("launch", "build", "store")
+                                    if (bp_dir / f"{name}.toml").is_file()}
     layers = []
-    for toml in sorted(bp_dir.glob("*.toml"), key=lambda p: p.name):
-        if toml.name in NON_LAYER_TOMLS or not toml.is_file():
-            continue
-        name = toml.name[: -len(".toml")]
-        layer_dir = bp_dir / name
-        if layer_dir.is_symlink():
-            raise BuildError(f"layer '{name}' is a symbolic link; a layer must be a directory inside the "
-                             "buildpack's layers dir", file=layer_dir, hint="create a real directory instead")
-        meta = read_layer_toml(toml, desc.api_version)
-        if not meta.types.any:
+    for layer in sorted(bp_layers.layers, key=lambda lay: os.fsencode(lay.toml.name)):
+        if not layer.toml.is_file():
+            continue  # a directory without a <layer>.toml: the builder does not look at it
+        if layer.path.is_symlink():
+            raise BuildError(f"layer '{layer.name}' is a symbolic link; a layer must be a directory inside the "
+                             "buildpack's layers dir", file=layer.path, hint="create a real directory instead")
+        types[layer.name] = layer.types
+        if not layer.types.any:
             # buildpack.md: a layer with no types is not used; lc renames it to <layer>.ignore.
-            if layer_dir.exists():
-                ignored = bp_dir / f"{name}.ignore"
+            if layer.path.exists():
+                ignored = layer.path.with_name(f"{layer.name}.ignore")
                 shutil.rmtree(ignored, ignore_errors=True)
-                layer_dir.rename(ignored)
+                layer.path.rename(ignored)
             continue
-        layers.append(Layer(desc.id, name, layer_dir, meta))
-    return tuple(layers)
+        layers.append(layer)
+    return tuple(layers), bp_layers.store, types

@@ -1,6 +1,6 @@
 """The detect phase: order expansion, running bin/detect, build-plan resolution.
 
-Follows lc:phase/detector.go (cnb-spec.md 2.4-2.9): groups are tried in order, composite
+Follows lifecycle phase/detector.go (buildpacks/spec buildpack.md#order-resolution): groups are tried in order, composite
 buildpacks expand depth-first with the rest of the enclosing group appended, each
 bin/detect runs at most once, and the first group whose plan resolves wins.
 """
@@ -12,16 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnbsim.buildpacks import BuildpackStore
-from cnbsim.errors import ConfigError, DetectError
-from cnbsim.log import Logger
+from cnbsim.errors import ConfigError, DetectError, ExitCode
+from cnbsim.log import NO_SECRETS, BufferedLogger, Logger, Redactor
 from cnbsim.model.api import ApiVersion
-from cnbsim.model.buildpack import BuildpackDescriptor
+from cnbsim.model.buildpack import BuildpackDescriptor, CompositeBuildpack
 from cnbsim.model.order import GroupElement, OrderGroup
+from cnbsim.model.states import DetectStatus
 from cnbsim.model.plan import (DetectPlan, Plan, PlanDecodeError, parse_detect_plan)
 from cnbsim.phase.resolve import resolve_plan
 from cnbsim.platform import Platform
 
-PASS, FAIL, ERROR = "pass", "fail", "error"
+PASS, FAIL, SKIP, ERROR = DetectStatus.PASS, DetectStatus.FAIL, DetectStatus.SKIP, DetectStatus.ERROR
+EXPLAIN_WIDTH = 240   # characters of one reason line there
+EXPLAIN_LINES = 40     # of the reasons shown in str(DetectFailed); .explain() has them all
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class DetectRun:
     plan: DetectPlan = DetectPlan()
 
     @property
-    def status(self) -> str:
+    def status(self) -> DetectStatus:
         return PASS if self.code == 0 else FAIL if self.code == 100 else ERROR
 
 
@@ -44,7 +47,7 @@ class ElementOutcome:
     id: str
     version: str
     optional: bool
-    status: str          # pass | fail | skip | error
+    status: DetectStatus
     detail: str = ""
 
 
@@ -76,20 +79,31 @@ class DetectResult:
 class DetectFailed(DetectError):
     """No group passed: exit 20, or 21 when a buildpack errored (platform.md)."""
 
-    def __init__(self, groups: tuple[GroupOutcome, ...], runs: dict[str, DetectRun], bp_error: bool) -> None:
+    def __init__(self, groups: tuple[GroupOutcome, ...], runs: dict[str, DetectRun], bp_error: bool,
+                 redact: Redactor = NO_SECRETS) -> None:
         message = ("buildpack(s) failed with err" if bp_error else "no buildpacks participating")
-        super().__init__(message, exit_code=21 if bp_error else 20,
-                         hint="see why each group failed above")
+        super().__init__(message, exit_code=ExitCode.DETECT_FAILED_WITH_ERRORS if bp_error else ExitCode.DETECT_FAILED)
         self.groups = groups
         self.runs = runs
         self.bp_error = bp_error
-        self.secrets: tuple[str, ...] = ()
+        self.redact = redact
+        self.builder_hint = ""   # what the builder says to a project none of its groups accepts
 
     def explain(self) -> str:
+        """Why each group failed, per buildpack (pass, fail, skip, error and its last line) and plan resolution."""
+        # buildpack output quoted here must not show a build-time secret
         text = "\n".join(g.explain() for g in self.groups)
-        for secret in self.secrets:   # buildpack output quoted here must not show a build-time secret
-            text = text.replace(secret, "<redacted>")
-        return text
+        if self.builder_hint and not self.bp_error:
+            text += "\n" + self.builder_hint.rstrip("\n")
+        return self.redact(text)
+
+    def __str__(self) -> str:
+        """The message and the reasons, so that a test's traceback says why without `.explain()`."""
+        lines = [line if len(line) <= EXPLAIN_WIDTH else line[:EXPLAIN_WIDTH - 3] + "..."
+                 for line in self.explain().splitlines()]
+        if len(lines) > EXPLAIN_LINES:
+            lines = [*lines[:EXPLAIN_LINES], f"... {len(lines) - EXPLAIN_LINES} more lines: see .explain()"]
+        return "\n".join([self.message + ":", *lines])
 
 
 class _Failed(Exception):
@@ -109,20 +123,44 @@ def detect(order: tuple[OrderGroup, ...], store: BuildpackStore, platform: Platf
     """Run the detect phase over `order`; raise `DetectFailed` when no group passes."""
     log = log or Logger()
     detector = _Detector(store, platform, log)
-    for group in order:          # lc verifyOrder: every top-level buildpack's API, before anything runs
-        for el in group.group:
-            store.lookup(el.id, el.version).api_version
+    for top in order:          # lifecycle verifyOrder: every top-level buildpack's API, before anything runs
+        for el in top.group:
+            store.lookup(el.id, el.version).check_api()
+    _check_no_cycle(order, store)
     try:
         group, plan = detector.detect_order(order, [], [], optional=False)
     except _Failed as failed:
-        log.replay(detector.buffer)
+        detector.buffer.flush_to(log, every_level=True)
         log.error("No buildpack groups passed detection.")
         if not failed.bp_error:
             log.error("Please check that you are running against the correct path.")
-        raise DetectFailed(tuple(detector.outcomes), detector.runs, failed.bp_error) from None
-    for level, message in detector.buffer:
-        log.log(level, message)
+        raise DetectFailed(tuple(detector.outcomes), detector.runs, failed.bp_error, log.redact) from None
+    detector.buffer.flush_to(log)
     return DetectResult(group, plan, detector.runs, tuple(detector.outcomes))
+
+
+def _check_no_cycle(order: tuple[OrderGroup, ...], store: BuildpackStore) -> None:
+    """A composite whose [[order]] includes itself, directly or through others, is an error, not an
+    endless expansion. (The lifecycle does not check this; pack refuses such a builder.)"""
+    finished: set[str] = set()
+
+    def visit(order: tuple[OrderGroup, ...], path: tuple[BuildpackDescriptor, ...]) -> None:
+        for group in order:
+            for el in group.group:
+                try:
+                    desc = store.lookup(el.id, el.version)
+                except ConfigError:
+                    continue          # reported where detection reaches it
+                if not desc.is_composite or desc.key in finished:
+                    continue
+                if any(p.key == desc.key for p in path):
+                    cycle = " -> ".join([*(p.key for p in path[[p.key for p in path].index(desc.key):]), desc.key])
+                    raise DetectError(f"composite buildpack {desc.key} includes itself through its [[order]] "
+                                      f"({cycle})", file=desc.root / "buildpack.toml", field="order",
+                                      hint="remove the group entry that leads back to it", exit_code=22)
+                visit(desc.order, (*path, desc))
+                finished.add(desc.key)
+    visit(order, ())
 
 
 class _Detector:
@@ -132,7 +170,7 @@ class _Detector:
         self.log = log
         self.runs: dict[str, DetectRun] = {}
         self.outcomes: list[GroupOutcome] = []
-        self.buffer: list[tuple[str, str]] = []
+        self.buffer = BufferedLogger()   # shown once detection is over: all of it if it failed
 
     def detect_order(self, order: tuple[OrderGroup, ...], done: list[_Element], rest: list[GroupElement],
                      optional: bool) -> tuple[tuple[GroupElement, ...], Plan]:
@@ -157,17 +195,22 @@ class _Detector:
             except ConfigError as exc:
                 # the top-level order was verified before detection: this one is inside a composite
                 raise DetectError(f"failed to detect: {exc.message}", file=exc.file, hint=exc.hint,
-                                  exit_code=22) from None
-            if desc.is_composite:
+                                  exit_code=ExitCode.DETECT_ERROR) from None
+            if isinstance(desc, CompositeBuildpack):
                 return self.detect_order(desc.order, done, elements[i + 1:], el.optional)
             el = GroupElement(el.id, desc.version, el.optional, desc.api, desc.info.homepage)
-            api = desc.api_version
+            # lifecycle phase/hermetic_factory.go verifyOrder checks the API of the order's own elements only;
+            # a nested buildpack of an unsupported API still runs bin/detect (the builder refuses it, exit 12)
+            api = desc.api
             # lc detectGroup: the target check first, then exec-env
             if self.platform.api >= ApiVersion(0, 12) and not el.optional and not self._target_ok(desc):
                 # [IMPL] only a required buildpack's target is checked; an optional one still runs.
                 error = (f"unable to satisfy target os/arch constraints; run image: "
                          f"{self.platform.target.describe()}, buildpack: {_targets_json(desc)}")
-                done.append(_Element(el, desc, DetectRun(el.key, -1, "", error)))
+                # lifecycle phase/detector.go: the -1 result is stored with the runs, so a later group (even an
+                # optional occurrence) reuses it and never runs this bin/detect
+                self.runs[el.key] = DetectRun(el.key, -1, "", error)
+                done.append(_Element(el, desc, self.runs[el.key]))
                 continue
             if self.platform.api >= ApiVersion(0, 15) and self.platform.exec_env and api >= ApiVersion(0, 12) \
                     and desc.info.exec_env and "*" not in desc.info.exec_env \
@@ -214,12 +257,13 @@ class _Detector:
         for d in done:
             assert d.run is not None
             if d.run.output:
-                buf.append(("debug" if d.run.status != ERROR else "info", f"======== Output: {d.el.key} ========"))
-                buf.append(("debug" if d.run.status != ERROR else "info", d.run.output.rstrip("\n")))
+                level = "debug" if d.run.status != ERROR else "info"
+                buf.log(level, f"======== Output: {d.el.key} ========")
+                buf.log(level, d.run.output.rstrip("\n"))
             if d.run.error:
-                buf.append(("info", f"======== Error: {d.el.key} ========"))
-                buf.append(("info", d.run.error))
-        buf.append(("debug", "======== Results ========"))
+                buf.info(f"======== Error: {d.el.key} ========")
+                buf.info(d.run.error)
+        buf.debug("======== Results ========")
         required_failed = any_error = False
         passing: list[_Element] = []
         for d in done:
@@ -227,18 +271,18 @@ class _Detector:
             assert run is not None
             status = run.status
             if status == PASS:
-                buf.append(("debug", f"pass: {d.el.key}"))
+                buf.debug(f"pass: {d.el.key}")
                 passing.append(d)
                 outcomes[d.el.id] = ElementOutcome(d.el.id, d.el.version, d.el.optional, PASS)
                 continue
             detail = _last_line(run.error or run.output)
             if status == FAIL:
-                buf.append(("debug", f"{'skip' if d.el.optional else 'fail'}: {d.el.key}"))
+                buf.debug(f"{'skip' if d.el.optional else 'fail'}: {d.el.key}")
                 outcomes[d.el.id] = ElementOutcome(d.el.id, d.el.version, d.el.optional,
-                                                   "skip" if d.el.optional else FAIL, detail)
+                                                   SKIP if d.el.optional else FAIL, detail)
             else:
                 any_error = True
-                buf.append(("info", f"err:  {d.el.key}" + (f" ({run.code})" if run.code != -1 else "")))
+                buf.info(f"err:  {d.el.key}" + (f" ({run.code})" if run.code != -1 else ""))
                 outcomes[d.el.id] = ElementOutcome(d.el.id, d.el.version, d.el.optional, ERROR,
                                                    detail or f"exit code {run.code}")
             if not d.el.optional:
@@ -252,7 +296,7 @@ class _Detector:
             finish(False)
             raise _Failed(any_error)
         if not passing:
-            buf.append(("debug", "fail: no viable buildpacks in group"))
+            buf.debug("fail: no viable buildpacks in group")
             reasons.append("fail: no viable buildpacks in group")
             finish(False)
             raise _Failed(False)
@@ -263,10 +307,10 @@ class _Detector:
         trial, plan = result
         finish(True)
         if len(trial) < len(done):
-            self.buffer.append(("info", f"{len(trial)} of {len(done)} buildpacks participating"))
+            self.buffer.info(f"{len(trial)} of {len(done)} buildpacks participating")
         width = max(len(d.el.id) for d in trial)
         for d in trial:
-            self.buffer.append(("info", f"{d.el.id:<{width}} {d.el.version}"))
+            self.buffer.info(f"{d.el.id:<{width}} {d.el.version}")
         return tuple(d.el.participating(d.desc.api, d.desc.info.homepage) for d in trial), plan
 
     def _run_trials(self, passing: list[_Element], reasons: list[str]

@@ -1,10 +1,11 @@
 """Export a cnbsim build output as an OCI image layout, as the lifecycle's exporter writes an image.
 
-Layer order (cnb-spec.md 5.1.5): the run image's layers, one layer per launch layer (group
+Layer order (buildpacks/spec platform.md#exporter, lifecycle phase/exporter.go): the run image's layers, one
+layer per launch layer (group
 order, sorted by name per buildpack), the app layer(s) (one per `[[slices]]` + the rest), the
 launcher, the launcher config (`/layers/config`) and the process types (`/cnb/process/<type>`).
-Labels, env, entrypoint and history are the lifecycle's (4.1, 5.4). Layer tars follow
-lc:archive and lc:layers (5.5), so an unchanged layer keeps its diffID and digest from one
+Labels, env, entrypoint and history are the lifecycle's (platform.md#labels). Layer tars follow
+lifecycle archive/ and layers/ (oci/tar.py), so an unchanged layer keeps its diffID and digest from one
 export to the next, and two exports of one build are byte-identical.
 
 Limitation: cnbsim has no Go launcher binary. `/cnb/lifecycle/launcher` is a POSIX sh script
@@ -14,27 +15,28 @@ that has `cnbsim` (and its Python) on PATH. Not emulated: the SBOM layer, extens
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import re
-import secrets
 import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from cnbsim.cache import REBUILT, RESTORED, REUSED
 from cnbsim.errors import BuildError, CnbsimError, ExportError
-from cnbsim.log import Logger
+from cnbsim.fs import AtomicDir, DirKind
+from cnbsim.log import Logger, as_logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
-from cnbsim.model.launch import FORBIDDEN_TYPE_CHARS, Process, read_store_toml
-from cnbsim.model.layer import LayerTypes, parse_layer_toml
+from cnbsim.model.launch import PROCESS_TYPE_HINT, Process, process_type_problem
+from cnbsim.model.layers import Layer, read_layers_dir
 from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.project import read_project_toml
+from cnbsim.model.states import LayerStatus
 from cnbsim.oci.layout import (INDEX_TYPES, MANIFEST_TYPES, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP,
                                OCI_MANIFEST, REF_NAME, ExportedLayer, ImageWriter, Layout, PreviousImage, RunImage,
                                link_blob, read_run_image)
@@ -44,8 +46,7 @@ from cnbsim.output import BuiltOutput
 from cnbsim.platform import RunTarget
 from cnbsim.phase.build import BuildOutcome
 from cnbsim.phase.restore import Restored
-from cnbsim.report import tree_digest
-from cnbsim.tomlio import read_toml
+from cnbsim.fs import tree_digest
 
 # Re-exported: the exporter's public names (tests and callers import them from here).
 __all__ = ["APP_DIR", "LAUNCHER_PATH", "LAYERS_DIR", "OCI_CONFIG", "OCI_INDEX", "OCI_LAYER", "OCI_LAYER_GZIP",
@@ -65,13 +66,15 @@ PROJECT_METADATA_LABEL = "io.buildpacks.project.metadata"
 EXEC_ENV_LABEL = "io.buildpacks.exec-env"
 
 
-# lc:layers/factory.go: history `created_by` of each kind of layer.
+# lifecycle layers/factory.go: history `created_by` of each kind of layer.
 BUILDPACK_LAYER_HISTORY = "Layer: '{name}', Created by buildpack: {bp}"
 APP_LAYER_HISTORY = "Application Layer"
 SLICE_LAYER_HISTORY = "Application Slice: {n}"
 LAUNCHER_HISTORY = "Buildpacks Application Launcher"
 CONFIG_HISTORY = "Buildpacks Launcher Config"
 PROCESS_TYPES_HISTORY = "Buildpacks Process Types"
+SBOM_HISTORY = "Software Bill-of-Materials"
+SBOM_LAYER_ID = "buildpacksio/lifecycle:launch.sbom"
 
 # Stands in for the lifecycle's Go launcher. /cnb/process/<type> are symlinks to it: as the
 # launcher takes the process type from argv[0], the script takes it from the name it runs as.
@@ -126,17 +129,21 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
     """Write the image of a `cnbsim build` output into the OCI layout `oci_dir` under `tag` (default "latest").
 
     `run_image` is an OCI layout dir (or `DIR:TAG`) whose layers go first. Other tags already in
-    `oci_dir` are kept; the layout is replaced only once the new one is complete.
+    `oci_dir` are kept; the layout is replaced only once the new one is complete. Without `run_image` or
+    `default_process`, those the build was given (`cnbsim build --run-image/--default-process`) are used.
     """
-    say = _Say(log)
+    say = as_logger(log)
+    first_line = len(say.records)
     api = _platform_api(platform_api)
     tag = _check_tag(tag if tag is not None else DEFAULT_TAG)
     source = _BuildOutput.read(Path(output_dir).absolute())
-    entrypoint = _entrypoint(source.metadata, default_process)
+    entrypoint = _entrypoint(source.metadata, default_process or source.platform.process_type)
+    if run_image is None and source.platform.run_image:
+        run_image = source.platform.run_image
     run = read_run_image(Path(run_image)) if run_image is not None else None
     created = _created(api, say)
     oci_dir = Path(oci_dir).absolute()
-    with _Staging(oci_dir) as staging:
+    with _Staging(oci_dir, say) as staging:
         previous = PreviousImage.find(staging.old, tag, LIFECYCLE_METADATA_LABEL, say.debug) if staging.old else None
         image = ImageWriter(staging.path, previous, compress, created)
         if run is not None:
@@ -157,7 +164,7 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
         staging.commit()
     return ExportResult(oci_dir=oci_dir, tag=tag, manifest_digest=manifest_desc["digest"],
                         manifest_size=manifest_desc["size"], config_digest=config_desc["digest"],
-                        layers=tuple(image.layers), log=tuple(say.lines))
+                        layers=tuple(image.layers), log=say.lines(first_line, ("info", "warn")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,10 +172,10 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
 
 
 def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tuple[str, str], Restored],
-           log: Logger) -> dict[tuple[str, str], str]:
+           log: Logger) -> dict[tuple[str, str], LayerStatus]:
     """After the build: reuse kept launch layers from the previous output, as the exporter reuses an image's
     layers (lifecycle phase/exporter.go); say what was restored, reused or rebuilt."""
-    status: dict[tuple[str, str], str] = {}
+    status: dict[tuple[str, str], LayerStatus] = {}
     for bp in outcome.buildpacks:
         for layer in bp.layers:
             key = (bp.element.id, layer.name)
@@ -184,14 +191,14 @@ def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tu
                                      file=layer.path.with_name(layer.name + ".toml"),
                                      hint="the buildpack must create the layer directory on a first build")
                 shutil.copytree(src, layer.path, symlinks=True)
-                status[key] = REUSED
+                status[key] = LayerStatus.REUSED
                 log.info(f"Reusing layer '{bp.element.id}:{layer.name}'")
                 continue
             before = restored.get(key)
             if before and before.digest and tree_digest(layer.path)[0] == before.digest:
-                status[key] = RESTORED
+                status[key] = LayerStatus.RESTORED
             else:
-                status[key] = REBUILT
+                status[key] = LayerStatus.REBUILT
     return status
 
 
@@ -200,23 +207,10 @@ def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tu
 
 
 @dataclass(frozen=True)
-class _LaunchLayer:
-    buildpack: GroupElement
-    name: str
-    path: Path
-    types: LayerTypes
-    data: Any      # the layer's [metadata] table, None when the toml has none
-
-    @property
-    def id(self) -> str:
-        return f"{self.buildpack.id}:{self.name}"
-
-
-@dataclass(frozen=True)
 class _BuildOutput(BuiltOutput):
     """A build output with, per buildpack of the group, its launch layers and store.toml metadata."""
 
-    layers: tuple[tuple[GroupElement, tuple[_LaunchLayer, ...], dict[str, Any] | None], ...] = ()
+    layers: tuple[tuple[GroupElement, tuple[Layer, ...], dict[str, Any] | None], ...] = ()
 
     @classmethod
     def read(cls, root: Path) -> "_BuildOutput":
@@ -230,40 +224,17 @@ class _BuildOutput(BuiltOutput):
             raise
         except CnbsimError as exc:
             raise ExportError(exc.message, file=exc.file, field=exc.field, hint=exc.hint) from None
-        return cls(built.path, built.metadata, per_bp)
+        return cls(built.path, built.metadata, built.platform, per_bp)
 
 
-def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[_LaunchLayer, ...], dict[str, Any] | None]:
-    """lc:buildpack/layers.go ReadLayersDir: layer dirs and tomls, sorted by `<bp>:<layer>`; launch ones kept."""
-    bp_dir = layers_dir / escape_id(bp.id)
-    names: set[str] = set()
-    if bp_dir.is_dir():
-        for entry in os.scandir(bp_dir):
-            if entry.is_dir(follow_symlinks=False):
-                names.add(entry.name)
-            elif entry.name.endswith(".toml"):
-                names.add(entry.name[: -len(".toml")])
-    names -= {"launch", "build", "store"}
-    api = ApiVersion.parse(bp.api) if bp.api else ApiVersion(0, 10)
-    layers, malformed = [], []
-    for name in sorted(names, key=os.fsencode):
-        toml = bp_dir / f"{name}.toml"
-        if not toml.is_file():
-            continue  # a directory without a toml is not a layer
-        try:
-            raw = read_toml(toml, what="layer metadata file", error=ExportError)
-            meta = parse_layer_toml(raw, toml, api)
-        except CnbsimError as exc:
-            malformed.append((name, toml, exc))
-            continue
-        if meta.types.launch:
-            layers.append(_LaunchLayer(bp, name, bp_dir / name, meta.types, raw.get("metadata")))
-    if malformed:
-        ids = " ".join(f"{bp.id}:{name}" for name, _, _ in malformed)
-        raise ExportError(f"failed to parse metadata for layers '[{ids}]'", file=malformed[0][1],
-                          hint=malformed[0][2].message)
-    store = read_store_toml(bp_dir / "store.toml")
-    return tuple(layers), (store.metadata if store is not None else None)
+def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[Layer, ...], dict[str, Any] | None]:
+    """lifecycle phase/exporter.go addBuildpackLayers: the launch layers of ReadLayersDir; a malformed one fails."""
+    bp_layers = read_layers_dir(layers_dir, bp.id, error=ExportError)
+    if bp_layers.malformed:
+        ids = " ".join(m.identifier for m in bp_layers.malformed)
+        raise ExportError(f"failed to parse metadata for layers '[{ids}]'", file=bp_layers.malformed[0].error.file,
+                          hint=bp_layers.malformed[0].error.message)
+    return bp_layers.launch_layers(), (bp_layers.store.metadata if bp_layers.store is not None else None)
 
 
 
@@ -277,7 +248,7 @@ def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[_Launch
 
 
 # ---------------------------------------------------------------------------------------------
-# Layer tars (cnb-spec.md 5.5, lc:archive/writer.go, lc:layers/*.go)
+# Layers of the lifecycle's own (lifecycle layers/launcher.go)
 
 
 
@@ -301,7 +272,7 @@ def _buildpack_layers(layers_dir: Path, bp: GroupElement) -> tuple[tuple[_Launch
 
 
 def _launcher_layer(tw: TarWriter) -> None:
-    """lc:layers/launcher.go LauncherLayer: root-owned /cnb, /cnb/lifecycle and the launcher (0755)."""
+    """lifecycle layers/launcher.go LauncherLayer: root-owned /cnb, /cnb/lifecycle and the launcher (0755)."""
     tw.add(dir_header("/cnb", 0, 0))
     tw.add(dir_header("/cnb/lifecycle", 0, 0))
     script = LAUNCHER_SCRIPT.encode()
@@ -311,11 +282,11 @@ def _launcher_layer(tw: TarWriter) -> None:
 
 
 def _process_types_layer(processes: tuple[Process, ...]) -> Callable[[TarWriter], None]:
-    """lc:layers/launcher.go ProcessTypesLayer: /cnb/process/<type> -> the launcher, root-owned."""
+    """lifecycle layers/launcher.go ProcessTypesLayer: /cnb/process/<type> -> the launcher, root-owned."""
     for p in processes:
-        if set(p.type) & FORBIDDEN_TYPE_CHARS:
-            raise ExportError(f"invalid process type '{p.type}': type may not contain characters '/><:|&\\'",
-                              field="processes.type", hint="use letters, digits, '.', '_' and '-'")
+        problem = process_type_problem(p.type)
+        if problem:
+            raise ExportError(problem, field="processes.type", hint=PROCESS_TYPE_HINT)
 
     def write(tw: TarWriter) -> None:
         tw.add(dir_header("/cnb", 0, 0))
@@ -331,39 +302,13 @@ def _process_types_layer(processes: tuple[Process, ...]) -> Callable[[TarWriter]
 # Writing the image
 
 
-class _Say:
-    """Log lines to a Logger or a callable, and keep the info lines for the ExportResult."""
-
-    def __init__(self, log: Logger | Callable[[str], None] | None) -> None:
-        self.log = log
-        self.lines: list[str] = []
-
-    def info(self, line: str) -> None:
-        self.lines.append(line)
-        if isinstance(self.log, Logger):
-            self.log.info(line)
-        elif self.log is not None:
-            self.log(line)
-
-    def warn(self, line: str) -> None:
-        self.lines.append(f"Warning: {line}")
-        if isinstance(self.log, Logger):
-            self.log.warn(line)
-        elif self.log is not None:
-            self.log(f"Warning: {line}")
-
-    def debug(self, line: str) -> None:
-        if isinstance(self.log, Logger):
-            self.log.debug(line)
-
-
 
 
 
 
 def _add_layers(image: ImageWriter, source: _BuildOutput, previous: PreviousImage | None,
-                say: _Say) -> dict[str, Any]:
-    """Buildpack, app, launcher, config and process-types layers (lc:phase/exporter.go); returns the
+                say: Logger) -> dict[str, Any]:
+    """Buildpack, app, launcher, config and process-types layers (lifecycle phase/exporter.go); returns the
     io.buildpacks.lifecycle.metadata label's content."""
     def prev(key: str) -> set[str]:
         return {previous.sha(key)} if previous else set()
@@ -379,16 +324,25 @@ def _add_layers(image: ImageWriter, source: _BuildOutput, previous: PreviousImag
             created_by = BUILDPACK_LAYER_HISTORY.format(name=layer.name, bp=f"{bp.id}@{bp.version}")
             if layer.path.is_dir():
                 name = f"{LAYERS_DIR}/{escape_id(bp.id)}/{layer.name}"
-                exported = image.add(layer.id, created_by, dir_layer(layer.path, name),
+                exported = image.add(layer.identifier, created_by, dir_layer(layer.path, name),
                                      {previous.layer_sha(bp.id, layer.name)} if previous else set())
             else:
                 exported = _reuse_without_contents(image, layer, created_by)
-            layers_md[layer.name] = {"sha": announce(exported), "data": layer.data, "build": layer.types.build,
-                                     "launch": True, "cache": layer.types.cache}
+            layers_md[layer.name] = {"sha": announce(exported), "data": layer.metadata.data, "build": layer.build,
+                                     "launch": True, "cache": layer.cache}
         entry: dict[str, Any] = {"key": bp.id, "version": bp.version, "layers": layers_md}
         if store is not None:
             entry["store"] = {"metadata": store}
         buildpacks.append(entry)
+
+    # lc:phase/exporter.go addSBOMLaunchLayer (Platform API >= 0.8): <layers>/sbom/launch as one layer,
+    # after the buildpack layers, recorded as "sbom" in the lifecycle metadata label
+    sbom_md: dict[str, Any] = {}
+    sbom_dir = source.layers_dir / "sbom" / "launch"
+    if sbom_dir.is_dir():
+        sbom_md = {"sbom": {"sha": announce(image.add(SBOM_LAYER_ID, SBOM_HISTORY,
+                                                      dir_layer(sbom_dir, f"{LAYERS_DIR}/sbom/launch"),
+                                                      prev("sbom")))}}
 
     app_shas = previous.app_shas() if previous else set()
     slices = source.metadata.slices
@@ -410,28 +364,31 @@ def _add_layers(image: ImageWriter, source: _BuildOutput, previous: PreviousImag
     if source.metadata.processes:
         types = announce(image.add("buildpacksio/lifecycle:process-types", PROCESS_TYPES_HISTORY,
                                    _process_types_layer(source.metadata.processes), prev("process-types")))
-    # lc:platform/files LayersMetadata field order (runImage and stack follow).
-    return {"app": [{"sha": lay.diff_id} for lay in app], "buildpacks": buildpacks, "config": {"sha": config},
+    # lifecycle platform/files LayersMetadata field order (runImage and stack follow).
+    return {"app": [{"sha": lay.diff_id} for lay in app], **sbom_md, "buildpacks": buildpacks,
+            "config": {"sha": config},
             "launcher": {"sha": launcher}, "process-types": {"sha": types}}
 
 
-def _reuse_without_contents(image: ImageWriter, layer: _LaunchLayer, created_by: str) -> ExportedLayer:
-    """lc: a launch layer with a toml but no directory keeps the previous image's layer, or fails."""
-    toml = layer.path.with_name(layer.name + ".toml")
-    if layer.types.cache:
-        raise ExportError(f"layer '{layer.id}' is cache=true but has no contents", file=toml,
+def _reuse_without_contents(image: ImageWriter, layer: Layer, created_by: str) -> ExportedLayer:
+    """lifecycle phase/exporter.go: a launch layer with a toml but no directory keeps the previous image's layer,
+    or fails."""
+    if layer.cache:
+        raise ExportError(f"layer '{layer.identifier}' is cache=true but has no contents", file=layer.toml,
                           hint="create the layer directory, or set cache = false")
-    sha = image.previous.layer_sha(layer.buildpack.id, layer.name) if image.previous else ""
-    if not sha or sha not in image.previous.blobs:
-        raise ExportError(f"cannot reuse '{layer.id}', previous image has no metadata for layer '{layer.id}'",
-                          file=toml, hint="the buildpack must create the layer directory (or export to the "
-                                          "OCI layout and tag that holds the previous image)")
-    return image.reuse(layer.id, created_by, sha)
+    previous = image.previous
+    sha = previous.layer_sha(layer.buildpack_id, layer.name) if previous else ""
+    if previous is None or not sha or sha not in previous.blobs:
+        raise ExportError(f"cannot reuse '{layer.identifier}', previous image has no metadata for layer "
+                          f"'{layer.identifier}'",
+                          file=layer.toml, hint="the buildpack must create the layer directory (or export to the "
+                                                "OCI layout and tag that holds the previous image)")
+    return image.reuse(layer.identifier, created_by, sha)
 
 
 def _image_config(source: _BuildOutput, run: RunImage | None, image: ImageWriter, lc_meta: dict[str, Any],
-                  api: ApiVersion, exec_env: str, created: str, say: _Say) -> dict[str, Any]:
-    """The image config: the run image's, with the lifecycle's env, labels and workdir (4.1, 5.4)."""
+                  api: ApiVersion, exec_env: str, created: str, say: Logger) -> dict[str, Any]:
+    """The image config: the run image's, with the lifecycle's env, labels and workdir (platform.md#exporter, #labels)."""
     base = dict(run.config) if run else {}
     container = dict(base.get("config") or {})
     top_layer = run.diff_ids[-1] if run and run.diff_ids else ""
@@ -462,11 +419,10 @@ def _image_config(source: _BuildOutput, run: RunImage | None, image: ImageWriter
 
 
 def _build_metadata(metadata: BuildMetadata, api: ApiVersion) -> dict[str, Any]:
-    """io.buildpacks.build.metadata (lc:platform/files BuildMetadata): no api, labels or slices [GAP]."""
+    """io.buildpacks.build.metadata (lifecycle platform/files BuildMetadata): no api, labels or slices [GAP]."""
     from cnbsim import __version__
     out: dict[str, Any] = {
-        "buildpacks": [{"id": b.id, "version": b.version, **({"homepage": b.homepage} if b.homepage else {})}
-                       for b in metadata.buildpacks],
+        "buildpacks": [b.to_toml(api=False) for b in metadata.buildpacks],
         "launcher": {"version": __version__, "source": {"git": {"repository": "cnbsim", "commit": ""}}},
         "processes": [_process_json(p, api) for p in metadata.processes],
     }
@@ -476,7 +432,7 @@ def _build_metadata(metadata: BuildMetadata, api: ApiVersion) -> dict[str, Any]:
 
 
 def _process_json(p: Process, api: ApiVersion) -> dict[str, Any]:
-    """lc:launch Process JSON: command is an array from Platform 0.10, a string before."""
+    """lifecycle launch Process JSON: command is an array from Platform 0.10, a string before."""
     toml = p.to_metadata_toml(api)
     out: dict[str, Any] = {"type": p.type, "command": toml["command"], "args": toml.get("args"),
                            "direct": p.direct, "buildpackID": p.buildpack_id}
@@ -497,7 +453,7 @@ def _project_metadata(workspace: Path) -> dict[str, Any]:
 
 
 def _image_env(env: list[str], api: ApiVersion) -> list[str]:
-    """lc:phase/exporter.go setEnv: CNB_* dirs and API, then /cnb/process:/cnb/lifecycle: before PATH."""
+    """lifecycle phase/exporter.go setEnv: CNB_* dirs and API, then /cnb/process:/cnb/lifecycle: before PATH."""
     out = list(env)
 
     def get(name: str) -> str | None:
@@ -520,7 +476,7 @@ def _image_env(env: list[str], api: ApiVersion) -> list[str]:
 
 
 def _entrypoint(metadata: BuildMetadata, default_process: str | None) -> str:
-    """cnb-spec.md 4.1.1: the platform's -process-type, else the buildpacks' default, else the launcher."""
+    """buildpacks/spec platform.md#exporter: the platform's -process-type, else the buildpacks' default, else the launcher."""
     if default_process and metadata.process(default_process) is None:
         raise ExportError(f"tried to set {default_process} to default but it doesn't exist",
                           field="default_process",
@@ -538,8 +494,8 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default)
 
 
-def _created(api: ApiVersion, say: _Say) -> str:
-    """cnb-spec.md 5.5.5: SOURCE_DATE_EPOCH (Platform >= 0.9), else 1980-01-01T00:00:01Z."""
+def _created(api: ApiVersion, say: Logger) -> str:
+    """buildpacks/spec platform.md#build-reproducibility: SOURCE_DATE_EPOCH (Platform >= 0.9), else 1980-01-01T00:00:01Z."""
     when = NORMALIZED_TIME
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
     if epoch and api >= ApiVersion(0, 9):
@@ -570,38 +526,46 @@ def _check_tag(tag: str) -> str:
 # The layout directory: built aside, swapped in
 
 
-class _Staging:
-    """Build the new layout next to `target`, then swap it in: a failure leaves `target` as it was."""
+@contextlib.contextmanager
+def _export_errors() -> Iterator[None]:
+    """cnbsim errors raised while placing the layout, as ExportErrors."""
+    try:
+        yield
+    except ExportError:
+        raise
+    except CnbsimError as exc:
+        raise ExportError(exc.message, file=exc.file, field=exc.field, hint=exc.hint) from None
 
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        self.aside = target.with_name(f".{target.name}.cnbsim-previous")
-        self.path = target.with_name(f".{target.name}.cnbsim-staging-{os.getpid()}-{secrets.token_hex(4)}")
+
+class _Staging(AtomicDir):
+    """The new layout, built beside `target` and swapped in: a failure leaves `target` as it was."""
+
+    def __init__(self, target: Path, say: Logger) -> None:
+        super().__init__(target, DirKind.OCI_LAYOUT, "OCI layout", notice=say.warn)
         self.old: Layout | None = None   # the layout being replaced
 
     def __enter__(self) -> "_Staging":
-        if self.aside.exists() and not self.target.exists():
-            self.aside.rename(self.target)   # a crash left the last good layout aside
-        shutil.rmtree(self.aside, ignore_errors=True)
-        if self.target.exists() and not (self.target / "oci-layout").is_file() and (
-                not self.target.is_dir() or any(self.target.iterdir())):
-            raise ExportError("exists and is not an OCI image layout; refusing to replace it", file=self.target,
-                              hint="choose another --oci directory (an empty one, or a layout to update)")
-        if (self.target / "oci-layout").is_file():
-            self.old = Layout(self.target, "the OCI layout to update")
+        with _export_errors():
+            super().__enter__()
         try:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            self.path.mkdir()
-        except OSError as exc:
-            raise ExportError(f"cannot create the OCI layout: {exc.strerror}", file=self.target) from None
+            if self.current is not None:
+                self.old = Layout(self.current, "the OCI layout to update")
+        except BaseException:
+            self.__exit__()            # entering failed: no `with` body, so no __exit__ either
+            raise
         return self
 
-    def write_index(self, entry: dict[str, Any], tag: str, say: _Say) -> None:
+    def commit(self) -> None:
+        with _export_errors():
+            super().commit()
+
+    def write_index(self, entry: dict[str, Any], tag: str, say: Logger) -> None:
         """index.json: the old entries (their blobs kept) but this tag's, which `entry` replaces in place."""
         entries, placed = [], False
-        for e in self.old.entries() if self.old else []:
-            if (e.get("annotations") or {}).get(REF_NAME) != tag:
-                self._copy_blobs(self.old, e, say)
+        old = self.old
+        for e in old.entries() if old else []:
+            if old is not None and (e.get("annotations") or {}).get(REF_NAME) != tag:
+                self._copy_blobs(old, e, say)
                 entries.append(e)
             elif not placed:
                 entries.append(entry)
@@ -612,7 +576,7 @@ class _Staging:
         (self.path / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
         (self.path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}) + "\n", encoding="utf-8")
 
-    def _copy_blobs(self, old: Layout, desc: dict[str, Any], say: _Say) -> None:
+    def _copy_blobs(self, old: Layout, desc: dict[str, Any], say: Logger) -> None:
         """Everything `desc` reaches: an index's manifests, a manifest's config and layers."""
         try:
             link_blob(old.blob(desc.get("digest")), self.path / "blobs" / "sha256")
@@ -626,12 +590,3 @@ class _Staging:
                     self._copy_blobs(old, child, say)
         except (CnbsimError, OSError, AttributeError) as exc:
             say.warn(f"an image already in the OCI layout is incomplete: {exc}")
-
-    def commit(self) -> None:
-        if self.target.exists():
-            self.target.rename(self.aside)
-        self.path.rename(self.target)
-        shutil.rmtree(self.aside, ignore_errors=True)
-
-    def __exit__(self, *exc: Any) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,6 +1,6 @@
 """The launcher: launch env, process selection, args, working dir, exec.d, profile.d, exec.
 
-Follows lc:launch/ and lc:cmd/launcher (cnb-spec.md 4.1-4.6). The env starts from the
+Follows lifecycle launch/ and cmd/launcher (buildpacks/spec platform.md#launcher, buildpack.md#launch). The env starts from the
 container's env; for each buildpack, all its launch layers' bin/ and lib/ first, then each
 layer's env/, env.launch/, env.launch/<type>/; then exec.d output; then the process runs.
 """
@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from cnbsim.env import LAUNCH_ROOT_DIRS, Env
-from cnbsim.errors import CnbsimError, LaunchError
-from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
-from cnbsim.model.buildpack import escape_id
+from cnbsim.errors import ExitCode, LaunchError
+from cnbsim.model.api import DEFAULT_BUILDPACK_API, DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
-from cnbsim.model.layer import LayerMetadata, parse_layer_toml
+from cnbsim.model.layers import read_layers_dir
 from cnbsim.model.metadata import BuildMetadata, read_metadata_toml
-from cnbsim.tomlio import parse_toml, read_toml
+from cnbsim.tomlio import parse_toml
 
 
 @dataclass(frozen=True)
@@ -32,46 +31,30 @@ class LaunchPlan:
     env: dict[str, str]
     cwd: Path
     process: Process | None
+    working_dir: str = ""      # as the process gives it (relative to the app dir), for error messages
 
 
 def launch_layers(layers_dir: Path, metadata: BuildMetadata) -> list[tuple[str, list[Path]]]:
-    """Per buildpack (group order), its launch layer dirs sorted by name (cnb-spec.md 4.4.2, 7.1.5).
+    """Per buildpack (group order), its launch layer dirs in ReadLayersDir order (buildpacks/spec buildpack.md#layer-paths).
 
-    In an image every layer dir is a launch layer; in a build output only those whose
-    `<layer>.toml` says `launch = true` would have been exported.
+    In an image every layer dir is a launch layer (its `<layer>.toml` files are not exported); in a
+    build output only those whose `<layer>.toml` says `launch = true` would have been, and a malformed
+    one would have failed the export (lifecycle phase/exporter.go).
     """
     out = []
     for bp in metadata.buildpacks:
-        bp_dir = layers_dir / escape_id(bp.id)
-        if not bp_dir.is_dir():
+        bp_layers = read_layers_dir(layers_dir, bp.id, error=LaunchError)
+        if not bp_layers.exists:
             continue
-        api = _api(bp.api)
-        layers = []
-        for d in sorted((p for p in bp_dir.iterdir() if p.is_dir()), key=lambda p: p.name):
-            toml = bp_dir / f"{d.name}.toml"
-            if not toml.exists():
-                if d.name.endswith(".ignore") or (bp_dir / "launch.toml").exists() or any(bp_dir.glob("*.toml")):
-                    continue  # a build output: a dir without <layer>.toml is not a layer
-                layers.append(d)  # an unpacked image: toml files are not exported
-                continue
-            if _layer_meta(toml, api).types.launch:
-                layers.append(d)
-        out.append((bp.id, layers))
+        if bp_layers.malformed:
+            bad = bp_layers.malformed[0].error
+            raise LaunchError(str(bad), exit_code=ExitCode.LAUNCH_ERROR)
+        if bp_layers.has_tomls:
+            chosen = bp_layers.launch_layers()
+        else:
+            chosen = tuple(layer for layer in bp_layers.layers if not layer.name.endswith(".ignore"))
+        out.append((bp.id, [layer.path for layer in chosen if layer.has_contents]))
     return out
-
-
-def _api(text: str) -> ApiVersion:
-    try:
-        return ApiVersion.parse(text)
-    except ValueError:
-        return ApiVersion(0, 12)
-
-
-def _layer_meta(toml: Path, api: ApiVersion) -> LayerMetadata:
-    try:
-        return parse_layer_toml(read_toml(toml, what="layer metadata file", error=LaunchError), toml, api)
-    except CnbsimError as exc:
-        raise LaunchError(str(exc), exit_code=82)
 
 
 def launch_env(layers_dir: Path, metadata: BuildMetadata, process_type: str | None,
@@ -90,7 +73,7 @@ def launch_env(layers_dir: Path, metadata: BuildMetadata, process_type: str | No
 
 def run_exec_d(layers_dir: Path, metadata: BuildMetadata, process_type: str | None, env: Env,
                app_dir: Path) -> None:
-    """lc:launch/exec_d.go: per layer, exec.d/* then exec.d/<type>/*; TOML on fd 3 overrides the env."""
+    """lifecycle launch/exec_d.go: per layer, exec.d/* then exec.d/<type>/*; TOML on fd 3 overrides the env."""
     for _, layers in launch_layers(layers_dir, metadata):
         for layer in layers:
             dirs = [layer / "exec.d"] + ([layer / "exec.d" / process_type] if process_type else [])
@@ -130,7 +113,7 @@ def _exec_d_one(path: Path, env: Env, app_dir: Path) -> None:
 
 
 def _profiles(layers_dir: Path, metadata: BuildMetadata, process_type: str | None, app_dir: Path) -> list[str]:
-    out = []
+    out: list[str] = []
     for _, layers in launch_layers(layers_dir, metadata):
         for layer in layers:
             for d in [layer / "profile.d"] + ([layer / "profile.d" / process_type] if process_type else []):
@@ -143,7 +126,7 @@ def _profiles(layers_dir: Path, metadata: BuildMetadata, process_type: str | Non
 
 def _user_args(process: Process, user_args: Sequence[str], bp_api: ApiVersion, platform_api: ApiVersion
                ) -> tuple[str, tuple[str, ...]]:
-    """lc:launch/process.go handleUserArgs (cnb-spec.md 4.3): the command and its final args."""
+    """lifecycle launch/process.go handleUserArgs (buildpacks/spec platform.md#launcher): the command and its final args."""
     if not process.command or not process.command[0]:
         raise LaunchError(f'no command provided for process type "{process.type}"')
     if platform_api < ApiVersion(0, 10):
@@ -158,7 +141,7 @@ def _user_args(process: Process, user_args: Sequence[str], bp_api: ApiVersion, p
 
 
 def _eligible_process(md: BuildMetadata, ptype: str, exec_env: str, platform_api: ApiVersion) -> Process | None:
-    """The first process of the type that may run in this exec-env (Platform API >= 0.15, cnb-spec.md 4.2.3):
+    """The first process of the type that may run in this exec-env (Platform API >= 0.15, buildpacks/spec platform.md#launcher):
     one without `exec-env`, or whose list holds `*` or CNB_EXEC_ENV (default production)."""
     for p in md.processes:
         if p.type != ptype:
@@ -171,13 +154,17 @@ def _eligible_process(md: BuildMetadata, ptype: str, exec_env: str, platform_api
 def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = None,
                 user_args: Sequence[str] = (), environ: Mapping[str, str] | None = None,
                 platform_api: ApiVersion = DEFAULT_PLATFORM_API, argv0: str = "launcher",
-                metadata: BuildMetadata | None = None) -> LaunchPlan:
-    """Work out what the launcher would exec; runs exec.d programs (they may change the env)."""
+                metadata: BuildMetadata | None = None, use_default: bool = True) -> LaunchPlan:
+    """Work out what the launcher would exec; runs exec.d programs (they may change the env).
+
+    Without `process_type` the build's default process runs (as the image's entrypoint
+    /cnb/process/<default> does), unless `use_default` is false: then, as /cnb/lifecycle/launcher,
+    the args are a user-provided command (lifecycle launch/process.go ProcessFor)."""
     environ = dict(os.environ if environ is None else environ)
     layers_dir, app_dir = layers_dir.absolute(), app_dir.absolute()
     md = metadata or read_metadata_toml(layers_dir / "config" / "metadata.toml")
     user_args = list(user_args)
-    if process_type is None and md.default_process:
+    if process_type is None and md.default_process and use_default:
         process_type = md.default_process
     process = None
     if process_type is not None:
@@ -186,37 +173,42 @@ def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = N
             known = ", ".join(p.type for p in md.processes) or "none"
             hint = (f"it is not for exec-env '{environ.get('CNB_EXEC_ENV') or 'production'}': set CNB_EXEC_ENV"
                     if md.process(process_type) else f"known types: {known}")
-            raise LaunchError(f"process type {process_type} was not found", hint=hint)
+            raise LaunchError(f"determine start command: process type {process_type} was not found", hint=hint)
     elif not user_args:
-        raise LaunchError("when there is no default process a command is required",
+        raise LaunchError("determine start command: when there is no default process a command is required",
                           hint="name a process type or give a command")
-    env = launch_env(layers_dir, md, process_type, environ)
-    run_exec_d(layers_dir, md, process_type, env, app_dir)
     if process is None:
-        direct = user_args[0] == "--"
+        # lifecycle launch/process.go userProvidedProcess: `-- cmd args` is direct, anything else goes through bash
+        direct = len(user_args) > 1 and user_args[0] == "--"
         if direct:
             user_args = user_args[1:]
-            if not user_args:
-                raise LaunchError("when there is no default process a command is required")
         process = Process(type="", command=(user_args[0],), args=tuple(user_args[1:]), direct=direct)
         command, args = process.command[0], process.args
-        cwd = app_dir
         process_for_plan = None
     else:
         bp = md.buildpack(process.buildpack_id)
         if bp is None:
-            raise LaunchError(f"failed to find buildpack for process {process.type} with buildpack ID "
-                              f"{process.buildpack_id}")
-        command, args = _user_args(process, user_args, _api(bp.api), platform_api)
+            raise LaunchError(f"determine start command: failed to find buildpack for process {process.type} "
+                              f"with buildpack ID {process.buildpack_id}")
+        command, args = _user_args(process, user_args, bp.api or DEFAULT_BUILDPACK_API, platform_api)
         cwd = app_dir / process.working_dir if process.working_dir else app_dir
         process_for_plan = process
+    cwd = app_dir / process.working_dir if process.working_dir else app_dir
+    # lifecycle launch/launcher.go LaunchProcess: the process is chosen first, then env, then exec.d
+    env = launch_env(layers_dir, md, process_type, environ)
+    try:
+        run_exec_d(layers_dir, md, process_type, env, app_dir)
+    except LaunchError as exc:
+        raise LaunchError(f"exec.d: {exc.message}", hint=exc.hint) from None
     if process.direct:
+        if not command:
+            raise LaunchError(f'no command provided for process type "{process.type}"')
         resolved = shutil.which(command, path=env.get("PATH")) if "/" not in command else command
         if not resolved:
-            raise LaunchError(f"determine start command: path lookup: exec: \"{command}\": "
-                              "executable file not found in $PATH",
-                              hint="is the program installed by a launch layer (bin/ on PATH)?")
-        return LaunchPlan((resolved, command, *args), env.vars, cwd, process_for_plan)
+            raise LaunchError(f"path lookup: exec: \"{command}\": executable file not found in $PATH",
+                              hint="is the program installed in the bin/ dir of a launch layer?")
+        return LaunchPlan((resolved, command, *args), env.vars, cwd, process_for_plan,
+                          process.working_dir or str(app_dir))
     script = "".join(f'source "{p}"\n' for p in _profiles(layers_dir, md, process_type, app_dir))
     script += f'cd "{cwd}"\n'
     if args:
@@ -226,13 +218,25 @@ def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = N
     else:
         script += 'exec bash -c "$@"'
     bash = shutil.which("bash", path=env.get("PATH")) or "/bin/bash"
-    return LaunchPlan((bash, argv0, "-c", script, argv0, command, *args), env.vars, app_dir, process_for_plan)
+    return LaunchPlan((bash, argv0, "-c", script, argv0, command, *args), env.vars, app_dir, process_for_plan,
+                      str(app_dir))
+
+
+def _go_error(exc: OSError) -> str:
+    """An OSError worded as Go's syscall errors are ("no such file or directory")."""
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
 
 
 def exec_plan(plan: LaunchPlan) -> None:
     """Replace this process with the launched one (as the real launcher does)."""
-    os.chdir(plan.cwd)
+    try:
+        os.chdir(plan.cwd)
+    except OSError as exc:
+        # lifecycle launch/launcher.go launchDirect: exit 82 "change directory: chdir <dir>: ..."
+        raise LaunchError(f"change directory: chdir {plan.working_dir or plan.cwd}: {_go_error(exc)}",
+                          hint="the process's working-dir must exist in the app dir") from None
     try:
         os.execve(plan.argv[0], list(plan.argv[1:]), plan.env)
     except OSError as exc:
-        raise LaunchError(f"exec {plan.argv[1]}: {exc.strerror}")
+        raise LaunchError(f"direct exec: {_go_error(exc)}") from None

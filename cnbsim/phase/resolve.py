@@ -10,13 +10,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from cnbsim.log import Logger
 from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import DetectPlan, Plan, PlanEntry, PlanOption, Provider, Require
 
 
 def resolve_plan(passing: list[tuple[GroupElement, DetectPlan]], reasons: list[str] | None = None,
-                 log: list[tuple[str, str]] | None = None) -> tuple[list[GroupElement], Plan] | None:
-    """Build-plan resolution over the buildpacks that passed detection (cnb-spec.md 2.7).
+                 log: Logger | None = None) -> tuple[list[GroupElement], Plan] | None:
+    """Build-plan resolution over the buildpacks that passed detection (buildpacks/spec buildpack.md#phase-1-detection).
 
     Options per buildpack: the primary plan, then each [[or]]; only the last option may drop
     an optional buildpack. Trials are the Cartesian product, first buildpack outermost; the
@@ -29,11 +30,12 @@ def resolve_plan(passing: list[tuple[GroupElement, DetectPlan]], reasons: list[s
         per_element.append([(el, opt, el.optional and i == len(options) - 1) for i, opt in enumerate(options)])
     for n, trial in enumerate(itertools.product(*per_element), start=1):
         if log is not None:
-            log.append(("debug", f"Resolving plan... (try #{n})"))
+            log.debug(f"Resolving plan... (try #{n})")
         trial_reasons: list[str] = []
         result = _run_trial(list(trial), trial_reasons)
         if log is not None:
-            log.extend(("debug", r) for r in trial_reasons)
+            for reason in trial_reasons:
+                log.debug(reason)
         if result is not None:
             return result
         reasons.extend(f"try #{n}: {r}" for r in trial_reasons)

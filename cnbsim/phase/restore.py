@@ -1,6 +1,7 @@
 """The restore phase: layers put back before the build, as the lifecycle's analyzer and restorer do.
 
-Before the build (cnb-spec.md 5.3, buildpack.md "Layer Types"), for each buildpack of the group:
+Before the build (buildpacks/spec platform.md#restorer, buildpack.md#layer-types; lifecycle
+phase/restorer.go), for each buildpack of the group:
 - a `cache = true` layer saved in the cache gets its `<layer>.toml` (metadata only, no types)
   and its contents back;
 - a `launch = true` layer of the previous output (the previous image) gets its `<layer>.toml`
@@ -11,8 +12,9 @@ Before the build (cnb-spec.md 5.3, buildpack.md "Layer Types"), for each buildpa
 
 A real lifecycle always builds in `/layers`, so absolute paths that buildpacks write into
 layers (env files, virtualenv scripts, symlinks) stay valid; so does cnbsim's build namespace.
-A build on the host (no bubblewrap) sees its output's own layers path: a cache saved by a build
-whose layers were elsewhere is not restored (its paths would be wrong), and the log says so.
+A build on the host (no bubblewrap) sees its work dir's own layers path: a layer restored from a
+cache saved by a build whose layers were elsewhere (another output, or the namespace's /layers) is
+relocated, its old layers path replaced by the one its buildpack sees, in files and link targets.
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnbsim.cache import Cache
-from cnbsim.errors import BuildError
-from cnbsim.fs import special_files
+from cnbsim.fs import relocate, special_files
 from cnbsim.log import Logger
-from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import escape_id
-from cnbsim.model.layer import LayerMetadata, read_layer_toml
+from cnbsim.model.layer import LayerMetadata
+from cnbsim.model.layers import read_layers_dir
 from cnbsim.model.order import GroupElement
-from cnbsim.report import tree_digest
+from cnbsim.fs import tree_digest
 from cnbsim.tomlio import write_toml
 
 
@@ -38,18 +39,6 @@ class Restored:
     key: tuple[str, str]          # (buildpack id, layer name)
     source: str                   # "cache" | "previous"
     digest: str                   # of the contents put back ("" for metadata only)
-
-
-def _layer_tomls(bp_dir: Path, api: ApiVersion) -> dict[str, LayerMetadata]:
-    out = {}
-    for toml in sorted(bp_dir.glob("*.toml")):
-        if toml.name in ("launch.toml", "build.toml", "store.toml"):
-            continue
-        try:
-            out[toml.stem] = read_layer_toml(toml, api)
-        except BuildError:
-            continue  # unreadable metadata is skipped, as the lifecycle warns and skips
-    return out
 
 
 def _metadata_only(path: Path, meta: LayerMetadata) -> None:
@@ -65,25 +54,18 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
     if cache and cache.layers.exists() and not cache.built_in():
         log.warn(f"ignoring the cache at {cache.path}: it was written by another cnbsim version")
         cache = None
-    elif cache and cache.layers.exists() and cache.built_in() != shown_layers:
-        log.warn(f"not restoring the cache at {cache.path}: its layers were built at {cache.built_in()}, "
-                 f"this build's are at {shown_layers}, and their contents hold those paths")
-        cache = None
     cache_index = cache.index() if cache else {}
     for el in group:
-        api = ApiVersion.parse(el.api) if el.api else ApiVersion(0, 10)
         bp_dir = layers_dir / escape_id(el.id)
-        prev_dir = previous / escape_id(el.id) if previous else None
-        cached_dir = cache.layers / escape_id(el.id) if cache else None
-        prev = _layer_tomls(prev_dir, api) if prev_dir and prev_dir.is_dir() else {}
-        cached = _layer_tomls(cached_dir, api) if cached_dir and cached_dir.is_dir() else {}
-        if prev_dir and (prev_dir / "store.toml").is_file():
+        # malformed layers are skipped: lifecycle MadeCached / MadeLaunch are false for them
+        prev = read_layers_dir(previous, el.id) if previous else None
+        cached = read_layers_dir(cache.layers, el.id) if cache else None
+        if prev and (prev.path / "store.toml").is_file():
             bp_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(prev_dir / "store.toml", bp_dir / "store.toml")
-        for name, meta in cached.items():
-            key = f"{el.id}:{name}"
-            src = cached_dir / name if cached_dir else None
-            if not meta.types.cache or src is None or not src.is_dir():
+            shutil.copy2(prev.path / "store.toml", bp_dir / "store.toml")
+        for layer in cached.cached_layers() if cached else ():
+            name, meta, src, key = layer.name, layer.metadata, layer.path, layer.identifier
+            if not layer.has_contents:
                 continue
             digest = tree_digest(src)[0]
             if cache_index.get(key) != digest:
@@ -94,11 +76,15 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             # a copy, never links: a buildpack may change a restored file in place, even in a build
             # that then fails, and the cache must not change with it
             shutil.copytree(src, bp_dir / name, symlinks=True, ignore=special_files)
+            built_in = cache.built_in() if cache else ""
+            if built_in and built_in != shown_layers:
+                relocate(bp_dir / name, built_in, shown_layers)
+                digest = tree_digest(bp_dir / name)[0]
             restored[(el.id, name)] = Restored((el.id, name), "cache", digest)
             log.debug(f"Restoring data for \"{key}\" from cache")
-        for name, meta in prev.items():
-            t = meta.types
-            if (el.id, name) in restored or not t.launch or (t.build and not t.cache) or t.cache:
+        for layer in prev.launch_layers() if prev else ():
+            name, meta, t = layer.name, layer.metadata, layer.types
+            if (el.id, name) in restored or (t.build and not t.cache) or t.cache:
                 continue  # cache=true layers come back from the cache only
             bp_dir.mkdir(parents=True, exist_ok=True)
             _metadata_only(bp_dir / f"{name}.toml", meta)

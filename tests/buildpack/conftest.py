@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import pytest
 
 from cnbsim.env import LAUNCH_ROOT_DIRS, Env
+from cnbsim.tomlio import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 BUILDPACK = REPO / "buildpack"
@@ -53,7 +53,7 @@ def execute(argv: Sequence[str | Path], *, cwd: Path, env: Mapping[str, str]) ->
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """What a lifecycle keeps of its own environment (cnb-spec.md 3.3.1), plus `extra`."""
+    """What a lifecycle keeps of its own environment (buildpacks/spec buildpack.md#provided-by-the-lifecycle), plus `extra`."""
     env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
     env.update(LANG="C.UTF-8", PYTHONDONTWRITEBYTECODE="1")
     env.update(extra)

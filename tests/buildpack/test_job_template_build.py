@@ -10,12 +10,13 @@ import re
 import secrets
 import stat
 import sys
-import tomllib
 from pathlib import Path
 
 import shutil
 
 import pytest
+
+from cnbsim.tomlio import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = REPO / "buildpack" / "runtime"
@@ -125,20 +126,23 @@ def test_a_bad_bp_planqk_entry_point_fails_the_build(fixture_app, build, layers,
 
 # ---------------------------------------------------------------------------------- project checks
 
+# The decoder's own words (and where it stops) differ between CPython versions: the file, a location
+# and the fix are the buildpack's.
 @pytest.mark.parametrize("name, message", [
-    ("planqk-missing-program", "ERROR: src/program.py: not found, but the entry point 'src.program:run' needs it "
-                               "(create src/program.py with `def run(data=None, params=None): ...`"),
-    ("planqk-no-run", "ERROR: src/program.py: does not define a top-level function 'run' (functions found: execute, "
-                      "helper); PlanQK calls run(data=..., params=...): add `def run(data=None, params=None): ...`"),
-    ("planqk-docker-runtime", "ERROR: planqk.json: field 'runtime' is 'DOCKER', but this buildpack builds "
-                              "PYTHON_TEMPLATE services"),
-    ("planqk-invalid-json", "ERROR: planqk.json: is not valid JSON: Expecting property name enclosed in double quotes "
-                            "at line 7 column 3"),
+    ("planqk-missing-program", re.escape(
+        "ERROR: src/program.py: not found, but the entry point 'src.program:run' needs it "
+        "(create src/program.py with `def run(data=None, params=None): ...`")),
+    ("planqk-no-run", re.escape(
+        "ERROR: src/program.py: does not define a top-level function 'run' (functions found: execute, "
+        "helper); PlanQK calls run(data=..., params=...): add `def run(data=None, params=None): ...`")),
+    ("planqk-docker-runtime", re.escape(
+        "ERROR: planqk.json: field 'runtime' is 'DOCKER', but this buildpack builds PYTHON_TEMPLATE services")),
+    ("planqk-invalid-json", r"ERROR: planqk\.json: is not valid JSON: [^\n]+ at line \d+ column \d+ \(fix the JSON"),
 ])
 def test_a_project_that_cannot_run_fails_the_build_with_what_to_fix(fixture_app, build, layers, name, message):
     result = build(fixture_app(name))
     assert result.returncode == 1
-    assert message in result.stderr
+    assert re.search(message, result.stderr), result.stderr
     assert "Traceback" not in result.output
     assert not (layers / "job-template").exists() and not (layers / "launch.toml").exists()
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import shutil
 
 import pytest
+
+from cnbsim.tomlio import tomllib
 
 BUILDPACK = Path(__file__).resolve().parents[2] / "buildpack"
 PLAN = {"requires": [{"name": "cpython", "metadata": {"launch": True}}],
@@ -56,8 +57,8 @@ def test_anything_else_fails_detection_with_the_reason(fixture_app, detect, path
 
 def test_invalid_json_is_located_when_python_is_there(fixture_app, detect, tools):
     result = detect(fixture_app("planqk-invalid-json"), path=tools("bash", "python3"))
-    assert "planqk.json: is not valid JSON: Expecting property name enclosed in double quotes at line 7 column 3" \
-           in result.stderr
+    # CPython's own words and position differ between versions; the file and a location are the buildpack's
+    assert re.search(r"planqk\.json: is not valid JSON: [^\n]+ at line \d+ column \d+", result.stderr), result.stderr
 
 
 def test_invalid_json_is_located_when_jq_is_there(fixture_app, detect, tools):
@@ -127,7 +128,7 @@ def test_without_any_plan_path_detect_errors(fixture_app):
 
 def paketo_plan(*, provides: tuple[str, ...] = (), requires: tuple[str, ...] = (), needs: str = "") -> str:
     """A bin/detect body (Buildpack API 0.7: the plan path is $2) writing the plan of a Paketo buildpack
-    (paketo-python.md §2, §3)."""
+    (the plan names of paketo-buildpacks/python's buildpacks)."""
     body = f'[[ -e {needs} ]] || exit 100\n' if needs else ""
     toml = "".join(f'[[provides]]\nname = "{p}"\n' for p in provides)
     toml += "".join(f'[[requires]]\nname = "{r}"\n[requires.metadata]\nbuild = true\n' for r in requires)
@@ -174,7 +175,7 @@ PAKETO = {  # id: (version, detect body)
     "paketo-buildpacks/python-start": ("0.14.15", PYTHON_START),
 }
 JOB_TEMPLATE = "planqk-buildpacks/job-template"
-GROUPS = {  # PlanQK's planqk-base/builder.toml without its optional buildpacks (paketo-python.md §4.3)
+GROUPS = {  # PlanQK's planqk-base/builder.toml without its optional buildpacks (PlanQK/planqk-buildpacks)
     "pipenv": ["cpython", "pip", "pipenv", "pipenv-install", "python-start"],
     "pip": ["cpython", "pip", "pip-install", "python-start"],
     "conda": ["miniconda", "conda-env-update", "python-start"],

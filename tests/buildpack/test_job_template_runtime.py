@@ -1,5 +1,5 @@
 """The job-template runtime (buildpack/runtime), run as a real process through its launcher:
-the contract of planqk-runtime.md §1.12 — entry point, inputs, base64, call, result block,
+the contract of planqk-commons planqk/commons/runtime — entry point, inputs, base64, call, result block,
 exit codes and logging."""
 
 from __future__ import annotations
@@ -353,8 +353,9 @@ def test_bad_json_is_logged_and_gives_empty_dict(project, run_job):
     run = run_job(app, env={**PLAIN, "ENTRY_POINT": "src.program:run", "DATA_FILE": "input/data.json"})
     assert run.returncode == 0
     assert run.block[1]["data"] == {}
-    assert re.search(r"ERROR .*Input data from file '.*input/data.json' is not valid JSON: Expecting value at line 1 "
-                     r"column 18; working with empty dict", run.stdout)
+    # CPython's own words and position differ between versions; the file, a location and the fallback are ours
+    assert re.search(r"ERROR .*Input data from file '.*input/data.json' is not valid JSON: [^\n]+ at line 1 "
+                     r"column \d+; working with empty dict", run.stdout), run.stdout
 
 
 def test_a_byte_order_mark_is_named(project, run_job):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+
+from cnbsim.tomlio import tomllib
 
 BUILDPACK = Path(__file__).resolve().parents[2] / "buildpack"
 EXECUTABLES = sorted((BUILDPACK / "bin").iterdir())

@@ -81,6 +81,23 @@ def test_build_prints_pack_shaped_output_and_writes_the_output_dir(service, tmp_
     assert "\x1b[" not in res.stdout   # no colour when not on a terminal
 
 
+def test_build_sbom_output_dir_gets_the_sbom_tree_as_pack_gives_it(bps, app, tmp_path):
+    bp = bps("t/sbom", extra='sbom-formats = ["application/vnd.cyclonedx+json"]', build="""
+mkdir -p "$CNB_LAYERS_DIR/rt"
+printf '[types]\\nlaunch = true\\ncache = true\\n' > "$CNB_LAYERS_DIR/rt.toml"
+echo '{"bomFormat": "CycloneDX"}' > "$CNB_LAYERS_DIR/rt.sbom.cdx.json"
+echo '{"bomFormat": "CycloneDX", "of": "build"}' > "$CNB_LAYERS_DIR/build.sbom.cdx.json"
+""")
+    res = cnbsim("build", str(app), "-b", str(bp), "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"),
+                 "--sbom-output-dir", str(tmp_path / "sbom"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    files = sorted(str(p.relative_to(tmp_path / "sbom")) for p in (tmp_path / "sbom").rglob("*") if p.is_file())
+    # pack copies <layers>/sbom out of the build: launch/, build/ and cache/ with <bp>/[<layer>/]sbom.<ext>
+    assert files == ["build/sbom.legacy.json", "build/t_sbom/sbom.cdx.json", "cache/t_sbom/rt/sbom.cdx.json",
+                     "launch/sbom.legacy.json", "launch/t_sbom/rt/sbom.cdx.json"]
+    assert json.loads((tmp_path / "sbom" / "build" / "t_sbom" / "sbom.cdx.json").read_text())["of"] == "build"
+
+
 def test_build_json_prints_only_the_report(service, tmp_path):
     app, bp = service
     res = cnbsim("build", str(app), "-b", str(bp), "-o", str(tmp_path / "out"), "--json", cwd=tmp_path)
@@ -113,7 +130,7 @@ def test_failed_build_leaves_the_previous_output_untouched(service, bps, tmp_pat
     assert res.returncode == 51
     assert "ERROR: " in res.stderr and "exit status 2" in res.stderr
     assert (out / "report.json").read_text() == before
-    assert not list(tmp_path.glob("out.cnbsim-*"))
+    assert not list(tmp_path.glob(".out.cnbsim-*"))
 
 
 def test_refuses_to_replace_a_directory_that_is_not_a_cnbsim_output(service, tmp_path):
@@ -149,7 +166,7 @@ def test_unsupported_buildpack_api_is_exit_12(bps, app, tmp_path):
     (["build", "does-not-exist"], "app directory does not exist"),
     (["build", ".", "-b", "no/such-buildpack"], "unknown buildpack 'no/such-buildpack'"),
     (["build", ".", "--env", "=x"], "is not KEY=VALUE"),
-    (["build", ".", "--env-file", "missing.env"], "cannot read env file"),
+    (["build", ".", "--env-file", "missing.env"], "env file not found"),
     (["run", "not-an-output"], "is not a cnbsim build output"),
     (["inspect", "not-an-output"], "is not a cnbsim build output"),
 ])
@@ -192,8 +209,8 @@ def test_run_json_prints_only_the_result_and_passes_args_and_exit_code(service, 
 
 @pytest.mark.parametrize("make, message", [
     (lambda d: None, "data file not found"),
-    (lambda d: (d / "in.json").write_text("{not json"), "data is not valid JSON"),
-    (lambda d: (d / "in.json").mkdir(), "must be a file"),
+    (lambda d: (d / "in.json").write_text("{not json"), "--data file is not valid JSON"),
+    (lambda d: (d / "in.json").mkdir(), "--data file is a directory, expected a file"),
 ])
 def test_run_rejects_bad_data_files(service, tmp_path, make, message):
     app, bp = service
@@ -240,7 +257,6 @@ def test_lifecycle_help_lists_the_phases(tmp_path):
 
 def test_ctrl_c_during_a_build_stops_it_and_keeps_the_previous_output(service, bps, tmp_path):
     import signal
-    import time
     app, bp = service
     out = tmp_path / "out"
     assert cnbsim("build", str(app), "-b", str(bp), "-o", str(out), cwd=tmp_path).returncode == 0
@@ -255,7 +271,7 @@ def test_ctrl_c_during_a_build_stops_it_and_keeps_the_previous_output(service, b
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert err.strip().splitlines()[-1] == "ERROR: interrupted; nothing was left half-written"
+    assert err.strip().splitlines()[-1].startswith("ERROR: interrupted by SIGINT; the previous output is kept")
     assert "Traceback" not in err
     assert (out / "report.json").read_text() == before
-    assert not list(tmp_path.glob("out.cnbsim-*"))
+    assert not list(tmp_path.glob(".out.cnbsim-*"))

@@ -1,8 +1,8 @@
-"""The launcher (lc:launch, cnb-spec.md 4.2-4.6) through `cnbsim lifecycle launcher`."""
+"""The launcher (buildpacks/spec platform.md#launcher; lifecycle launch/, cmd/launcher)
+through `cnbsim lifecycle launcher`."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +74,7 @@ def built(bps, app, tmp_path):
 
 
 def test_default_process_runs_with_its_launch_env(built):
-    res = launcher(built.output, P="user", X="user-x")
+    res = launcher(built.output, "--process", "web", P="user", X="user-x")
     assert res.returncode == 0, res.stderr
     # env/ overrides; append uses the delim with the user value; a .default does not beat the user's
     assert res.stdout.strip() == "web:from-env:user+launch:web-only:user-x:argv0:default-arg"
@@ -89,7 +89,7 @@ def test_process_specific_env_applies_only_to_that_process(built):
 
 
 def test_user_args_replace_process_args_for_api_0_9_and_later(built):
-    res = launcher(built.output, "one", "two")
+    res = launcher(built.output, "--process", "web", "one", "two")
     assert res.stdout.strip().endswith(":argv0:one two")
 
 
@@ -103,8 +103,22 @@ def test_layer_bin_is_on_path_and_non_launch_layers_are_not_applied(built):
     layers = "/layers" if built.image_paths else str(built.layers_dir)   # as the image has it
     assert env["PATH"].split(":")[0] == f"{layers}/a/l/bin"
     assert "HIDDEN" not in env
-    res = launcher(built.output, "--", "tool")   # no: the default process takes args; use --process-less below
-    assert res.returncode == 0
+    res = launcher(built.output, "--", "tool")
+    assert res.returncode == 0, res.stdout
+    assert res.stdout.strip() == "tool-ran"
+
+
+def test_launcher_args_are_a_user_command_even_with_a_default_process(built):
+    # lifecycle launch/process.go ProcessFor: as /cnb/lifecycle/launcher there is no default process type
+    # (it comes from argv[0] only), so `launcher -- echo hi` runs echo, and a single string goes through bash
+    res = launcher(built.output, "--", "echo", "hi", "$V")
+    assert (res.returncode, res.stdout) == (0, "hi $V\n")
+    res = launcher(built.output, "echo $V:$W")
+    assert (res.returncode, res.stdout) == (0, "from-env:\n")      # the launch env, no process-specific env
+    res = launcher(built.output)
+    assert res.returncode == 82
+    assert res.stdout == ("ERROR: failed to launch: determine start command: when there is no default "
+                          "process a command is required (name a process type or give a command)\n")
 
 
 def test_direct_user_command_without_default_process(bps, app, tmp_path):
@@ -114,27 +128,38 @@ def test_direct_user_command_without_default_process(bps, app, tmp_path):
     assert launcher(result.output, "echo $((1+2))").stdout.strip() == "3"   # a shell command
     res = launcher(result.output)
     assert res.returncode == 82
-    assert "when there is no default process a command is required" in res.stderr
+    assert "when there is no default process a command is required" in res.stdout
 
 
 def test_unknown_process_type_is_a_launch_error(built):
     res = launcher(built.output, "--process", "nope")
     assert res.returncode == 82
-    assert "process type nope was not found" in res.stderr
-    assert "Traceback" not in res.stderr
+    assert "process type nope was not found" in res.stdout
+    assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_missing_working_dir_is_launch_error_82_on_stdout(bps, app, tmp_path):
+    bps("a", build='printf \'[[processes]]\\ntype = "web"\\ncommand = ["pwd"]\\nworking-dir = "gone"\\n\' '
+                   '> "$CNB_LAYERS_DIR/launch.toml"')
+    result = cnbsim.build(app, buildpacks=[bps.root / "a" / "1.0"], output=tmp_path / "out")
+    res = launcher(result.output, "--process", "web")
+    # lifecycle launch/launcher.go launchDirect: "change directory" wraps the chdir error; cmd/exit.go logs to stdout
+    assert res.returncode == 82
+    assert res.stdout.startswith("ERROR: failed to launch: change directory: chdir gone: no such file or directory")
+    assert res.stderr == ""
 
 
 def test_exit_code_is_the_process_exit_code(bps, app, tmp_path):
     bps("a", build='printf \'[[processes]]\\ntype = "web"\\ncommand = ["bash", "-c", "exit 7"]\\ndefault = true\\n\' '
                    '> "$CNB_LAYERS_DIR/launch.toml"')
     result = cnbsim.build(app, buildpacks=[bps.root / "a" / "1.0"], output=tmp_path / "out")
-    assert launcher(result.output).returncode == 7
+    assert launcher(result.output, "--process", "web").returncode == 7
 
 
 def test_cnb_process_type_is_not_honoured_but_warned_about(built):
-    res = launcher(built.output, CNB_PROCESS_TYPE="worker")
-    assert res.stdout.startswith("web:")
-    assert "CNB_PROCESS_TYPE is not supported" in res.stderr
+    res = launcher(built.output, "--process", "web", CNB_PROCESS_TYPE="worker")
+    assert res.stdout.startswith("Warning: CNB_PROCESS_TYPE is not supported in Platform API 0.15\n")
+    assert res.stdout.splitlines()[2].startswith("web:")
 
 
 def test_exec_d_output_on_fd_3_overrides_env_and_runs_in_order(bps, app, tmp_path):
@@ -146,7 +171,7 @@ def test_exec_d_output_on_fd_3_overrides_env_and_runs_in_order(bps, app, tmp_pat
              '> "$CNB_LAYERS_DIR/launch.toml"\n')
     bps("a", build=body)
     result = cnbsim.build(app, buildpacks=[bps.root / "a" / "1.0"], output=tmp_path / "out")
-    res = launcher(result.output)
+    res = launcher(result.output, "--process", "web")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "one-two:b:web"
 
@@ -157,9 +182,9 @@ def test_failing_exec_d_program_stops_the_launch(bps, app, tmp_path):
              '> "$CNB_LAYERS_DIR/launch.toml"\n')
     bps("a", build=body)
     result = cnbsim.build(app, buildpacks=[bps.root / "a" / "1.0"], output=tmp_path / "out")
-    res = launcher(result.output)
+    res = launcher(result.output, "--process", "web")
     assert res.returncode == 82
-    assert "failed to execute exec.d file" in res.stderr
+    assert "failed to launch: exec.d: failed to execute exec.d file" in res.stdout
 
 
 def test_api_0_7_shell_process_appends_user_args_and_sources_profile_d(bps, app, tmp_path):
@@ -169,6 +194,6 @@ def test_api_0_7_shell_process_appends_user_args_and_sources_profile_d(bps, app,
              'default = true\\n\' > "$1/launch.toml"\n')
     bps("a", api="0.7", build=body)
     result = cnbsim.build(app, buildpacks=[bps.root / "a" / "1.0"], output=tmp_path / "out")
-    res = launcher(result.output, "extra")
+    res = launcher(result.output, "--process", "web", "extra")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "yes extra"

@@ -1,4 +1,4 @@
-"""The build phase on real bin/build executables (buildpack.md "Build", cnb-spec.md 3.1-3.10)."""
+"""The build phase on real bin/build executables (buildpacks/spec buildpack.md#build, platform.md#builder)."""
 
 from __future__ import annotations
 

@@ -151,6 +151,42 @@ def test_the_default_build_network_is_the_hosts_as_in_pack(app, bps, tmp_path):
     assert _interfaces_build(app, bps, tmp_path) == host
 
 
+VOLUME_PROBE = '''
+{ cat /mnt/conf/setting; ls /mnt; } > "$CNB_LAYERS_DIR/seen" 2>&1
+if touch /mnt/conf/written 2>/dev/null; then echo conf-writable; else echo conf-read-only; fi >> "$CNB_LAYERS_DIR/seen"
+if [ -d /mnt/cache ]; then echo from-build > /mnt/cache/note; fi
+'''
+
+
+def test_volumes_are_bound_at_their_targets_read_only_unless_rw(app, bps, tmp_path):
+    conf, shared = tmp_path / "conf", tmp_path / "shared"
+    conf.mkdir()
+    shared.mkdir()
+    (conf / "setting").write_text("from-the-host\n")
+    bp = bps("test/volumes", detect='cat /mnt/conf/setting > "$CNB_BUILD_PLAN_PATH.seen" || exit 1',
+             build=VOLUME_PROBE)
+    result = cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out",
+                          volumes=(f"{conf}:/mnt/conf", f"{shared}:/mnt/cache:rw"))
+    seen = (result.layers_dir / "test_volumes" / "seen").read_text().split()
+    assert seen == ["from-the-host", "cache", "conf", "conf-read-only"]
+    assert not (conf / "written").exists()
+    assert (shared / "note").read_text() == "from-build\n"      # rw: the build wrote through to the host
+    assert result.report["isolation"]["volumes"] == ["/mnt/conf:ro", "/mnt/cache:rw"]
+    assert str(tmp_path) not in json.dumps(result.report["isolation"])
+
+
+def test_a_volume_without_the_namespace_is_one_clear_error(app, bps, tmp_path):
+    from cnbsim.errors import ConfigError
+    bp = bps("test/volumes", build=VOLUME_PROBE)
+    (tmp_path / "conf").mkdir()
+    for call in (cnbsim.build, cnbsim.detect):
+        with pytest.raises(ConfigError) as err:
+            call(app, buildpacks=[bp], sandbox="never", volumes=(f"{tmp_path / 'conf'}:/mnt/conf",),
+                 **({"output": tmp_path / "out"} if call is cnbsim.build else {}))
+        assert err.value.field == "--volume" and "needs the build namespace" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_planqk_build_has_no_host_path_of_the_build_in_its_files(tmp_path):
     app = tmp_path / "planqk-pip"
     shutil.copytree(Path(__file__).resolve().parents[2] / "fixtures" / "apps" / "planqk-pip", app)

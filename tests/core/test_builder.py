@@ -36,7 +36,7 @@ def test_unknown_references_do_not_resolve(uri):
 
 def test_planqk_builder_resolves_offline_with_notices():
     sources = resolve_builder(read_builder_toml(BUILDERS_DIR / "planqk" / "builder.toml"))
-    assert len(sources.order) == 3
+    assert len(sources.order) == 5   # PlanQK's three groups, then cnbsim's two Poetry groups
     assert [el.id for el in sources.order[1].group][-1] == "planqk-buildpacks/job-template"
     assert sources.order[1].group[-1].version == "1.0.0"       # the order entry had no version
     assert any("gcr.io/paketo-buildpacks/cpython: using the offline stub paketo-buildpacks/cpython@1.11.0" in n
@@ -52,7 +52,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_local_uri_is_relative_to_the_builder_and_order_version_is_filled_in(tmp_path, bps, app):
     bps("local/bp", "2.0", detect="exit 0")
-    builder = write(tmp_path / "b" / "builder.toml", f'''
+    builder = write(tmp_path / "b" / "builder.toml", '''
 [[buildpacks]]
 uri = "../buildpacks/local_bp/2.0"
 [[order]]

@@ -1,4 +1,5 @@
-"""The detect phase on real bin/detect executables (buildpack.md "Detection", cnb-spec.md 2.4-2.9)."""
+"""The detect phase on real bin/detect executables (buildpacks/spec buildpack.md#detection,
+#order-resolution; lifecycle phase/detector.go)."""
 
 from __future__ import annotations
 

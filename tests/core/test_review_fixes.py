@@ -27,13 +27,13 @@ def empty_app(tmp_path):
 
 def test_a_fifo_or_socket_in_a_layer_neither_hangs_nor_breaks_the_build_or_the_cache(bps, tmp_path):
     bp = bps("special", build=CACHE_LAYER + '''mkfifo "$CNB_LAYERS_DIR/deps/pipe"
-python3 -c "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])" "$CNB_LAYERS_DIR/deps/s.sock"''')
+(cd "$CNB_LAYERS_DIR/deps" && python3 -c "import socket; socket.socket(socket.AF_UNIX).bind('s.sock')")''')
     app, cache = empty_app(tmp_path), tmp_path / "cache"
     first = cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out", cache_dir=cache, build_timeout=30)
     assert first.layer("special", "deps").cache
     second = cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out", cache_dir=cache, build_timeout=30)
     assert "restored: v1" in second.output_of("special")
-    assert not (cache.parent / "cache.staging").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app", "buildpacks", "cache", "out"]   # no work dirs left
 
 
 def test_a_buildpack_that_removes_its_plan_file_is_a_detect_error(bps, tmp_path):

@@ -1,4 +1,5 @@
-"""`export_oci`: a cnbsim build output as an OCI image layout (cnb-spec.md 4.1, 5.1, 5.4, 5.5)."""
+"""`export_oci`: a cnbsim build output as an OCI image layout (buildpacks/spec platform.md#exporter,
+#labels, #build-reproducibility; lifecycle phase/exporter.go, archive/writer.go)."""
 
 from __future__ import annotations
 
@@ -142,24 +143,26 @@ def test_layout_chains_index_to_manifest_to_config_with_digests_matching_blobs(b
     assert not [p for p in tmp_path.iterdir() if "cnbsim-staging" in p.name or "cnbsim-previous" in p.name]
 
 
-def test_layers_are_launch_layers_in_group_order_then_app_launcher_config_process_types(build, tmp_path):
+def test_layers_are_launch_layers_in_group_order_then_sbom_app_launcher_config_process_types(build, tmp_path):
     result = export_oci(build().output, tmp_path / "oci")
     assert [lay.id for lay in result.layers] == [
-        "acme/a:deps", "acme/a:zeta", "b:runtime", "slice-1", "buildpacksio/lifecycle:launcher",
+        "acme/a:deps", "acme/a:zeta", "b:runtime", "buildpacksio/lifecycle:launch.sbom", "slice-1", "buildpacksio/lifecycle:launcher",
         "buildpacksio/lifecycle:config", "buildpacksio/lifecycle:process-types"]
     image = Image(tmp_path / "oci")
     assert [h["created_by"] for h in image.config["history"]] == [
         "Layer: 'deps', Created by buildpack: acme/a@1.0", "Layer: 'zeta', Created by buildpack: acme/a@1.0",
-        "Layer: 'runtime', Created by buildpack: b@1.0", "Application Layer", "Buildpacks Application Launcher",
-        "Buildpacks Launcher Config", "Buildpacks Process Types"]
+        "Layer: 'runtime', Created by buildpack: b@1.0", "Software Bill-of-Materials", "Application Layer",
+        "Buildpacks Application Launcher", "Buildpacks Launcher Config", "Buildpacks Process Types"]
     assert {h["created"] for h in image.config["history"]} == {"1980-01-01T00:00:01Z"}
     assert image.names(0) == ["/layers", "/layers/acme_a", "/layers/acme_a/deps", "/layers/acme_a/deps/bin",
                               "/layers/acme_a/deps/bin/tool", "/layers/acme_a/deps/bin/tool-link",
                               "/layers/acme_a/deps/version.txt"]
-    assert image.names(3) == ["/workspace", "/workspace/data-link", "/workspace/main.py", "/workspace/sub",
+    # lc:phase/exporter.go addSBOMLaunchLayer: <layers>/sbom/launch, after the buildpack layers
+    assert image.names(3) == ["/layers", "/layers/sbom", "/layers/sbom/launch", "/layers/sbom/launch/sbom.legacy.json"]
+    assert image.names(4) == ["/workspace", "/workspace/data-link", "/workspace/main.py", "/workspace/sub",
                               "/workspace/sub/data.txt", "/workspace/version.txt"]
-    assert image.names(5) == ["/layers", "/layers/config", "/layers/config/metadata.toml"]
-    assert image.names(6) == ["/cnb", "/cnb/process", "/cnb/process/web", "/cnb/process/worker"]
+    assert image.names(6) == ["/layers", "/layers/config", "/layers/config/metadata.toml"]
+    assert image.names(7) == ["/cnb", "/cnb/process", "/cnb/process/web", "/cnb/process/worker"]
 
 
 def test_tar_entries_are_normalized_as_the_lifecycle_writes_them(build, tmp_path):
@@ -172,12 +175,14 @@ def test_tar_entries_are_normalized_as_the_lifecycle_writes_them(build, tmp_path
     assert {(m.uid, m.gid) for m in deps.values()} == {(1000, 1000)}
     assert deps["/layers/acme_a/deps/bin/tool-link"].issym() and deps["/layers/acme_a/deps/bin/tool-link"].linkname == "tool"
     assert deps["/layers/acme_a/deps/bin/tool"].mode == 0o755
-    app = {m.name: m for m in image.members(3)}
+    sbom = {m.name: m for m in image.members(3)}
+    assert "/layers/sbom/launch/sbom.legacy.json" in sbom
+    app = {m.name: m for m in image.members(4)}
     assert app["/workspace/data-link"].linkname == "sub/data.txt"
-    launcher = {m.name: m for m in image.members(4)}
+    launcher = {m.name: m for m in image.members(5)}
     assert list(launcher) == ["/cnb", "/cnb/lifecycle", LAUNCHER_PATH]
     assert {(m.uid, m.gid) for m in launcher.values()} == {(0, 0)} and launcher[LAUNCHER_PATH].mode == 0o755
-    types = {m.name: m for m in image.members(6)}
+    types = {m.name: m for m in image.members(7)}
     assert types["/cnb/process/web"].issym() and types["/cnb/process/web"].linkname == LAUNCHER_PATH
 
 
@@ -196,7 +201,8 @@ def test_config_has_the_lifecycle_env_entrypoint_workdir_and_labels(build, tmp_p
     assert image.labels["org.example.team"] == "qc" and image.labels["io.buildpacks.exec-env"] == "production"
 
     lc = image.label_json("io.buildpacks.lifecycle.metadata")
-    assert list(lc) == ["app", "buildpacks", "config", "launcher", "process-types", "runImage", "stack"]
+    assert list(lc) == ["app", "sbom", "buildpacks", "config", "launcher", "process-types", "runImage", "stack"]
+    assert lc["sbom"]["sha"] == result.layer("buildpacksio/lifecycle:launch.sbom").diff_id
     assert lc["app"] == [{"sha": result.layer("slice-1").diff_id}]
     assert lc["launcher"]["sha"] == result.layer("buildpacksio/lifecycle:launcher").diff_id
     assert lc["config"]["sha"] == result.layer("buildpacksio/lifecycle:config").diff_id
@@ -244,8 +250,8 @@ def test_without_processes_there_is_no_process_types_layer(bps, app, tmp_path):
     bps("a")
     out = cnbsim.build(app, buildpacks=[bps.root / "a" / "1.0"], output=tmp_path / "out").output
     result = export_oci(out, tmp_path / "oci")
-    assert [lay.id for lay in result.layers] == ["slice-1", "buildpacksio/lifecycle:launcher",
-                                                 "buildpacksio/lifecycle:config"]
+    assert [lay.id for lay in result.layers] == ["buildpacksio/lifecycle:launch.sbom", "slice-1",
+                                                 "buildpacksio/lifecycle:launcher", "buildpacksio/lifecycle:config"]
     assert Image(tmp_path / "oci").label_json("io.buildpacks.lifecycle.metadata")["process-types"] == {"sha": ""}
 
 
@@ -287,13 +293,13 @@ def test_app_slices_become_one_layer_each_then_the_rest(bps, app, tmp_path):
     out = cnbsim.build(app, buildpacks=[bps.root / "a" / "1.0"], output=tmp_path / "out").output
     result = export_oci(out, tmp_path / "oci")
     image = Image(tmp_path / "oci")
-    assert [lay.id for lay in result.layers][:4] == ["slice-1", "slice-2", "slice-3", "slice-4"]
-    assert [h["created_by"] for h in image.config["history"]][:4] == [
+    assert [lay.id for lay in result.layers][1:5] == ["slice-1", "slice-2", "slice-3", "slice-4"]
+    assert [h["created_by"] for h in image.config["history"]][1:5] == [
         "Application Slice: 1", "Application Slice: 2", "Application Slice: 3", "Application Slice: 4"]
-    assert image.names(0) == ["/workspace", "/workspace/static", "/workspace/static/a.css", "/workspace/static/b.css"]
-    assert image.names(1) == []   # [IMPL] a slice that matches nothing is still an (empty) layer
-    assert image.names(2) == ["/workspace", "/workspace/sub", "/workspace/sub/data.txt"]
-    assert image.names(3) == ["/workspace", "/workspace/data-link", "/workspace/main.py", "/workspace/version.txt"]
+    assert image.names(1) == ["/workspace", "/workspace/static", "/workspace/static/a.css", "/workspace/static/b.css"]
+    assert image.names(2) == []   # [IMPL] a slice that matches nothing is still an (empty) layer
+    assert image.names(3) == ["/workspace", "/workspace/sub", "/workspace/sub/data.txt"]
+    assert image.names(4) == ["/workspace", "/workspace/data-link", "/workspace/main.py", "/workspace/version.txt"]
     app_md = image.label_json("io.buildpacks.lifecycle.metadata")["app"]
     assert app_md == [{"sha": result.layer(f"slice-{n}").diff_id} for n in range(1, 5)]
 
@@ -366,7 +372,7 @@ def tree(root: Path) -> dict[str, tuple[str, str]]:
 def test_the_launcher_script_runs_cnbsim_with_the_process_type_of_its_name(build, tmp_path):
     out = build().output
     export_oci(out, tmp_path / "oci")
-    launcher_layer = tarfile.open(fileobj=io.BytesIO(Image(tmp_path / "oci").tar(4)))
+    launcher_layer = tarfile.open(fileobj=io.BytesIO(Image(tmp_path / "oci").tar(5)))
     script = tmp_path / "launcher"
     script.write_bytes(launcher_layer.extractfile(LAUNCHER_PATH).read())
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "CNB_PLATFORM_API": "0.15",
@@ -376,47 +382,16 @@ def test_the_launcher_script_runs_cnbsim_with_the_process_type_of_its_name(build
         # `. "$SCRIPT"` runs the script with $0 = argv0, as /cnb/process/<type> -> launcher would.
         return subprocess.run(["sh", "-c", '. "$SCRIPT"', argv0], env={**env, "PATH": path or env["PATH"]},
                               capture_output=True, text=True, timeout=60)
-    assert run(LAUNCHER_PATH).stdout == "hello from web\n"
+    assert run("/cnb/process/web").stdout == "hello from web\n"    # the entrypoint of the default process
     assert run("/cnb/process/worker").stdout == "working\n"
+    # as /cnb/lifecycle/launcher its args are a command, and without args there is none to run
+    assert run(LAUNCHER_PATH).returncode == 82
     missing = run(LAUNCHER_PATH, path="/usr/bin:/bin")
     assert missing.returncode == 82 and "needs 'cnbsim' on PATH" in missing.stderr
 
 
-def write_run_image(root: Path) -> dict:
-    """A minimal run image layout by hand: one layer with /etc/os-release, env, history, a label and a Cmd."""
-    blobs = root / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def put(data: bytes) -> dict:
-        digest = hashlib.sha256(data).hexdigest()
-        (blobs / digest).write_bytes(data)
-        return {"digest": f"sha256:{digest}", "size": len(data)}
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        info = tarfile.TarInfo("etc")
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(info)
-        info = tarfile.TarInfo("etc/os-release")
-        info.size = len(b"ID=tiny\n")
-        tar.addfile(info, io.BytesIO(b"ID=tiny\n"))
-    layer = put(gzip.compress(raw.getvalue(), mtime=0)) | {"mediaType": OCI_LAYER_GZIP}
-    diff_id = "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
-    config = {"architecture": "amd64", "os": "linux",
-              "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], "Cmd": ["sh"], "User": "1000:1000",
-                         "Labels": {"org.example.base": "tiny"}},
-              "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-              "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "ADD os-release"}]}
-    config_desc = put(json.dumps(config).encode()) | {"mediaType": OCI_CONFIG}
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc, "layers": [layer]}
-    manifest_desc = put(json.dumps(manifest).encode()) | {"mediaType": OCI_MANIFEST}
-    entry = manifest_desc | {"annotations": {"org.opencontainers.image.ref.name": "base"}}
-    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    return {"layer": layer, "diff_id": diff_id, "manifest": manifest_desc}
-
-
 @pytest.mark.parametrize("as_tag", [False, True])
-def test_run_image_layers_env_history_and_labels_come_first(build, tmp_path, as_tag):
+def test_run_image_layers_env_history_and_labels_come_first(build, tmp_path, as_tag, write_run_image):
     base = write_run_image(tmp_path / "run")
     run_image = f"{tmp_path / 'run'}:base" if as_tag else tmp_path / "run"
     result = export_oci(build().output, tmp_path / "oci", run_image=run_image)
@@ -434,7 +409,7 @@ def test_run_image_layers_env_history_and_labels_come_first(build, tmp_path, as_
     assert run_md == {"topLayer": base["diff_id"], "reference": base["manifest"]["digest"]}
 
 
-def test_a_run_image_that_is_not_an_oci_layout_is_an_error(build, tmp_path):
+def test_a_run_image_that_is_not_an_oci_layout_is_an_error(build, tmp_path, write_run_image):
     out = build().output
     (tmp_path / "not-oci").mkdir()
     with pytest.raises(ExportError, match="the run image is not an OCI image layout") as err:

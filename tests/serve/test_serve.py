@@ -2,192 +2,54 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import select
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
+from servekit import cli_serving, gone, read_pid, serving, without_links
 
-import cnbsim
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError
-from cnbsim.output import BuiltOutput
 from cnbsim.serve import serve
 
-# What the job-template runtime does (planqk-runtime.md §1.4-1.9), driven by fields of `data`.
-RUNTIME = r'''import json, os, sys, time
-root = os.environ.get("PLANQK_INPUT_ROOT", "/var/input")   # /var/input in the sandbox
-
-def load(name):
-    try:
-        with open(os.path.join(root, name, name + ".json")) as fh:
-            return json.load(fh)
-    except OSError:
-        return {}
-
-data, params = load("data"), load("params")
-if "pidfile" in data:
-    with open(data["pidfile"], "w") as fh:
-        fh.write(str(os.getpid()))
-for item in data.get("interim", []):
-    print("PlanQK:Job:InterimResult: " + json.dumps(item), flush=True)
-print("user output", flush=True)
-time.sleep(data.get("sleep", 0))
-if "raise" in data:
-    print("Traceback (most recent call last):\nValueError: " + data["raise"], file=sys.stderr)
-    sys.exit(1)
-if data.get("none"):
-    print()
-    sys.exit(0)
-if "error" in data:
-    value, code = {"code": "E_TEST", "detail": data["error"]}, 1
-else:
-    value, code = {"metadata": None, "result": {"params": params, "sum": sum(data.get("values", []))}}, 0
-print()
-print("PlanQK:Job:MultilineResult")
-print(json.dumps(value, indent=2, sort_keys=True))
-print("PlanQK:Job:MultilineResult")
-sys.exit(code)
-'''
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
-
-
-@pytest.fixture
-def output(bps, tmp_path) -> BuiltOutput:
-    bp = bps("test/runtime", build='''
-mkdir -p "$CNB_LAYERS_DIR/py/bin"   # the interpreter from a launch layer, as on a run image
-ln -s "$(cat "$CNB_PLATFORM_DIR/env/CNBSIM_BASE_PYTHON")" "$CNB_LAYERS_DIR/py/bin/python3"
-printf '[types]\\nlaunch = true\\n' > "$CNB_LAYERS_DIR/py.toml"
-cat > "$CNB_LAYERS_DIR/launch.toml" <<'TOML'
-[[processes]]
-type = "web"
-command = ["python3", "job.py"]
-default = true
-TOML
-''')
-    app = tmp_path / "svc"
-    app.mkdir()
-    (app / "job.py").write_text(RUNTIME)
-    # host paths, so that most tests serve it without the sandbox; the sandbox test serves it in one
-    cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out", sandbox="never")
-    return BuiltOutput.open(tmp_path / "out")
-
-
-class Client:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-
-    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-        payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(self.base + path, data=payload, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def submit(self, data: Any = None, params: Any = None) -> dict:
-        status, job = self.call("POST", "/", {"data": data, "params": params})
-        assert status == 201, job
-        return job
-
-    def wait(self, job_id: str, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            status, job = self.call("GET", f"/{job_id}")
-            assert status == 200
-            if job["status"] != "RUNNING" or time.monotonic() > deadline:
-                return job
-            time.sleep(0.05)
-
-
-@contextmanager
-def serving(output: BuiltOutput, sandbox_mode: str = "never") -> Iterator[Client]:
-    """serve() in a thread on a free port; stopped (and checked to return 0) afterwards."""
-    ports: list[int] = []
-    started, stop, returned = threading.Event(), threading.Event(), []
-
-    def ready(port: int) -> None:
-        ports.append(port)
-        started.set()
-
-    thread = threading.Thread(target=lambda: returned.append(
-        serve(output, port=0, sandbox_mode=sandbox_mode, ready=ready, stop=stop)), daemon=True)
-    thread.start()
-    assert started.wait(10), "the server did not start"
-    try:
-        yield Client(ports[0])
-    finally:
-        stop.set()
-        thread.join(15)
-    assert returned == [0]
-
-
-@pytest.fixture
-def client(output) -> Iterator[Client]:
-    with serving(output) as c:
-        yield c
-
-
-def gone(pid: int, timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def read_pid(path: Path, timeout: float = 5) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return int(path.read_text())
-        time.sleep(0.02)
-    raise AssertionError(f"the job never wrote {path}")
 
 
 def test_health_check_says_the_service_is_up(client):
     assert client.call("GET", "/") == (200, {"status": "Service is up and running"})
 
 
-def test_submitted_job_succeeds_and_its_result_is_served(client):
+def test_submitted_job_is_pending_at_once_then_succeeds_and_its_result_is_served(client):
     job = client.submit({"values": [1, 2, 3.5]}, {"shots": 10})
-    assert job["status"] in ("PENDING", "RUNNING")
-    assert client.wait(job["id"])["status"] == "SUCCEEDED"
-    assert client.call("GET", f"/{job['id']}/result") == (
-        200, {"metadata": None, "result": {"params": {"shots": 10}, "sum": 6.5}})
+    assert (job["status"], job["startedAt"], job["started_at"]) == ("PENDING", None, None)   # as planqk serve
+    done = client.wait(job["id"])
+    assert done["status"] == "SUCCEEDED"
+    status, result = client.call("GET", f"/{job['id']}/result")
+    links, embedded = result.pop("_links"), result.pop("_embedded")
+    assert (status, result) == (200, {"metadata": None, "result": {"params": {"shots": 10}, "sum": 6.5}})
+    assert links == {"self": {"href": f"{client.base}/{job['id']}/result"},
+                     "status": {"href": f"{client.base}/{job['id']}"}}
+    assert embedded == {"status": done}
 
 
 def test_job_has_camel_case_and_snake_case_time_fields(client):
     job = client.submit({"values": [1]})
     assert TIME.match(job["created_at"]) and job["createdAt"] == job["created_at"]
-    assert job["ended_at"] is None and job["endedAt"] is None
+    assert job["ended_at"] is None and job["endedAt"] is None and job["startedAt"] is None
     done = client.wait(job["id"])
     assert done["id"] == job["id"]
     for snake, camel in (("created_at", "createdAt"), ("started_at", "startedAt"), ("ended_at", "endedAt")):
         assert TIME.match(done[snake]) and done[camel] == done[snake]
 
 
-def test_status_right_after_submit_is_running_and_does_not_block(client):
+def test_status_while_the_job_runs_is_running_and_does_not_block(client):
     job = client.submit({"sleep": 30})
-    status, now = client.call("GET", f"/{job['id']}")      # answered while the job still sleeps ...
-    assert (status, now["status"]) == (200, "RUNNING")     # ... (a blocking status would say SUCCEEDED)
+    now = client.wait_started(job["id"])                     # answered while the job still sleeps ...
+    assert now["status"] == "RUNNING" and TIME.match(now["startedAt"])   # ... (a blocking one: SUCCEEDED)
     status, body = client.call("GET", f"/{job['id']}/result")
     assert status == 404 and body["detail"] == "Not found" and "not ended" in body["reason"]
     client.call("PUT", f"/{job['id']}/cancel")
@@ -214,7 +76,8 @@ def test_cancelling_a_finished_job_leaves_it_as_it_is(client):
 def test_error_response_is_failed_and_its_result_is_still_served(client):
     job = client.submit({"error": "bad input"})
     assert client.wait(job["id"])["status"] == "FAILED"
-    assert client.call("GET", f"/{job['id']}/result") == (200, {"code": "E_TEST", "detail": "bad input"})
+    status, result = client.call("GET", f"/{job['id']}/result")
+    assert (status, without_links(result)) == (200, {"code": "E_TEST", "detail": "bad input"})
 
 
 def test_exception_is_failed_without_a_result_and_the_logs_show_why(client):
@@ -301,38 +164,58 @@ def test_stopping_the_server_cancels_running_jobs(output, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_cli_server_stops_cleanly_on_a_signal_and_kills_its_jobs(output, tmp_path, signum):
     pidfile = tmp_path / "job.pid"
-    proc = subprocess.Popen([sys.executable, "-m", "cnbsim.cli", "serve", str(output.path), "--port", "0",
-                             "--sandbox", "never"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert select.select([proc.stdout], [], [], 10)[0], "no banner"
-        banner = [proc.stdout.readline()]
-        while not banner[-1].startswith("Press Ctrl-C"):
-            banner.append(proc.stdout.readline())
-        match = re.match(rf"Serving {re.escape(str(output.path))} on http://127\.0\.0\.1:(\d+)$", banner[0].strip())
-        assert match, banner
-        assert any("GET  /{id}/result" in line for line in banner)
-        Client(int(match.group(1))).submit({"sleep": 30, "pidfile": str(pidfile)})
+    with cli_serving(output, tmp_path / "serve.log", "--sandbox", "never") as (client, proc):
+        client.submit({"sleep": 30, "pidfile": str(pidfile)})
         pid = read_pid(pidfile)
         proc.send_signal(signum)
-        _, err = proc.communicate(timeout=10)
-    finally:
-        proc.kill()
+        proc.wait(10)
+    err = (tmp_path / "serve.log").read_text()
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert gone(pid)
 
 
 @pytest.mark.bwrap
-def test_jobs_run_in_the_sandbox_and_outlive_the_request_that_started_them(output):
+def test_jobs_run_in_the_sandbox_write_their_result_files_and_are_killed_on_cancel(output):
     reason = sandbox.available()
     if reason:
         pytest.skip(reason)
     with serving(output, "always") as c:
-        job = c.submit({"values": [4, 5], "sleep": 0.5})   # still running when the request's thread has ended
-        assert c.wait(job["id"])["status"] == "SUCCEEDED"
-        assert c.call("GET", f"/{job['id']}/result")[1]["result"]["sum"] == 9
+        job = c.submit({"values": [4, 5], "sleep": 0.5, "files": {"out.txt": "written in the sandbox"}})
+        assert c.wait(job["id"])["status"] == "SUCCEEDED"  # it ran on after the request's thread had ended
+        result = c.call("GET", f"/{job['id']}/result")[1]
+        assert result["result"]["sum"] == 9 and "out.txt" in result["_links"]
+        assert c.fetch("GET", f"/{job['id']}/result/out.txt") == (200, b"written in the sandbox")
         long = c.submit({"sleep": 30})
+        c.wait_started(long["id"])
         assert c.call("PUT", f"/{long['id']}/cancel")[1]["status"] == "CANCELLED"
         deadline = time.monotonic() + 5
         while (code := c.call("GET", f"/{long['id']}/logs")[1]["exitCode"]) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert code == -signal.SIGKILL, "the sandboxed job was not killed"
+
+
+def test_cli_max_body_and_api_options_reach_the_server(output, tmp_path):
+    options = ("--sandbox", "never", "--max-body", "1k", "--api", "platform", "--jobs", "2")
+    with cli_serving(output, tmp_path / "serve.log", *options) as (client, _proc):
+        status, body = client.call("POST", "/", raw=b'{"data": {"x": "' + b"a" * 2000 + b'"}}')
+        assert status == 413 and "over the limit of 1024 bytes" in body["detail"]
+        assert client.call("GET", "/") == (200, [])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-body", "10X"], "argument --max-body: '10X' is not a size"),
+    (["--max-body", "0"], "argument --max-body: '0' is not a size"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+])
+def test_cli_rejects_bad_serve_options_with_one_line(output, args, message):
+    run = subprocess.run([sys.executable, "-m", "cnbsim.cli", "serve", str(output.path), "--port", "0", *args],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_serve_help_documents_the_api_jobs_and_body_limit():
+    run = subprocess.run([sys.executable, "-m", "cnbsim.cli", "serve", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0
+    for words in ("--api {serve,platform}", "--jobs N", "--max-body SIZE", "201 PENDING", "/var/runtime/output"):
+        assert words in run.stdout

@@ -1,7 +1,8 @@
 """Run the stub buildpacks' bin/detect and bin/build the way the lifecycle does.
 
 cnbsim's own lifecycle is not used: each run gets the positional args, the CNB_* env vars
-of the buildpack's declared API (cnb-spec.md 2.5.4, 3.2.4), the platform env (as files in
+of the buildpack's declared API (buildpacks/spec buildpack.md#detection, #build; lifecycle buildpack/detect.go,
+build.go), the platform env (as files in
 <platform>/env/ and as env vars), cwd = the app dir, a fresh plan file, and for build the
 buildpack's layers dir <layers>/<id with / as _>.
 """
@@ -22,10 +23,7 @@ from typing import Any, Mapping
 
 import tomli_w
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from cnbsim.tomlio import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 STUBS = REPO / "cnbsim" / "stubs" / "paketo"
@@ -117,7 +115,7 @@ class Lifecycle:
         platform_env = {k: v for k, v in platform_env.items() if v is not None}
         for key, value in platform_env.items():
             (self.platform / "env" / key).write_text(value)
-        # lc:env/build.go: only a few of the lifecycle's own variables pass
+        # lifecycle env/build.go: only a few of the lifecycle's own variables pass
         out = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
         out.update(self.build_env)
         out.update(platform_env)
@@ -158,7 +156,8 @@ class Lifecycle:
 
     def with_layers_env(self, run: BuildRun) -> None:
         """Apply a finished build's build layers to the env of later runs, as the lifecycle does
-        (bin/ on PATH, env/ and env.build/ files; enough of cnb-spec.md 3.3 for these tests)."""
+        (bin/ on PATH, env/ and env.build/ files; enough of buildpacks/spec buildpack.md#environment
+        for these tests)."""
         for toml in sorted(run.layers.glob("*.toml")):
             data = tomllib.loads(toml.read_text())
             if not data.get("types", {}).get("build"):
@@ -171,7 +170,7 @@ class Lifecycle:
 
 
 def launch_env(runs: list[BuildRun], base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The launch env of built layers (cnb-spec.md 4.4): per buildpack in group order, first
+    """The launch env of built layers (buildpacks/spec buildpack.md#launch): per buildpack in group order, first
     bin/ of every launch layer on PATH, then each layer's env/ and env.launch/ files."""
     env = dict(base if base is not None else {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")})
     for run in runs:
@@ -187,7 +186,7 @@ def launch_env(runs: list[BuildRun], base: Mapping[str, str] | None = None) -> d
 
 
 def _apply_env_dir(env: dict[str, str], directory: Path) -> None:
-    """buildpack.md "Environment Variable Modification Rules" (API >= 0.5: no suffix = override)."""
+    """buildpacks/spec buildpack.md#environment-variable-modification-rules (API >= 0.5: no suffix = override)."""
     if not directory.is_dir():
         return
     for f in sorted(p for p in directory.iterdir() if p.is_file()):

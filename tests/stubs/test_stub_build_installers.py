@@ -1,5 +1,5 @@
 """bin/build of the package-manager stubs in stub mode (pip-install, pipenv-install,
-conda-env-update, poetry-install; paketo-python.md §3.3, 3.5, 3.7, 3.10) and of the process
+conda-env-update, poetry-install; paketo-buildpacks/<name> build.go) and of the process
 stubs (python-start, poetry-run; §3.8, 3.11): nothing is installed, what would be is
 recorded, and the layers, env files and reuse follow the real buildpacks."""
 
@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stubrun import Lifecycle, entry, launch_env
+from stubrun import BASE_PYTHON, Lifecycle, entry, launch_env
 
 XY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 SITE_PACKAGES = [entry("site-packages", launch=True)]
@@ -84,6 +84,24 @@ def test_pip_install_keeps_its_layer_while_the_requirements_are_unchanged(lc: Li
     assert not sentinel.exists()
     assert changed.metadata("packages")["cnbsim"]["requirements"] == ["flask", "loguru"]
     assert changed.metadata("packages")["cnbsim"]["inputs-sha256"] != sha
+
+
+def test_pip_install_rebuilds_its_layer_for_another_interpreter(lc: Lifecycle, tmp_path: Path) -> None:
+    lc.write("requirements.txt", "flask\n")
+    first = lc.build("pip-install", SITE_PACKAGES)
+    assert first.metadata("packages")["cnbsim"]["host-python"] == BASE_PYTHON
+    sentinel = first.layers / "packages" / "sentinel"
+    sentinel.write_text("x")
+    other = tmp_path / "other-python" / Path(BASE_PYTHON).name
+    other.parent.mkdir()
+    other.symlink_to(BASE_PYTHON)
+    again = lc.build("pip-install", SITE_PACKAGES, env={"CNBSIM_BASE_PYTHON": str(other)})
+    assert again.code == 0, again.stderr
+    assert not sentinel.exists()
+    meta, first_meta = again.metadata("packages")["cnbsim"], first.metadata("packages")["cnbsim"]
+    assert meta["host-python"] == str(other)
+    # the checksum is of the inputs alone: the same on every host
+    assert meta["inputs-sha256"] == first_meta["inputs-sha256"]
 
 
 def test_pip_install_fails_on_a_missing_included_file(lc: Lifecycle) -> None:

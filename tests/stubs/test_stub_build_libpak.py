@@ -1,5 +1,5 @@
 """bin/build of the libpak-based stubs: procfile, ca-certificates, watchexec,
-environment-variables, image-labels (paketo-python.md §1.7, 3.12-3.15)."""
+environment-variables, image-labels (paketo-buildpacks/libpak and each buildpack's build.go)."""
 
 from __future__ import annotations
 

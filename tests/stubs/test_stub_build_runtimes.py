@@ -1,5 +1,5 @@
 """bin/build of the stubs that stand for the installers: cpython, pip, pipenv, miniconda,
-poetry (paketo-python.md §3.1, 3.2, 3.4, 3.6, 3.9): version resolution and its log, layers
+poetry (paketo-buildpacks/<name> build.go): version resolution and its log, layers
 with their types, metadata and env files, and reuse on rebuild."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_cpython_layer_exposes_the_host_python_with_the_real_env_and_metadata(lc
     assert run.types("cpython") == {"build": True, "cache": True, "launch": True}
     assert run.metadata("cpython") == {
         "dependency-sha": checksum("cpython", "python", "3.10.13", "io.buildpacks.stacks.jammy"),
-        "cnbsim": {"host-python": BASE_PYTHON, "host-version": host_version()}}
+        "cnbsim": {"host-python": BASE_PYTHON, "selected-version": "3.10.13"}}
     assert run.env_files("cpython") == {"env.build/PYTHONPYCACHEPREFIX.default": "/tmp",
                                         "env/PYTHONPATH.default": str(layer)}
     assert os.readlink(layer / "bin" / "python") == "python3"

@@ -1,5 +1,5 @@
 """bin/detect of every stub: verdicts, exit codes, fail messages and the plan TOML they write
-(paketo-python.md §3 and §7 "must match")."""
+(each paketo-buildpacks/<name> detect.go)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The stub buildpacks as files: descriptors with the real ids, versions and APIs
-(paketo-python.md §0), the composite's order, index.toml, the two builders, executables,
+(paketo-buildpacks/python buildpack.toml), the composite's order, index.toml, the two builders, executables,
 and shellcheck over every script."""
 
 from __future__ import annotations
@@ -84,7 +84,12 @@ def test_planqk_builder_has_the_real_buildpacks_groups_and_stack() -> None:
         opt + [("cpython", False), ("pip", False), ("pipenv", False), ("pipenv-install", False),
                ("python-start", False)] + job,
         opt + [("cpython", False), ("pip", False), ("pip-install", False), ("python-start", False)] + labels + job,
-        opt + [("miniconda", False), ("conda-env-update", False), ("python-start", False)] + labels + job]
+        opt + [("miniconda", False), ("conda-env-update", False), ("python-start", False)] + labels + job,
+        # cnbsim's additions after PlanQK's three: the composite's Poetry groups
+        opt + [("cpython", False), ("pip", False), ("poetry", False), ("poetry-install", False),
+               ("poetry-run", False)] + labels + job,
+        opt + [("cpython", False), ("pip", False), ("poetry", False), ("poetry-install", False),
+               ("python-start", False)] + labels + job]
     assert all("version" not in g["group"][-1] for g in builder["order"])  # pack resolves the job-template's
     assert builder["stack"] == {"id": "io.buildpacks.stacks.jammy",
                                 "build-image": "docker.io/paketobuildpacks/build-jammy-full",

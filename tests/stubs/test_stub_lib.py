@@ -25,7 +25,7 @@ def bash(script: str, *args: str) -> subprocess.CompletedProcess:
 
 # every key, type and value as <byte length>:<bytes>, so that any character survives
 DUMP = r'''
-toml_load "$1"
+toml_load "$1" ${2:+"$2"}
 LC_ALL=C
 for key in "${!TOML_T[@]}"; do
   [[ $key == "$TOML_ROOT" ]] && continue
@@ -35,9 +35,10 @@ done
 '''
 
 
-def bash_toml(path: Path) -> dict[str, tuple[str, str]]:
-    """path -> (type, value) as toml_load flattens the file."""
-    out = subprocess.run(["bash", "-c", PRELUDE + DUMP, "stub-lib-test", str(path)], capture_output=True, timeout=60)
+def bash_toml(path: Path, reader: str = "toml_load", *args: str) -> dict[str, tuple[str, str]]:
+    """path -> (type, value) as toml_load (or its fast path toml_scan) flattens the file."""
+    out = subprocess.run(["bash", "-c", PRELUDE + DUMP.replace("toml_load", reader, 1), "stub-lib-test", str(path),
+                          *args], capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr.decode()
     data, fields, pos = out.stdout, [], 0
     while pos < len(data):
@@ -105,6 +106,28 @@ def test_toml_load_reads_hand_written_documents(tmp_path: Path, text: str) -> No
     expected = flatten(tomllib.loads(text))
     expected = {k: (("datetime", "1979-05-27 07:32:00Z") if k == "t.d" else v) for k, v in expected.items()}
     assert bash_toml(path) == expected
+
+
+@pytest.mark.parametrize("descriptor", sorted(STUBS.glob("*/buildpack.toml")), ids=lambda p: p.parent.name)
+def test_toml_scan_reads_every_stubs_buildpack_toml_as_tomllib_does(descriptor: Path) -> None:
+    """The fast path the stubs read their own buildpack.toml with (bin/detect and bin/build)."""
+    expected = flatten(tomllib.loads(descriptor.read_text()))
+    assert bash_toml(descriptor, "toml_scan") == expected
+    head = {k: v for k, v in expected.items()
+            if k == "buildpack" or k.startswith("buildpack.") or ("." not in k and v[0] not in ("table", "array"))}
+    assert bash_toml(descriptor, "toml_scan", "buildpack") == head
+    assert bash_toml(descriptor, "toml_load", "buildpack") == head
+
+
+@pytest.mark.parametrize("text", [
+    'api = "0.7"\n[buildpack]\nid = "a\\"b"\n',                      # an escape: toml_load reads it
+    "api = '0.7'\n[metadata]\nn = 3\nlist = [\n  { a = \"x\", b = 1 },\n]\n",  # outside the fast path
+    '[metadata]\ndependencies = [\n  { id = "p", stacks = ["a", "b"] },\n]\n[[stacks]]\nid = "*"\n',
+])
+def test_toml_scan_falls_back_to_toml_load_outside_its_subset(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "doc.toml"
+    path.write_text(text)
+    assert bash_toml(path, "toml_scan") == flatten(tomllib.loads(text))
 
 
 def test_toml_load_reports_a_syntax_error_with_the_file_and_line(tmp_path: Path) -> None:

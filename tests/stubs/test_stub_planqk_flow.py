@@ -1,5 +1,5 @@
 """The Paketo stubs of PlanQK's builder played in sequence, as the lifecycle would for a
-PlanQK pip app (paketo-python.md §4.3, §4.5): every stub of every order group detects, the
+PlanQK pip app (PlanQK/planqk-buildpacks planqk-base/builder.toml, samples/): every stub of every order group detects, the
 pip group's stubs build, and the result runs `python` at launch; all well under half a
 second (the stubs' own share of a cnbsim build)."""
 

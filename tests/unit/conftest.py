@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Callable
 
 import pytest
@@ -13,6 +14,23 @@ def fs_path(fs, path: str | Path) -> Path:
     """A path object that works on the fake filesystem whatever this module's own `Path` is."""
     from pyfakefs.fake_pathlib import FakePathlibModule
     return FakePathlibModule(fs).Path(str(path))
+
+
+@pytest.fixture(autouse=True)
+def _module_paths_on_the_fake_fs(request: pytest.FixtureRequest) -> None:
+    """Re-make a test module's `Path` constants on the fake filesystem, for the tests that use `fs`.
+
+    Before Python 3.11 a `pathlib.Path` keeps the filesystem accessor it was created with, so a
+    path made at import (a module constant, before pyfakefs patches anything) would read the real
+    filesystem; from 3.11 on pathlib calls `os` directly and pyfakefs fakes every path.
+    """
+    if sys.version_info >= (3, 11) or "fs" not in request.fixturenames:
+        return
+    fs = request.getfixturevalue("fs")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    for name, value in vars(request.module).items():
+        if isinstance(value, PurePath) and type(value).__module__ == "pathlib":
+            monkeypatch.setattr(request.module, name, fs_path(fs, value))
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Environment rules: env-file suffixes, platform and build-config env, the build and launch base env,
-root dirs and the launch env (cnb-spec.md 3.3, 3.4, 4.4). Env dirs live on pyfakefs."""
+root dirs and the launch env (buildpacks/spec buildpack.md#environment,
+#environment-variable-modification-rules, #launch; lifecycle env/). Env dirs live on pyfakefs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from cnbsim.env import BUILD_ROOT_DIRS, LAUNCH_ROOT_DIRS, Env, read_env_dir
 from cnbsim.phase.launch import launch_env
 from cnbsim.model.metadata import BuildMetadata
+from cnbsim.model.api import ApiVersion
 from cnbsim.model.order import GroupElement
 
 ENV = Path("/layers/my-bp/layer/env")
@@ -37,13 +39,13 @@ def applied_bytes(directory: Path) -> Env:
     return env
 
 
-def applied(put, files: dict[str, str], start: dict[str, str] | None = None, directory: Path = ENV) -> Env:
+def applied(put, files: dict[str, str], start: dict[str, str] | None = None, directory: Path | None = None) -> Env:
     env = Env(dict(start or {}))
-    env.add_env_dir(env_dir(put, directory, files))
+    env.add_env_dir(env_dir(put, directory or ENV, files))
     return env
 
 
-# -- one file per variable (cnb-spec.md 3.4.1-3.4.3) --------------------------------------------------
+# -- one file per variable (buildpacks/spec buildpack.md#environment-variable-modification-rules) ---
 
 def test_file_without_suffix_in_a_layer_env_dir_overrides(put):
     assert applied(put, {"FOO": "new"}, {"FOO": "old"}).vars == {"FOO": "new"}
@@ -123,7 +125,7 @@ def test_directories_and_links_to_directories_in_an_env_dir_are_skipped(put, fs)
     assert env.vars == {"BAR": "old", "QUX": "from-file", "LINKED": "from-file"}
 
 
-# -- several files for one variable (cnb-spec.md 3.4.4) -----------------------------------------------
+# -- several files for one variable (buildpacks/spec buildpack.md#environment-variable-modification-rules) ---
 
 def test_files_apply_in_sorted_name_order_so_default_fills_before_prepend(put):
     env = applied(put, {"FOO.prepend": "p", "FOO.default": "d", "FOO.delim": ":"})
@@ -148,7 +150,7 @@ def test_read_env_dir_yields_name_action_value_and_delim(put):
     assert list(read_env_dir(ENV)) == [("A", "override", "1", ""), ("PATH", "prepend", "/x/bin", ":")]
 
 
-# -- <build-config>/env and <platform>/env (cnb-spec.md 3.3.6, 3.3.7, gap 15) -------------------------
+# -- <build-config>/env and <platform>/env (buildpacks/spec buildpack.md#provided-by-the-platform) -----------
 
 @pytest.mark.parametrize("start, expected", [({"FOO": "bp"}, "bp"), ({}, "operator"), ({"FOO": ""}, "operator")])
 def test_build_config_file_without_suffix_is_a_default(put, start, expected):
@@ -202,7 +204,7 @@ def test_clear_env_skips_platform_env_but_still_applies_build_config(put):
     assert Env().with_platform(None, BUILD_CONFIG).vars == {"BAR": "operator"}
 
 
-# -- base environments (cnb-spec.md 3.3.1, 4.4.1) -----------------------------------------------------
+# -- base environments (buildpacks/spec buildpack.md#provided-by-the-lifecycle; platform.md#launch-environment) ---
 
 def test_build_env_keeps_only_the_allow_list_and_posix_path_variables():
     host = {"CNB_STACK_ID": "s", "HOSTNAME": "h", "HOME": "/home/u", "HTTPS_PROXY": "p", "https_proxy": "p",
@@ -235,7 +237,7 @@ def test_launch_env_removes_cnb_process_and_cnb_lifecycle_anywhere_in_path(path,
     assert Env.for_launch({"PATH": path}).get("PATH") == expected
 
 
-# -- root dirs (cnb-spec.md 3.3.4, 3.3.5, 4.4.2a) -----------------------------------------------------
+# -- root dirs (buildpacks/spec buildpack.md#layer-paths; lifecycle env/launch.go) ---
 
 LAYER = Path("/layers/my-bp/layer")
 
@@ -278,10 +280,10 @@ def test_root_dirs_applied_in_layer_order_put_the_later_layer_first_in_path(fs):
     assert env.get("PATH") == "/layers/my-bp/venv/bin:/layers/my-bp/python/bin:/layers/my-bp/pip/bin:/usr/bin"
 
 
-# -- the launch env (cnb-spec.md 4.4) -----------------------------------------------------------------
+# -- the launch env (buildpacks/spec buildpack.md#launch; lifecycle env/launch.go) ---------------------------
 
 LAYERS = Path("/layers")
-MD = BuildMetadata(buildpacks=(GroupElement("my-org/bp", "1", api="0.10"),))
+MD = BuildMetadata(buildpacks=(GroupElement("my-org/bp", "1", api=ApiVersion(0, 10)),))
 
 
 def launch_layer(put, fs, name: str, env_files: dict[str, dict[str, str]] | None = None,
@@ -406,7 +408,7 @@ def test_files_of_one_directory_apply_one_by_one_in_name_order(put, files, cur, 
 
 
 def spec_rule(action: str, cur: str, value: str, delim: str) -> str:
-    """cnb-spec.md 3.4.3, written out independently of cnbsim.env."""
+    """buildpacks/spec buildpack.md#environment-variable-modification-rules, written out independently of cnbsim.env."""
     if action == "override":
         return value
     if action == "default":

@@ -1,4 +1,5 @@
-"""User arguments given at launch, per Platform API and Buildpack API (cnb-spec.md 4.3, 1.3 A6)."""
+"""User arguments given at launch, per Platform API and Buildpack API (buildpacks/spec platform.md#launcher;
+lifecycle launch/process.go)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The typed models of every CNB file: each parses valid input, rejects invalid input at the edge
-with an error naming the file and the field, and writes what the lifecycle writes (cnb-spec.md 1-3)."""
+with an error naming the file and the field, and writes what the lifecycle writes (buildpacks/spec buildpack.md and platform.md)."""
 
 from __future__ import annotations
 
@@ -27,12 +27,13 @@ def api(text: str) -> ApiVersion:
     return ApiVersion.parse(text)
 
 
-def buildpack(put, body: str, path: Path = BP):
+def buildpack(put, body: str, path: Path | None = None):
+    path = path or BP
     put(path, body)
     return read_buildpack_toml(path)
 
 
-# -- API versions (cnb-spec.md 1.1.6) ---------------------------------------------------------------
+# -- API versions (buildpacks/spec buildpack.md#buildpack-api-version) -----------------------------------
 
 def test_api_versions_compare_numerically_so_0_10_is_newer_than_0_9():
     assert api("0.10") > api("0.9")
@@ -50,7 +51,7 @@ def test_api_version_that_is_not_major_dot_minor_is_rejected(text):
         api(text)
 
 
-# -- buildpack.toml (cnb-spec.md 2.3) ---------------------------------------------------------------
+# -- buildpack.toml (buildpacks/spec buildpack.md#buildpacktoml-toml; lifecycle buildpack/bp_descriptor.go) ---
 
 def test_valid_buildpack_toml_gives_every_field_the_lifecycle_reads(put):
     desc = buildpack(put, """
@@ -66,7 +67,7 @@ def test_valid_buildpack_toml_gives_every_field_the_lifecycle_reads(put):
         [metadata]
         anything = 1
     """)
-    assert (desc.api, desc.id, desc.version) == ("0.10", "my-org/my-bp", "1.0.0")
+    assert (desc.api, desc.id, desc.version) == (ApiVersion(0, 10), "my-org/my-bp", "1.0.0")
     assert desc.key == "my-org/my-bp@1.0.0"
     assert desc.info.name == "My Buildpack"
     assert desc.info.homepage == "https://example.com"
@@ -74,7 +75,7 @@ def test_valid_buildpack_toml_gives_every_field_the_lifecycle_reads(put):
     assert desc.info.sbom_formats == ("application/vnd.cyclonedx+json",)
     assert desc.root == BP.parent
     assert not desc.is_composite
-    assert desc.api_version == ApiVersion(0, 10)
+    assert desc.check_api() == ApiVersion(0, 10)
 
 
 def test_optional_buildpack_fields_default_to_empty_and_false(put):
@@ -160,12 +161,14 @@ def test_exec_env_is_read_in_both_the_lifecycle_and_the_spec_spelling(put):
     assert spec.info.exec_env == ("test",)
 
 
-# Target inference when [[targets]] is empty (cnb-spec.md 2.3.3, 1.3 A16).
+# Target inference when [[targets]] is empty (buildpacks/spec buildpack.md#targets;
+# lifecycle buildpack/bp_descriptor.go).
 
 BIONIC = Target("linux", "amd64", "", (Distro("ubuntu", "18.04"),))
 
 
-def stacks_buildpack(put, api_text: str, *stack_ids: str, bin_build: bool = False, path: Path = BP):
+def stacks_buildpack(put, api_text: str, *stack_ids: str, bin_build: bool = False, path: Path | None = None):
+    path = path or BP
     body = f'api = "{api_text}"\n[buildpack]\nid = "a"\nversion = "1"\n'
     body += "".join(f'[[stacks]]\nid = "{s}"\nmixins = ["x"]\n' for s in stack_ids)
     if bin_build:
@@ -280,32 +283,31 @@ def test_missing_buildpack_toml_is_a_config_error_naming_the_file(fs):
 
 
 @pytest.mark.parametrize("version", ["0.6", "0.13", "0.2", "1.0"])
-def test_unsupported_buildpack_api_parses_but_fails_with_exit_12_when_its_api_is_used(put, version):
+def test_unsupported_buildpack_api_parses_but_fails_with_exit_12_when_its_api_is_checked(put, version):
     desc = buildpack(put, f'api = "{version}"\n[buildpack]\nid = "a"\nversion = "1"\n')
     with pytest.raises(BuildpackApiError) as err:
-        desc.api_version
+        desc.check_api()
     assert err.value.exit_code == 12
     assert f"buildpack API version '{version}' is incompatible with the lifecycle" in str(err.value)
     assert "a@1" in str(err.value) and str(BP) in str(err.value)
 
 
 def test_unparsable_buildpack_api_fails_with_exit_12_and_the_parse_message(put):
-    desc = buildpack(put, 'api = "zero.nine"\n[buildpack]\nid = "a"\nversion = "1"\n')
     with pytest.raises(BuildpackApiError, match="parse buildpack API 'zero.nine' for buildpack 'a@1'") as err:
-        desc.api_version
+        buildpack(put, 'api = "zero.nine"\n[buildpack]\nid = "a"\nversion = "1"\n')
     assert err.value.exit_code == 12
 
 
 @pytest.mark.parametrize("version", ["0.7", "0.8", "0.9", "0.10", "0.11", "0.12"])
 def test_every_buildpack_api_the_lifecycle_supports_is_accepted(put, version):
-    assert buildpack(put, f'api = "{version}"\n[buildpack]\nid = "a"\nversion = "1"\n').api_version == api(version)
+    assert buildpack(put, f'api = "{version}"\n[buildpack]\nid = "a"\nversion = "1"\n').check_api() == api(version)
 
 
 def test_escaped_id_replaces_every_slash_with_an_underscore():
     assert escape_id("my-org/sub/bp") == "my-org_sub_bp"
 
 
-# -- BuildpackStore (platform.md "Buildpacks Directory Layout", cnb-spec.md 2.1.1, 2.2.4) -----------
+# -- BuildpackStore (buildpacks/spec platform.md#buildpacks-directory-layout) ---
 
 def layout_bp(put, bp_id: str, version: str, declared: str | None = None) -> Path:
     path = Path("/cnb/buildpacks") / escape_id(bp_id) / version / "buildpack.toml"
@@ -348,7 +350,7 @@ def test_store_rejects_a_descriptor_whose_id_does_not_match_its_layout_location(
         store.lookup("org/bp", "1.0")
 
 
-# -- order.toml and group.toml (cnb-spec.md 2.2.1, 2.8.1, 3.1.1) ------------------------------------
+# -- order.toml and group.toml (buildpacks/spec platform.md#ordertoml-toml, #grouptoml-toml) ---
 
 ORDER = (
     OrderGroup((GroupElement("a", "1"), GroupElement("b", "2", optional=True))),
@@ -383,14 +385,14 @@ def test_order_toml_ignores_unknown_keys_and_requires_a_version(put):
 
 
 def test_group_toml_round_trips_id_version_api_and_homepage(fs):
-    group = (GroupElement("a", "1", api="0.9", homepage="https://a"), GroupElement("b", "2", api="0.10"))
+    group = (GroupElement("a", "1", api=ApiVersion(0, 9), homepage="https://a"), GroupElement("b", "2", api=ApiVersion(0, 10)))
     path = Path("/layers/group.toml")
     write_toml(path, group_to_toml(group))
     assert read_group_toml(path) == group
 
 
 def test_group_toml_never_writes_optional_and_omits_an_empty_homepage():
-    data = group_to_toml((GroupElement("a", "1", optional=True, api="0.9"),))
+    data = group_to_toml((GroupElement("a", "1", optional=True, api=ApiVersion(0, 9)),))
     assert data == {"group": [{"id": "a", "version": "1", "api": "0.9"}]}
 
 
@@ -408,7 +410,7 @@ def test_invalid_group_toml_is_an_error_naming_the_file(put):
     assert err.value.file == "/layers/group.toml"
 
 
-# -- the build plan bin/detect writes (cnb-spec.md 2.5.7, 2.5.8) ------------------------------------
+# -- the build plan bin/detect writes (buildpacks/spec buildpack.md#detection; lifecycle buildpack/detect.go) ---
 
 def test_detect_plan_reads_provides_requires_with_metadata_and_or_alternatives_in_order():
     plan = parse_detect_plan("""
@@ -477,7 +479,7 @@ def test_detect_plan_round_trips_through_its_own_toml():
     assert parse_detect_plan(dumps(plan.to_toml()), "again.toml", "my-bp") == plan
 
 
-# -- plan.toml and the buildpack plan (cnb-spec.md 2.8.2, 3.2.1, 3.2.6) -----------------------------
+# -- plan.toml and the buildpack plan (buildpacks/spec platform.md#plantoml-toml, buildpack.md#buildpack-plan-toml) ---
 
 PLAN = Plan((
     PlanEntry((Provider("a", "1"),), (Require("python", {"version": "3.12"}), Require("python"))),
@@ -522,50 +524,46 @@ def test_entries_a_buildpack_met_are_removed_and_unmet_ones_stay_for_the_next_pr
     assert PLAN.without_met({"python", "pip", "venv"}) == Plan()
 
 
-# -- <layer>.toml (cnb-spec.md 3.5.2, 1.3 A2) ---------------------------------------------------------
+# -- <layer>.toml (buildpacks/spec buildpack.md#layer-content-metadata-toml) ---
 
 LAYER = Path("/layers/my-bp/venv.toml")
 
 
 def test_layer_toml_reads_types_flags_and_metadata():
     meta = parse_layer_toml(parse_toml('[types]\nlaunch = true\ncache = true\n[metadata]\nsha = "abc"\n',
-                                       path=LAYER), LAYER, api("0.10"))
+                                       path=LAYER), LAYER)
     assert meta.types == LayerTypes(launch=True, build=False, cache=True)
     assert meta.types.any
     assert meta.metadata == {"sha": "abc"}
 
 
 def test_empty_layer_toml_has_no_types():
-    assert parse_layer_toml({}, LAYER, api("0.7")) == LayerMetadata()
+    assert parse_layer_toml({}, LAYER) == LayerMetadata()
     assert not LayerMetadata().types.any
 
 
 @pytest.mark.parametrize("flag", ["launch", "build", "cache"])
-@pytest.mark.parametrize("version", ["0.6", "0.7", "0.9", "0.12"])
-def test_top_level_layer_flag_is_rejected_from_api_0_6(flag, version):
+def test_top_level_layer_flag_is_rejected(flag):
     with pytest.raises(BuildError) as err:
-        parse_layer_toml({flag: False, "types": {"launch": True}}, LAYER, api(version))
+        parse_layer_toml({flag: False, "types": {"launch": True}}, LAYER)
     assert f"the launch, cache and build flags should be in the types table of {LAYER}" in str(err.value)
     assert err.value.field == flag
 
 
-def test_layer_flags_are_top_level_for_api_0_5_and_in_types_from_0_6():
+def test_layer_flags_are_written_in_types_and_read_back():
     meta = LayerMetadata(LayerTypes(launch=True, build=True), {"k": "v"})
-    old = meta.to_toml(api("0.5"))
-    new = meta.to_toml(api("0.6"))
-    assert old == {"launch": True, "build": True, "cache": False, "metadata": {"k": "v"}}
+    new = meta.to_toml()
     assert new == {"types": {"launch": True, "build": True, "cache": False}, "metadata": {"k": "v"}}
-    assert parse_layer_toml(old, LAYER, api("0.5")) == meta
-    assert parse_layer_toml(new, LAYER, api("0.6")) == meta
+    assert parse_layer_toml(new, LAYER) == meta
 
 
 def test_layer_flag_that_is_not_a_boolean_is_an_error_naming_the_field():
     with pytest.raises(BuildError) as err:
-        parse_layer_toml({"types": {"launch": "yes"}}, LAYER, api("0.10"))
+        parse_layer_toml({"types": {"launch": "yes"}}, LAYER)
     assert err.value.field == "types.launch"
 
 
-# -- launch.toml (cnb-spec.md 3.6, 1.3 A4/A5/A7) ------------------------------------------------------
+# -- launch.toml (buildpacks/spec buildpack.md#launchtoml-toml) ----------------------------------
 
 LAUNCH = Path("/layers/my-bp/launch.toml")
 
@@ -673,7 +671,7 @@ def test_empty_command_array_is_accepted_at_build():
     assert launch('[[processes]]\ntype = "web"\ncommand = []\n', "0.10").processes[0].command == ()
 
 
-# -- build.toml (cnb-spec.md 3.7.1) -------------------------------------------------------------------
+# -- build.toml (buildpacks/spec buildpack.md#buildtoml-toml) ------------------------------------------------
 
 BUILD = Path("/layers/my-bp/build.toml")
 
@@ -700,10 +698,10 @@ def test_unmet_without_a_name_is_rejected(put):
         read_build_toml(BUILD, {"python"})
 
 
-# -- <layers>/config/metadata.toml (cnb-spec.md 3.10, 1.4.1) ------------------------------------------
+# -- <layers>/config/metadata.toml (buildpacks/spec platform.md#metadatatoml-toml) ---
 
 METADATA = BuildMetadata(
-    buildpacks=(GroupElement("a", "1", api="0.8", homepage="https://a"), GroupElement("b", "2", api="0.10")),
+    buildpacks=(GroupElement("a", "1", api=ApiVersion(0, 8), homepage="https://a"), GroupElement("b", "2", api=ApiVersion(0, 10))),
     processes=(
         Process("web", ("python", "-m", "app"), ("--port", "8080"), True, buildpack_id="b",
                 working_dir="src", exec_env=("production",)),
@@ -738,7 +736,8 @@ def test_metadata_for_platform_0_9_writes_command_as_a_string_and_moves_extra_wo
     web, worker = METADATA.to_toml(api("0.9"))["processes"]
     assert web["command"] == "python"
     assert web["args"] == ["-m", "app", "--port", "8080"]
-    assert worker["command"] == "celery worker" and "args" not in worker
+    # lifecycle launch/launch.go WithPlatformAPI: args = command[1:] + args is never nil before Platform 0.10
+    assert worker["command"] == "celery worker" and worker["args"] == []
 
 
 def test_metadata_round_trips_through_metadata_toml_for_platform_0_15(fs):
@@ -757,5 +756,6 @@ def test_metadata_written_for_platform_0_9_reads_back_with_the_command_split(fs)
     assert back.default_process == "web"
 
 
-def test_empty_metadata_writes_no_keys():
-    assert BuildMetadata().to_toml(api("0.15")) == {}
+def test_empty_metadata_writes_only_an_empty_process_list():
+    # lifecycle phase/builder.go: the process list is never nil, so metadata.toml has `processes = []`
+    assert BuildMetadata().to_toml(api("0.15")) == {"processes": []}

@@ -1,4 +1,5 @@
-"""Build-plan resolution over the buildpacks that passed detection (cnb-spec.md 2.7).
+"""Build-plan resolution over the buildpacks that passed detection (buildpacks/spec buildpack.md#phase-1-detection;
+lifecycle phase/detector.go runTrial).
 
 `resolve_plan` is pure: each case gives the passing buildpacks with the plan each wrote,
 in group order, and checks the participating group and the resolved plan.
@@ -11,6 +12,7 @@ from typing import Iterable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnbsim.log import BufferedLogger
 from cnbsim.phase.resolve import resolve_plan
 from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import DetectPlan, Plan, PlanEntry, PlanOption, Provide, Provider, Require
@@ -32,7 +34,7 @@ def ids(result) -> list[str]:
 
 
 def entries(result) -> dict[str, PlanEntry]:
-    """Plan entries by dependency name (entry order is unspecified in the lifecycle, cnb-spec.md 2.7.6)."""
+    """Plan entries by dependency name (entry order is unspecified in the lifecycle: phase/detector.go)."""
     assert result is not None, "expected the group to resolve"
     out = {}
     for entry in result[1].entries:
@@ -46,7 +48,7 @@ def providers(entry: PlanEntry) -> list[str]:
     return [p.id for p in entry.providers]
 
 
-# -- provides and requires (cnb-spec.md 2.7.3) --------------------------------------------------------
+# -- provides and requires (lifecycle phase/detector.go runTrial) ---
 
 def test_buildpack_own_provide_satisfies_its_own_require():
     result = resolve_plan([bp("a", ["x"], ["x"])])
@@ -67,10 +69,10 @@ def test_require_before_any_provide_fails_a_required_buildpack():
 
 
 def test_require_before_any_provide_drops_an_optional_buildpack():
-    log: list[tuple[str, str]] = []
+    log = BufferedLogger()
     result = resolve_plan([bp("a", requires=["x"], optional=True), bp("b", ["x"], ["x"])], log=log)
     assert ids(result) == ["b"]
-    assert ("debug", "skip: a@1 requires x") in log
+    assert ("debug", "skip: a@1 requires x") in log.records
 
 
 def test_unused_provide_fails_a_required_buildpack():
@@ -80,11 +82,11 @@ def test_unused_provide_fails_a_required_buildpack():
 
 
 def test_unused_provide_drops_an_optional_buildpack():
-    log: list[tuple[str, str]] = []
+    log = BufferedLogger()
     result = resolve_plan([bp("a", ["x"], optional=True), bp("b")], log=log)
     assert ids(result) == ["b"]
     assert result[1] == Plan()
-    assert ("debug", "skip: a@1 provides unused x") in log
+    assert ("debug", "skip: a@1 provides unused x") in log.records
 
 
 def test_provide_after_the_last_require_is_unused_even_if_an_earlier_provide_was_consumed():
@@ -119,7 +121,7 @@ def test_group_that_passes_detection_with_no_plan_resolves_to_an_empty_plan():
     assert result[1] == Plan()
 
 
-# -- plan entries (cnb-spec.md 2.7.4) -----------------------------------------------------------------
+# -- plan entries (lifecycle phase/detector.go runTrial) -----
 
 def test_plan_entry_lists_every_provider_and_every_require_in_group_order_with_metadata():
     result = resolve_plan([
@@ -148,7 +150,7 @@ def test_requires_of_an_optional_buildpack_dropped_for_requiring_early_are_not_i
     assert entries(result)["x"].requires == (Require("x", {"by": "c"}),)
 
 
-# -- [[or]] alternatives and trials (cnb-spec.md 2.7.1, 2.7.2) ----------------------------------------
+# -- [[or]] alternatives and trials (lifecycle phase/detector.go runTrial) ---
 
 def test_or_alternative_is_tried_when_the_primary_plan_does_not_resolve():
     result = resolve_plan([bp("a", requires=["missing"], ors=[option(["x"], ["x"])])])
@@ -164,10 +166,10 @@ def test_alternatives_are_tried_in_order_and_the_first_that_resolves_wins():
 def test_trials_vary_the_last_buildpack_first_so_the_first_buildpack_is_outermost():
     # (a0, b0) fails; (a0, b1) resolves with x; (a1, b0) would resolve with y.
     group = [bp("a", ["x"], ors=[option(["y"])]), bp("b", requires=["y"], ors=[option(requires=["x"])])]
-    log: list[tuple[str, str]] = []
+    log = BufferedLogger()
     result = resolve_plan(group, log=log)
     assert list(entries(result)) == ["x"]
-    assert [m for _, m in log if m.startswith("Resolving plan")] == [
+    assert [m for _, m in log.records if m.startswith("Resolving plan")] == [
         "Resolving plan... (try #1)", "Resolving plan... (try #2)"]
 
 
@@ -196,7 +198,7 @@ def test_when_no_trial_resolves_the_reasons_name_every_try():
     assert any(r.startswith("try #2: fail: a@1 requires gone") for r in reasons)
 
 
-# -- empty trials (cnb-spec.md 2.7.3 last line) ---------------------------------------------------------
+# -- empty trials (lifecycle phase/detector.go runTrial) -----
 
 def test_no_passing_buildpacks_fails():
     assert resolve_plan([]) is None
@@ -293,7 +295,7 @@ def test_every_require_comes_at_or_after_the_first_provider_and_every_provider_a
 
 
 def satisfied(group: list[tuple[GroupElement, PlanOption]]) -> bool:
-    """cnb-spec.md 2.7.3 'Consequences': every require has a provide at the same or an earlier
+    """lifecycle phase/detector.go runTrial: every require has a provide at the same or an earlier
     buildpack, and every provide has a require at the same or a later buildpack."""
     for i, (_, opt) in enumerate(group):
         for r in opt.requires:

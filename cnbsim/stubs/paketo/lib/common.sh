@@ -51,33 +51,14 @@ stub_build_init() {
   return 0
 }
 
-# SELF_API, SELF_ID, SELF_NAME, SELF_VERSION, SELF_HOMEPAGE from our buildpack.toml
-# (only the `key = "value"` lines of the top level and of [buildpack] are read).
+# SELF_API, SELF_ID, SELF_NAME, SELF_VERSION, SELF_HOMEPAGE from our buildpack.toml (its root
+# keys and [buildpack], read with toml.sh's fast path).
 _stub_bp_info() {
-  local LC_ALL=C
-  SELF_API="" SELF_ID="" SELF_NAME="" SELF_VERSION="" SELF_HOMEPAGE=""
-  local line section="" key value
-  while IFS= read -r line || [[ -n $line ]]; do
-    line=${line#"${line%%[![:space:]]*}"}
-    case $line in
-      '['*)
-        [[ -n $SELF_ID && $line != '[buildpack'* ]] && break
-        section=$line
-        continue
-        ;;
-      *=*\"*) ;;
-      *) continue ;;
-    esac
-    key=${line%%[ =]*} value=${line#*\"}
-    value=${value%\"*}
-    case $section:$key in
-      :api) SELF_API=$value ;;
-      '[buildpack]:id') SELF_ID=$value ;;
-      '[buildpack]:name') SELF_NAME=$value ;;
-      '[buildpack]:version') SELF_VERSION=$value ;;
-      '[buildpack]:homepage') SELF_HOMEPAGE=$value ;;
-    esac
-  done < "$SELF_DIR/buildpack.toml"
+  # shellcheck source=toml.sh
+  [[ -v TOML_ROOT ]] || . "$LIB_DIR/toml.sh"
+  toml_scan "$SELF_DIR/buildpack.toml" buildpack || die "cannot read $SELF_DIR/buildpack.toml"
+  SELF_API=${TOML[api]:-} SELF_ID=${TOML[buildpack.id]:-} SELF_NAME=${TOML[buildpack.name]:-}
+  SELF_VERSION=${TOML[buildpack.version]:-} SELF_HOMEPAGE=${TOML[buildpack.homepage]:-}
 }
 
 # --- outcomes -----------------------------------------------------------------------

@@ -153,34 +153,25 @@ _semver_tilde() { # uses v, c, _CMP, minor_dirty, patch_dirty of the caller
 }
 
 # deps_load: DEPS = "id<TAB>version<TAB>stacks<TAB>checksum" rows of [metadata] dependencies
-# and DEFAULT_VERSIONS[id] from [metadata.default-versions]. The stubs' buildpack.toml
-# files write one dependency per line as an inline table, which is all this reads; the
-# checksum is the `checksum` key, or a bare `sha256` as older dependency tables have it.
+# and DEFAULT_VERSIONS[id] from [metadata.default-versions], read with toml.sh; the checksum is
+# the `checksum` key, or a bare `sha256` as older dependency tables have it.
 DEPS=() _DEPS_LOADED=0
 declare -gA DEFAULT_VERSIONS=()
 deps_load() {
   local LC_ALL=C
   DEPS=() DEFAULT_VERSIONS=() _DEPS_LOADED=1
-  local line section="" id version stacks checksum value
-  while IFS= read -r line || [[ -n $line ]]; do
-    line=${line#"${line%%[![:space:]]*}"}
-    case $line in
-      '['*) section=$line ;;
-      '{ id = "'*)
-        id=${line#*id = \"} version=${line#*version = \"} stacks=${line#*stacks = \[}
-        checksum=${line#*checksum = \"}
-        [[ $checksum == "$line" ]] && checksum=${line#*sha256 = \"}
-        stacks=${stacks%%]*} stacks=${stacks//[\" ]/}
-        DEPS+=("${id%%\"*}"$'\t'"${version%%\"*}"$'\t'"${stacks//,/ }"$'\t'"${checksum%%\"*}")
-        ;;
-      *=*)
-        if [[ $section == '[metadata.default-versions]' ]]; then
-          value=${line#*\"}
-          DEFAULT_VERSIONS[${line%%[ =]*}]=${value%%\"*}
-        fi
-        ;;
-    esac
-  done < "$SELF_DIR/buildpack.toml"
+  toml_scan "$SELF_DIR/buildpack.toml" || die "cannot read $SELF_DIR/buildpack.toml"
+  local i j d stacks key
+  for ((i = 0; i < ${TOML[metadata.dependencies]:-0}; i++)); do
+    d=metadata.dependencies.$i stacks=""
+    for ((j = 0; j < ${TOML[$d.stacks]:-0}; j++)); do stacks+=${stacks:+ }${TOML[$d.stacks.$j]}; done
+    DEPS+=("${TOML[$d.id]:-}"$'\t'"${TOML[$d.version]:-}"$'\t'"$stacks"$'\t'"${TOML[$d.checksum]:-${TOML[$d.sha256]:-}}")
+  done
+  while IFS= read -r key; do
+    [[ -n $key && ${TOML_T[metadata.default-versions.$key]:-} == string ]] \
+      && DEFAULT_VERSIONS[$key]=${TOML[metadata.default-versions.$key]}
+  done <<< "${TOML_K[metadata.default-versions]:-}"
+  return 0
 }
 
 # dep_resolve ID CONSTRAINT: DEP_VERSION, DEP_CHECKSUM of the highest version that satisfies

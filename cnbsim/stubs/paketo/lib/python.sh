@@ -7,6 +7,8 @@
 #         package index or, offline, from CNBSIM_WHEELHOUSE (pip --no-index --find-links).
 # Platform env vars (set by cnbsim, absent under a real `pack`):
 #   CNBSIM_BASE_PYTHON  the host's base interpreter (not a venv)
+#   CNBSIM_PYTHONS      the base interpreters installed on the host (pyenv, uv, /usr/bin),
+#                       colon-separated: the cpython stub picks the selected version from them
 #   CNBSIM_PYTHON       the interpreter running cnbsim, with `virtualenv` importable
 #   CNBSIM_INSTALLER    stub (default) | real
 #   CNBSIM_WHEELHOUSE   a directory of wheels for offline real installs
@@ -44,10 +46,51 @@ host_python() {
   HOST_PY_NOTE="CNBSIM_BASE_PYTHON is not set: exposing $HOST_PY (python3 on PATH)"
 }
 
-# host_python_xy: PY_XY = "3.11" of the interpreter the layers expose, from its file name
-# (python3.11) when it says so; otherwise asked from `python3` on PATH.
+# select_python X.Y: HOST_PY = an installed base interpreter of that minor version (the
+# host's own when it is one, else the first pythonX.Y of CNBSIM_PYTHONS); otherwise the host's
+# (host_python) with SELECT_NOTE saying so.
+select_python() {
+  local py
+  local -a list
+  SELECT_NOTE=""
+  IFS=: read -r -a list <<< "${CNBSIM_BASE_PYTHON:-}:${CNBSIM_PYTHONS:-}"
+  for py in "${list[@]}"; do
+    if [[ ${py##*/} == "python$1" && -x $py ]]; then
+      HOST_PY=$py HOST_PY_NOTE=""
+      return 0
+    fi
+  done
+  host_python
+  SELECT_NOTE="no Python $1 is installed on this machine (pyenv, uv, /usr/bin)"
+}
+
+# layer_python: HOST_PY = the interpreter the cpython layer exposes (bin/python3.X on PATH,
+# resolved), else host_python. PY_XY is set too.
+layer_python() {
+  host_python_xy
+  if [[ -n $_LAYER_PY ]]; then
+    HOST_PY=$(readlink -f -- "$_LAYER_PY") || die "cannot resolve $_LAYER_PY"
+    HOST_PY_NOTE=""
+  else
+    host_python
+  fi
+}
+
+# host_python_xy: PY_XY = "3.11" of the interpreter the layers expose: the bin/python3.X next
+# to python3 on PATH (the cpython layer's, _LAYER_PY), else the file name of CNBSIM_BASE_PYTHON
+# (python3.11) when it says so, else asked from `python3` on PATH.
 host_python_xy() {
-  local py=${1:-${CNBSIM_BASE_PYTHON:-}}
+  local py=${1:-} link
+  _LAYER_PY=""
+  if [[ -z $py ]] && _which python3; then
+    for link in "${_W%/*}"/python3.[0-9]*; do
+      if [[ ${link##*/} =~ ^python([0-9]+\.[0-9]+)$ && -L $link ]]; then
+        PY_XY=${BASH_REMATCH[1]} _LAYER_PY=$link
+        return 0
+      fi
+    done
+  fi
+  py=${py:-${CNBSIM_BASE_PYTHON:-}}
   if [[ ${py##*/} =~ ^python([0-9]+\.[0-9]+)$ ]]; then
     PY_XY=${BASH_REMATCH[1]}
     return 0
@@ -79,10 +122,12 @@ host_python_version() {
   PY_VERSION=$("$py" -I -S -c 'import platform; print(platform.python_version())') || die "cannot run $py"
 }
 
-# expose_python DIR: DIR/bin/python3 (a link to HOST_PY) and python -> python3, the names a
-# CPython install has, so `python` works for later buildpacks and at launch. DIR/bin exists.
+# expose_python DIR X.Y: DIR/bin/pythonX.Y (a link to HOST_PY), python3 and python -> it, the
+# names a CPython install has, so `python` works for later buildpacks and at launch, and the
+# later stubs find the interpreter and its version. DIR/bin exists.
 expose_python() {
-  ln -s -- "$HOST_PY" "$1/bin/python3"
+  ln -s -- "$HOST_PY" "$1/bin/python$2"
+  ln -s "python$2" "$1/bin/python3"
   ln -s python3 "$1/bin/python"
 }
 
@@ -103,21 +148,53 @@ _indent_output() {
   while IFS= read -r line || [[ -n $line ]]; do printf '      %s\n' "$line"; done
 }
 
-# venv_create DIR: a virtualenv on the host interpreter, made with CNBSIM_PYTHON's
-# `virtualenv` (seeding pip offline from its bundled wheels); without CNBSIM_PYTHON, the
-# stdlib `venv` of the host interpreter (with ensurepip).
+# venv_create DIR: a virtualenv on the cpython layer's interpreter holding what Paketo's
+# CPython and pip buildpacks put under the app: setuptools where CPython's ensurepip bundles it
+# (3.8 to 3.11, with pkg_resources; not 3.12+), and the pip of paketo-buildpacks/pip (its wheel
+# in the pip-source dir on PIP_FIND_LINKS), else the interpreter's bundled pip. Made offline with
+# CNBSIM_PYTHON's virtualenv; without CNBSIM_PYTHON, with the interpreter's `venv` (ensurepip).
 venv_create() {
-  local dir=$1
-  host_python
+  local dir=$1 bundled whl link pip_dir="" pip_v="" st_v="" got
+  local -a seed=() links=()
+  layer_python
   [[ -z $HOST_PY_NOTE ]] || log_stub "$HOST_PY_NOTE"
-  if [[ -n ${CNBSIM_PYTHON:-} ]]; then
-    "$CNBSIM_PYTHON" -m virtualenv --python "$HOST_PY" --no-download --no-periodic-update \
-      --no-setuptools --no-vcs-ignore --activators bash --quiet "$dir" 2>&1 | _indent_output \
-      || die "virtualenv failed to create $dir (is virtualenv installed for $CNBSIM_PYTHON?)"
-  else
+  if [[ -z ${CNBSIM_PYTHON:-} ]]; then
     log_stub "CNBSIM_PYTHON is not set: creating the environment with $HOST_PY -m venv"
     "$HOST_PY" -m venv "$dir" 2>&1 | _indent_output || die "python -m venv failed to create $dir"
+    return 0
   fi
+  bundled=${HOST_PY%/bin/*}/lib/python$PY_XY/ensurepip/_bundled
+  for whl in "$bundled"/setuptools-*.whl; do
+    [[ -f $whl ]] && { st_v=${whl##*/setuptools-}; st_v=${st_v%%-*}; }
+  done
+  for whl in "$bundled"/pip-*.whl; do
+    [[ -f $whl ]] && { pip_v=${whl##*/pip-}; pip_v=${pip_v%%-*}; pip_dir=$bundled; }
+  done
+  read -r -a links <<< "${PIP_FIND_LINKS:-}"
+  for link in "${links[@]}"; do
+    for whl in "$link"/pip-*.whl; do
+      [[ -f $whl ]] && { pip_v=${whl##*/pip-}; pip_v=${pip_v%%-*}; pip_dir=$link; }
+    done
+  done
+  if [[ -n $pip_v ]]; then seed+=(--pip "$pip_v" --extra-search-dir "$pip_dir"); else seed+=(--pip bundle); fi
+  if ((${PY_XY#*.} >= 12)); then
+    seed+=(--no-setuptools)
+  elif [[ -n $st_v ]]; then
+    seed+=(--setuptools "$st_v" --extra-search-dir "$bundled")
+  else
+    seed+=(--setuptools bundle)
+    log_action "Warning: $HOST_PY has no bundled setuptools (ensurepip); the environment gets virtualenv's, which may lack pkg_resources"
+  fi
+  "$CNBSIM_PYTHON" -m virtualenv --python "$HOST_PY" --no-download --no-periodic-update "${seed[@]}" \
+    --no-vcs-ignore --activators bash --quiet "$dir" 2>&1 | _indent_output \
+    || die "virtualenv failed to create $dir (is virtualenv installed for $CNBSIM_PYTHON?)"
+  got=""
+  for whl in "$dir/lib/python$PY_XY/site-packages"/{pip,setuptools}-*.dist-info; do
+    [[ -d $whl ]] || continue
+    whl=${whl##*/} whl=${whl%.dist-info}
+    got+=${got:+, }${whl/-/ }
+  done
+  log_stub "environment on Python $PY_XY ($HOST_PY): ${got:-no pip}"
 }
 
 # venv_pip_install VENV ARG...: `pip install` into VENV; the index options come from
@@ -139,29 +216,33 @@ venv_pip_install() {
 
 # --- the inputs' checksum (reuse across builds) -----------------------------------------
 
-# inputs_sha256 TEXT: INPUTS_SHA = sha256 of TEXT plus the install mode, the wheelhouse and
-# the interpreter, the inputs that decide what an install produces.
+# inputs_sha256 TEXT: INPUTS_SHA = sha256 of TEXT plus the install mode and the wheelhouse,
+# the inputs that decide what an install produces; the interpreter, the other one, is
+# recorded beside it (host-python), so that the checksum is the same on every host.
 inputs_sha256() {
   local sum
-  sum=$(sha256sum <<< "$1"$'\n'"installer=$INSTALLER"$'\n'"wheelhouse=${CNBSIM_WHEELHOUSE:-}"$'\n'"python=${CNBSIM_BASE_PYTHON:-}")
+  sum=$(sha256sum <<< "$1"$'\n'"installer=$INSTALLER"$'\n'"wheelhouse=${CNBSIM_WHEELHOUSE:-}")
   INPUTS_SHA=${sum%% *}
 }
 
 # restored_inputs_sha LAYER: _V = the [metadata.cnbsim] inputs-sha256 of the restored
-# <layer>.toml ("" when there is none).
+# <layer>.toml ("" when there is none, or when it was built on another interpreter).
 restored_inputs_sha() {
   _V=""
   toml_load "$LAYERS_DIR/$1.toml" 2> /dev/null || return 0
+  [[ ${TOML[metadata.cnbsim.host-python]-} == "${CNBSIM_BASE_PYTHON:-}" ]] || return 0
   [[ ${TOML_T[metadata.cnbsim.inputs-sha256]:-} == string ]] && _V=${TOML[metadata.cnbsim.inputs-sha256]}
   return 0
 }
 
 # record_metadata REQUIREMENT...: the stub-only metadata every package-manager stub writes
-# ([metadata.cnbsim]: the mode, the inputs' checksum and what was (or would be) installed).
+# ([metadata.cnbsim]: the mode, the inputs' checksum, the interpreter and what was (or
+# would be) installed).
 record_metadata() {
   local list
   meta_str -t cnbsim installer "$INSTALLER"
   meta_str -t cnbsim inputs-sha256 "$INPUTS_SHA"
+  meta_str -t cnbsim host-python "${CNBSIM_BASE_PYTHON:-}"
   toml_array list "$@"
   meta_set -t cnbsim requirements "$list"
 }

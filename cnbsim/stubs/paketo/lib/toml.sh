@@ -21,7 +21,9 @@ declare -gA TOML=() TOML_T=() TOML_K=()
 TOML_ROOT=$'\x1f'
 _TS="" _TI=0 _TLINES=()
 
-# toml_load FILE: a missing or empty file is an empty document. On a syntax error it
+# toml_load FILE [TABLE]: a missing or empty file is an empty document. With TABLE, only the
+# root keys and the top-level TABLE (with its sub-tables) are read: reading stops at the first
+# header of another table. On a syntax error it
 # prints "FILE: invalid TOML near: ..." on stderr and returns 1. The document is read
 # line by line (_TS is the unread rest of the current line); values that span lines
 # (arrays, inline tables, multi-line strings) pull the next lines in.
@@ -32,12 +34,16 @@ toml_load() {
   [[ -f $1 ]] || return 0
   mapfile -t _TLINES < "$1"
   _TOML_FILE=$1
-  local prefix=""
+  local prefix="" only=${2:-} key
   while ((_TI < ${#_TLINES[@]})); do
     _TS=${_TLINES[_TI++]}
     _TS=${_TS%$'\r'}
     _toml_skip_space
     [[ -z $_TS || $_TS == '#'* ]] && continue
+    if [[ -n $only && $_TS == '['* ]]; then # with TABLE: stop at the first other table
+      key=${_TS#'['} key=${key#'['} key=${key#"${key%%[![:space:]]*}"}
+      [[ $key == "$only"[].\ ]* ]] || return 0
+    fi
     if [[ $_TS == '[['* ]]; then
       _TS=${_TS:2}
       _toml_header_path || return 1
@@ -57,6 +63,106 @@ toml_load() {
     fi
     _toml_end_of_line || return 1
   done
+}
+
+# toml_scan FILE [TABLE]: the fast path of this reader, for the files the stubs write
+# themselves (their buildpack.toml): the same maps as toml_load, read with string operations
+# only, for documents made of headers, `key = "string"` (no escapes), `key = true|false` and
+# arrays of one-line inline tables of such strings and string arrays. Any other line makes it
+# read the whole file with toml_load instead. With TABLE, as toml_load's.
+toml_scan() {
+  local LC_ALL=C file=$1 only=${2:-} line prefix="" key value arr="" item body rest list j
+  TOML=() TOML_T=(["$TOML_ROOT"]=table) TOML_K=()
+  [[ -f $file ]] || return 0
+  _TOML_FILE=$file
+  while IFS= read -r line || [[ -n $line ]]; do
+    line=${line#"${line%%[![:space:]]*}"}
+    line=${line%"${line##*[![:space:]]}"}
+    [[ -z $line || $line == '#'* ]] && continue
+    if [[ -n $arr ]]; then # inside `key = [`: one inline table per line, then `]`
+      if [[ $line == ']' ]]; then
+        arr=""
+        continue
+      fi
+      [[ $line == '{ '*' },' || $line == '{ '*' }' ]] || { toml_load "$@"; return; }
+      body=${line#'{ '} body=${body%,} body=${body%' }'}
+      item=$arr.${TOML[$arr]} TOML[$arr]=$((TOML[$arr] + 1))
+      TOML_T[$item]=table
+      while [[ -n $body ]]; do
+        key=${body%%' = '*} rest=${body#*' = '}
+        [[ $key != "$body" && -n $key && $key != *[!A-Za-z0-9_-]* ]] || { toml_load "$@"; return; }
+        TOML_K[$item]+=$key$'\n'
+        if [[ $rest == '['* ]]; then
+          list=${rest%%']'*} list=${list#'['} rest=${rest#*']'}
+          TOML_T[$item.$key]=array j=0
+          while [[ -n $list ]]; do
+            value=${list%%', '*}
+            [[ $value == \"*\" && ${value:1:-1} != *[\"\\]* ]] || { toml_load "$@"; return; }
+            TOML_T[$item.$key.$j]=string TOML[$item.$key.$j]=${value:1:-1}
+            j=$((j + 1))
+            [[ $list == *', '* ]] && list=${list#*', '} || list=""
+          done
+          TOML[$item.$key]=$j
+        elif [[ $rest == \"* ]]; then
+          value=${rest:1} value=${value%%\"*}
+          [[ $value != *\\* ]] || { toml_load "$@"; return; }
+          rest=${rest:${#value}+2}
+          TOML_T[$item.$key]=string TOML[$item.$key]=$value
+        else
+          toml_load "$@"
+          return
+        fi
+        [[ -z $rest || $rest == ', '* ]] || { toml_load "$@"; return; }
+        body=${rest#', '}
+      done
+      continue
+    fi
+    case $line in
+      '['*)
+        if [[ -n $only ]]; then
+          key=${line#'['} key=${key#'['}
+          [[ $key == "$only]"* || $key == "$only."* ]] || return 0
+        fi
+        _TS=$line
+        if [[ $line == '[['*']]' ]]; then
+          _TS=${_TS:2} _TS=${_TS%']]'}
+          _toml_header_path || return 1
+          _toml_table_array
+        elif [[ $line == '['*']' ]]; then
+          _TS=${_TS:1} _TS=${_TS%']'}
+          _toml_header_path || return 1
+          _toml_open_table
+        else
+          toml_load "$@"
+          return
+        fi
+        prefix=$_TP
+        ;;
+      *)
+        key=${line%%' = '*} value=${line#*' = '}
+        [[ $key != "$line" && -n $key && $key != *[!A-Za-z0-9_-]* ]] || { toml_load "$@"; return; }
+        key=${prefix:+$prefix.}$key
+        case $value in
+          true | false) _toml_define "$key" bool ;;
+          '[')
+            _toml_define "$key" array
+            arr=$key
+            continue
+            ;;
+          \"*\")
+            value=${value:1:-1}
+            [[ $value != *[\"\\]* ]] || { toml_load "$@"; return; }
+            _toml_define "$key" string
+            ;;
+          *)
+            toml_load "$@"
+            return
+            ;;
+        esac
+        TOML[$key]=$value
+        ;;
+    esac
+  done < "$file"
 }
 
 _toml_error() {

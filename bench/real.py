@@ -1,0 +1,66 @@
+"""Real-mode build times against plain pip (a measurement, not a test).
+
+Usage: .venv/bin/python bench/real.py [--runs N] [--wheelhouse DIR] APP...
+For each app (default fixtures/apps/planqk-pip), the median of N runs of:
+  cold  `cnbsim build --installer real --clear-cache` (no previous output, empty layer cache)
+  warm  the same build again, requirements unchanged (cache and previous output kept)
+  pip   `python3.X -m venv` + `pip install -r requirements.txt` into a fresh venv, with an empty
+        pip cache (cold) and with the cache the first run left (warm), same interpreter, same index
+With --wheelhouse both install offline from DIR (pip --no-index --find-links DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def timed(argv: list[str], **kw: object) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800, **kw)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--wheelhouse", type=Path)
+    ap.add_argument("--python", default="/root/.pyenv/versions/3.10.13/bin/python3.10",
+                    help="the interpreter for the pip baseline (the one the build selects)")
+    ap.add_argument("apps", nargs="*", type=Path, default=[REPO / "fixtures" / "apps" / "planqk-pip"])
+    args = ap.parse_args()
+    cnbsim = [str(Path(sys.executable).parent / "cnbsim"), "build"]
+    index = ["--no-index", "--find-links", str(args.wheelhouse)] if args.wheelhouse else []
+    for app in args.apps:
+        figures: dict[str, list[float]] = {"cold": [], "warm": [], "pip cold": [], "pip warm": []}
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory(prefix="cnbsim-bench-real-") as tmp:
+                t = Path(tmp)
+                build = [*cnbsim, str(app), "-o", str(t / "out"), "--cache-dir", str(t / "cache"),
+                         "--installer", "real"]
+                if args.wheelhouse:
+                    build += ["--wheelhouse", str(args.wheelhouse)]
+                figures["cold"].append(timed([*build, "--clear-cache"]))
+                figures["warm"].append(timed(build))
+                for label in ("pip cold", "pip warm"):
+                    shutil.rmtree(t / "venv", ignore_errors=True)
+                    figures[label].append(
+                        timed([args.python, "-m", "venv", str(t / "venv")])
+                        + timed([str(t / "venv" / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                                 "--cache-dir", str(t / "pipcache"), *index, "-r", str(app / "requirements.txt")]))
+        med = {k: statistics.median(v) for k, v in figures.items()}
+        print(f"{app.name}: cold {med['cold']:.2f}s (pip {med['pip cold']:.2f}s, {med['cold'] / med['pip cold']:.2f}x)"
+              f"  warm {med['warm']:.2f}s (pip {med['pip warm']:.2f}s)  [median of {args.runs}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The buildpack author's kit, tested as an author uses it: `author/author_suite.py` (their tests of
+`author/runtime-buildpack`) run by pytest's own pytester, outside this repository's config."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+AUTHOR = Path(__file__).parent / "author"
+
+
+@pytest.fixture
+def author(pytester: pytest.Pytester) -> pytest.Pytester:
+    shutil.copytree(AUTHOR / "runtime-buildpack", pytester.path / "runtime-buildpack", symlinks=True)
+    shutil.copy(AUTHOR / "server.py", pytester.path / "server.py")
+    shutil.copy(AUTHOR / "author_suite.py", pytester.path / "test_runtime.py")
+    pytester.makeini("[pytest]\ncnb_golden_dir = golden\n")
+    return pytester
+
+
+def run(author: pytest.Pytester, tests: str, *args: str) -> pytest.RunResult:
+    return author.runpytest_inprocess("-p", "no:cacheprovider", "-k", tests, *args)
+
+
+def test_failed_build_and_detect_failure_say_why(author):
+    run(author, "failed_build_shows or detect_failure").assert_outcomes(passed=2)
+
+
+def test_golden_of_a_failed_build_holds_the_buildpack_and_its_output(author):
+    run(author, "failed_build_golden", "--cnb-update-golden").assert_outcomes(passed=1)
+    failure = json.loads((author.path / "golden" / "failed-build.json").read_text())["failure"]
+    assert failure["buildpack"] == "author/runtime"
+    assert failure["exit_code"] == 51
+    assert failure["output_tail"][-1] == "error: download of runtime 1.0 failed (token none)"
+    run(author, "failed_build_golden").assert_outcomes(passed=1)
+
+
+def test_rebuild_repeats_the_build_with_its_cache_and_output(author):
+    run(author, "rebuild").assert_outcomes(passed=2)

@@ -1,0 +1,73 @@
+"""The report names the host interpreter in `host`; goldens and layer digests do not depend on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnbsim.report import HostPython, comparable, tree_digest
+
+PY311 = HostPython("/opt/py/3.11.7/bin/python3.11", "3.11.7")
+PY313 = HostPython("/usr/bin/python3.13", "3.13.0")
+
+
+def report_built_on(host: HostPython) -> dict:
+    """What two builds of one app on two hosts report: the same but for the interpreter they exposed."""
+    return {
+        "schema": 1,
+        "buildpacks": [{"id": "paketo-buildpacks/cpython", "layers": [{"metadata": {"cnbsim": {
+            "host-python": host.path, "selected-version": "3.10.13"}}}],
+            "plan": [{"name": "cpython", "metadata": {"version": "3.10.*"}}]}],
+        "launch_env": {"web": {
+            "PYTHONPATH": f"/layers/pip-install/packages/lib/python{host.xy}/site-packages",
+            "PATH": f"/layers/poetry-install/poetry-venv/app-xS3fZVNL-py{host.xy}/bin"}},
+        "labels": [{"key": "requires", "value": "python=3.10 python_version>=3.11 python:3.13-slim"}],
+        "timings": {"total": 1.5},
+        "host": host.to_report(),
+    }
+
+
+def test_the_report_records_the_host_interpreter_but_goldens_compare_equal_across_hosts():
+    assert report_built_on(PY311)["host"] == {"python": "/opt/py/3.11.7/bin/python3.11", "python_version": "3.11.7"}
+    assert comparable(report_built_on(PY311)) == comparable(report_built_on(PY313))
+
+
+def test_goldens_hold_placeholders_for_the_host_and_keep_the_requested_and_selected_versions():
+    view = comparable(report_built_on(PY311))
+    assert "host" not in view and "timings" not in view
+    bp = view["buildpacks"][0]
+    assert bp["layers"][0]["metadata"]["cnbsim"] == {"host-python": "<host.python>", "selected-version": "3.10.13"}
+    assert bp["plan"][0]["metadata"]["version"] == "3.10.*"
+    assert view["launch_env"]["web"] == {
+        "PYTHONPATH": "/layers/pip-install/packages/lib/python<host.python_xy>/site-packages",
+        "PATH": "/layers/poetry-install/poetry-venv/app-xS3fZVNL-py<host.python_xy>/bin"}
+    # an app's own version strings are not the host's, even where they spell the same X.Y
+    assert view["labels"] == [{"key": "requires", "value": "python=3.10 python_version>=3.11 python:3.13-slim"}]
+
+
+def test_a_report_without_host_is_compared_as_it_is_apart_from_timings():
+    report = {"schema": 1, "processes": [], "timings": {"total": 1.0}}
+    assert comparable(report) == {"schema": 1, "processes": []}
+
+
+def venv_layer(root: Path, host: HostPython) -> Path:
+    """A layer as the stubs make it on `host`: a link to the interpreter, site-packages, a pyvenv.cfg."""
+    site = root / "lib" / f"python{host.xy}" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "flask.cnbsim-stub").write_text("flask==3.1\n")
+    (root / "bin").mkdir()
+    (root / "bin" / "python").symlink_to(host.path)
+    (root / "pyvenv.cfg").write_text(f"home = {Path(host.path).parent}\ninclude-system-site-packages = false\n"
+                                     f"version = {host.xy}\n")
+    return root
+
+
+def test_a_layer_digest_does_not_depend_on_the_host_interpreter_but_on_the_layer(tmp_path: Path):
+    on_311 = venv_layer(tmp_path / "a", PY311)
+    on_313 = venv_layer(tmp_path / "b", PY313)
+    assert tree_digest(on_311)[0] != tree_digest(on_313)[0]          # the raw digest (cache reuse) sees it
+    assert tree_digest(on_311, host=PY311) == tree_digest(on_313, host=PY313)
+    (on_313 / "lib" / "python3.13" / "site-packages" / "flask.cnbsim-stub").write_text("flask==3.2\n")
+    assert tree_digest(on_311, host=PY311)[0] != tree_digest(on_313, host=PY313)[0]
+    (on_313 / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = true\nversion = 3.13\n")
+    (on_313 / "lib" / "python3.13" / "site-packages" / "flask.cnbsim-stub").write_text("flask==3.1\n")
+    assert tree_digest(on_311, host=PY311)[0] != tree_digest(on_313, host=PY313)[0]
