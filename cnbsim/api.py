@@ -479,7 +479,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             cache.save(outcome, final / "layers", status, log)
         timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
         report = reportmod.build_report(detected, outcome, layers, status, timings, normalize,
-                                        reportmod.HostPython.current(), record)
+                                        reportmod.HostPython.exposed(outcome), record)
         request = BuildRequest(app, builder, tuple(buildpacks) if buildpacks is not None else None, final,
                                options, Path(cache_dir).absolute() if cache_dir else None, log)
         report["timings"]["total"] = round(time.perf_counter() - started, 4)

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,20 @@ class HostPython:
         return cls(os.path.realpath(getattr(sys, "_base_executable", sys.executable)), platform.python_version())
 
     @classmethod
+    def exposed(cls, outcome: BuildOutcome) -> "HostPython":
+        """The interpreter the build exposed: the one a layer records as `cnbsim.host-python` (the cpython
+        stub selects the installed Python of the requested version), else the running one's base."""
+        current = cls.current()
+        for bp in outcome.buildpacks:
+            for layer in bp.layers:
+                meta = layer.metadata.metadata.get("cnbsim")
+                path = meta.get("host-python") if isinstance(meta, Mapping) else None
+                version = _python_version(path) if isinstance(path, str) and path and path != current.path else ""
+                if version:
+                    return cls(str(path), version)
+        return current
+
+    @classmethod
     def from_report(cls, report: Mapping[str, Any]) -> "HostPython | None":
         host = report.get("host")
         if not isinstance(host, Mapping) or not host.get("python") or not host.get("python_version"):
@@ -88,6 +103,17 @@ class HostPython:
         if isinstance(value, (list, tuple)):
             return [self.neutral_value(v) for v in value]
         return value
+
+
+def _python_version(path: str) -> str:
+    """`3.12.1` of the interpreter at `path`, asked from it; else `3.12` from its name (`python3.12`)."""
+    try:
+        done = subprocess.run([path, "-I", "-S", "-c", "import platform; print(platform.python_version())"],
+                              capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        match = re.search(r"python(\d+\.\d+)$", path)
+        return match.group(1) if match else ""
 
 
 class Normalizer:
