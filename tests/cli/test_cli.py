@@ -69,7 +69,7 @@ def test_build_prints_pack_shaped_output_and_writes_the_output_dir(service, tmp_
     assert "test/runtime 1.0" in lines
     assert "===> BUILDING" in lines and "runtime installed" in lines
     assert "  web (default): python3 " + str(tmp_path / "out" / "layers" / "test_runtime" / "rt" / "runtime.py") in lines
-    assert "  test/runtime:rt [launch] (rebuilt)" in lines
+    assert "  test/runtime:rt [launch] (new)" in lines
     assert any(line.startswith("Built in ") for line in lines)
     for name in ("workspace", "layers", "report.json"):
         assert (tmp_path / "out" / name).exists()
