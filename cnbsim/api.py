@@ -532,7 +532,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             cache.save(outcome, Path(shown_layers) if isolation else final / "layers", status, log)
         timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
         report = reportmod.build_report(detected, outcome, layers, status, timings, normalize,
-                                        reportmod.HostPython.current(), record)
+                                        reportmod.HostPython.exposed(outcome), record)
         report["isolation"] = _isolation_record(isolation)
         request = BuildRequest(app, builder, tuple(buildpacks) if buildpacks is not None else None, final,
                                options, Path(cache_dir).absolute() if cache_dir else None, log)

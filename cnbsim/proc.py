@@ -38,6 +38,9 @@ def check_executable(path: Path) -> str:
     return ""
 
 
+_SIGNALS = {int(sig): sig.name for sig in signal.Signals}
+
+
 def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: float,
         on_line: Callable[[str], None] | None = None, view: sandbox.View | None = None,
         executable: Path | None = None, shown: str | None = None) -> Completed:
@@ -95,6 +98,10 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: floa
     code = proc.returncode
     if code < 0:
         return Completed(code, output, f"{name} was killed by signal {-code}")
+    if view is not None and code > 128 and code - 128 in _SIGNALS:
+        # bwrap's init reports a child killed by signal N as exit status 128+N, as a shell does
+        return Completed(code, output, f"exit status {code} ({name} was killed by signal {code - 128}, "
+                         f"{_SIGNALS[code - 128]}, or exited with that status)")
     return Completed(code, output)
 
 

@@ -10,6 +10,7 @@ are safe under pytest-xdist.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,23 +162,82 @@ def describe_changes(expected: Any, actual: Any, path: str = "") -> list[str]:
     return []
 
 
+IGNORED = "<ignored>"
+_PATH_PART = re.compile(r"\.?([^.\[\]]+)|\[(\*|\d+)\]")
+
+
+def _parse_pattern(pattern: str) -> list[str | int | None]:
+    """`buildpacks[*].layers[0].digest` as steps: a key (`*` any key), an index, or None (any index)."""
+    steps: list[str | int | None] = []
+    pos = 0
+    while pos < len(pattern):
+        match = _PATH_PART.match(pattern, pos)
+        if not match or (pos == 0 and pattern.startswith(".")):
+            raise ValueError(f"ignore pattern {pattern!r}: cannot read it at {pattern[pos:]!r} (write fields "
+                             "as in the golden file: buildpacks[*].layers[0].digest, metadata.*)")
+        key, index = match.groups()
+        steps.append(key if key is not None else (None if index == "*" else int(index)))
+        pos = match.end()
+    if not steps:
+        raise ValueError("ignore pattern '': give a field path, e.g. buildpacks[*].layers[*].digest")
+    return steps
+
+
+def ignore_fields(value: Any, patterns: Sequence[str]) -> tuple[Any, list[str]]:
+    """`value` with every field a pattern names replaced by `<ignored>`, and the patterns that named nothing."""
+    unmatched = []
+
+    def walk(node: Any, steps: list[str | int | None]) -> tuple[Any, bool]:
+        step, rest = steps[0], steps[1:]
+        if isinstance(step, str) and isinstance(node, dict):
+            keys = list(node) if step == "*" else [step] if step in node else []
+        elif not isinstance(step, str) and isinstance(node, list):
+            keys = list(range(len(node))) if step is None else [step] if -len(node) <= step < len(node) else []
+        else:
+            return node, False
+        node = dict(node) if isinstance(node, dict) else list(node)
+        hit = False
+        for key in keys:
+            if rest:
+                node[key], found = walk(node[key], rest)
+            else:
+                node[key], found = IGNORED, True
+            hit = hit or found
+        return node, hit
+
+    for pattern in patterns:
+        value, hit = walk(value, _parse_pattern(pattern))
+        if not hit:
+            unmatched.append(pattern)
+    return value, unmatched
+
+
 @pytest.fixture
-def assert_matches_golden(request: pytest.FixtureRequest) -> Callable[[Any, str], None]:
-    """`assert_matches_golden(result_or_error, name)`: compare with `<golden dir>/<name>.json`."""
+def assert_matches_golden(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """`assert_matches_golden(result_or_error, name, ignore=[...])`: compare with `<golden dir>/<name>.json`;
+    the fields `ignore` names (`buildpacks[*].layers[*].digest`, `metadata.*`) read `<ignored>` on both sides."""
     import difflib
     config = request.config
     golden_dir = Path(config.rootpath) / config.getini("cnb_golden_dir")
 
-    def check(subject: Any, name: str) -> None:
+    def check(subject: Any, name: str, ignore: Sequence[str] = ()) -> None:
         path = golden_dir / f"{name}.json"
-        actual = golden_view(subject)
+        if isinstance(ignore, str):
+            ignore = [ignore]
+        try:
+            actual, unmatched = ignore_fields(golden_view(subject), ignore)
+        except ValueError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        if unmatched:
+            pytest.fail(f"ignore pattern(s) {', '.join(map(repr, unmatched))} name no field of the build "
+                        f"'{name}' (see the field paths in {path.name} or the failure's change list)", pytrace=False)
         if config.getoption("--cnb-update-golden"):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(_dumps(actual), encoding="utf-8")
             return
         if not path.exists():
             pytest.fail(f"no golden file {path}; create it with: pytest --cnb-update-golden", pytrace=False)
-        expected = json.loads(path.read_text(encoding="utf-8"))
+        expected = ignore_fields(json.loads(path.read_text(encoding="utf-8")), ignore)[0]
         if expected == actual:
             return
         changes = describe_changes(expected, actual)

@@ -2,8 +2,9 @@
 
 No absolute host paths (the layers dir reads `/layers`, the workspace `/workspace`, as in an
 image), no secret values, stable ordering: two builds of the same input give the same bytes
-apart from the host-dependent keys (`HOST_DEPENDENT`): `timings`, and `host`, the interpreter
-the stub buildpacks expose instead of a downloaded CPython. `comparable()` is the report as
+apart from the host-dependent keys (`HOST_DEPENDENT`): `timings`, `host`, the interpreter
+the stub buildpacks expose instead of a downloaded CPython, and `isolation`, whether this host
+ran the buildpacks in the namespace (bubblewrap) or not. `comparable()` is the report as
 golden files hold it: without those keys, the host interpreter written as placeholders.
 """
 
@@ -13,6 +14,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from cnbsim.phase.launch import launch_env
 
 SCHEMA = 1
 # Keys that differ from host to host (or run to run) for the same input: goldens leave them out.
-HOST_DEPENDENT = ("timings", "host")
+HOST_DEPENDENT = ("timings", "host", "isolation")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,20 @@ class HostPython:
     def current(cls) -> "HostPython":
         """The base interpreter (not a venv) behind the running one: what cnbsim gives the stubs."""
         return cls(os.path.realpath(getattr(sys, "_base_executable", sys.executable)), platform.python_version())
+
+    @classmethod
+    def exposed(cls, outcome: BuildOutcome) -> "HostPython":
+        """The interpreter the build exposed: the one a layer records as `cnbsim.host-python` (the cpython
+        stub selects the installed Python of the requested version), else the running one's base."""
+        current = cls.current()
+        for bp in outcome.buildpacks:
+            for layer in bp.layers:
+                meta = layer.metadata.metadata.get("cnbsim")
+                path = meta.get("host-python") if isinstance(meta, Mapping) else None
+                version = _python_version(path) if isinstance(path, str) and path and path != current.path else ""
+                if version:
+                    return cls(str(path), version)
+        return current
 
     @classmethod
     def from_report(cls, report: Mapping[str, Any]) -> "HostPython | None":
@@ -88,6 +104,17 @@ class HostPython:
         if isinstance(value, (list, tuple)):
             return [self.neutral_value(v) for v in value]
         return value
+
+
+def _python_version(path: str) -> str:
+    """`3.12.1` of the interpreter at `path`, asked from it; else `3.12` from its name (`python3.12`)."""
+    try:
+        done = subprocess.run([path, "-I", "-S", "-c", "import platform; print(platform.python_version())"],
+                              capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        match = re.search(r"python(\d+\.\d+)$", path)
+        return match.group(1) if match else ""
 
 
 class Normalizer:

@@ -49,7 +49,7 @@ def test_installed_wheel_builds_and_runs_a_planqk_service(wheel, tmp_path):
     where = subprocess.run([str(venv / "bin" / "python"), "-I", "-c", "import cnbsim; print(cnbsim.__file__)"],
                            capture_output=True, text=True, cwd=tmp_path).stdout
     assert where.startswith(str(venv))                    # the installed copy, not this checkout
-    run = subprocess.run([str(venv / "bin" / "cnbsim"), "run", str(tmp_path / "out"), "--sandbox", "never",
+    run = subprocess.run([str(venv / "bin" / "cnbsim"), "run", str(tmp_path / "out"),   # in the sandbox, if built so
                           "--data", str(app / "input" / "data.json"), "--params", str(app / "input" / "params.json"),
                           "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

@@ -26,11 +26,14 @@ class DetectStatus(_Named):
 
 
 class LayerStatus(_Named):
-    """What a rebuild did with a layer: put back from the cache, reused from the previous output, or built."""
+    """What a build did with a layer: kept as the cache put it back (contents and metadata unchanged), kept
+    from the previous output (a launch layer the buildpack left without contents), changed or recreated
+    what was put back, or made one where there was none before."""
 
     RESTORED = "restored"
     REUSED = "reused"
     REBUILT = "rebuilt"
+    NEW = "new"
 
 
 class Installer(_Named):

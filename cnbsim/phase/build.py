@@ -20,7 +20,7 @@ from cnbsim.model.buildpack import BuildpackDescriptor, escape_id
 from cnbsim.model.launch import (BuildToml, Label, LaunchToml, Process, Slice, StoreToml, read_build_toml,
                                  read_launch_toml)
 from cnbsim.model.layer import LayerTypes
-from cnbsim.model.layers import Layer, read_layers_dir
+from cnbsim.model.layers import Layer, MalformedLayer, read_layers_dir
 from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import BuildpackPlan, Plan
@@ -166,13 +166,16 @@ def _process_layers(desc: BuildpackDescriptor, layers_dir: Path) -> tuple[tuple[
     layers with no types), which decide where an SBOM file goes.
     """
     bp_layers = read_layers_dir(layers_dir, desc.id)
-    if bp_layers.malformed:
-        raise bp_layers.malformed[0].error
     bp_dir = layers_dir / escape_id(desc.id)
     types: dict[str, LayerTypes] = {name: LayerTypes() for name in ("launch", "build", "store")
                                     if (bp_dir / f"{name}.toml").is_file()}
     layers = []
-    for layer in sorted(bp_layers.layers, key=lambda lay: os.fsencode(lay.toml.name)):
+    # One walk in eachLayer's order: the layers before a malformed <layer>.toml are processed (an
+    # untyped one renamed <layer>.ignore) when the build fails on it, as the lifecycle leaves them.
+    entries: list[Layer | MalformedLayer] = [*bp_layers.layers, *bp_layers.malformed]
+    for layer in sorted(entries, key=lambda lay: os.fsencode(f"{lay.name}.toml")):
+        if isinstance(layer, MalformedLayer):
+            raise layer.error
         if not layer.toml.is_file():
             continue  # a directory without a <layer>.toml: the builder does not look at it
         if layer.path.is_symlink():

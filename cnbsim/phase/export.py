@@ -45,7 +45,7 @@ from cnbsim.oci.tar import NORMALIZED_TIME, TarWriter, dir_header, dir_layer, fi
 from cnbsim.output import BuiltOutput
 from cnbsim.platform import RunTarget
 from cnbsim.phase.build import BuildOutcome
-from cnbsim.phase.restore import Restored
+from cnbsim.phase.restore import Restored, dir_stamp
 from cnbsim.fs import tree_digest
 
 # Re-exported: the exporter's public names (tests and callers import them from here).
@@ -174,7 +174,7 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
 def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tuple[str, str], Restored],
            log: Logger) -> dict[tuple[str, str], LayerStatus]:
     """After the build: reuse kept launch layers from the previous output, as the exporter reuses an image's
-    layers (lifecycle phase/exporter.go); say what was restored, reused or rebuilt."""
+    layers (lifecycle phase/exporter.go); say of each layer what became of it (LayerStatus)."""
     status: dict[tuple[str, str], LayerStatus] = {}
     for bp in outcome.buildpacks:
         for layer in bp.layers:
@@ -195,7 +195,10 @@ def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tu
                 log.info(f"Reusing layer '{bp.element.id}:{layer.name}'")
                 continue
             before = restored.get(key)
-            if before and before.digest and tree_digest(layer.path)[0] == before.digest:
+            if before is None:
+                status[key] = LayerStatus.NEW
+            elif (before.digest and dict(layer.metadata.metadata) == dict(before.metadata)
+                  and dir_stamp(layer.path) == before.stamp and tree_digest(layer.path)[0] == before.digest):
                 status[key] = LayerStatus.RESTORED
             else:
                 status[key] = LayerStatus.REBUILT

@@ -20,8 +20,9 @@ relocated, its old layers path replaced by the one its buildpack sees, in files 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from cnbsim.cache import Cache
 from cnbsim.fs import relocate, special_files
@@ -39,6 +40,15 @@ class Restored:
     key: tuple[str, str]          # (buildpack id, layer name)
     source: str                   # "cache" | "previous"
     digest: str                   # of the contents put back ("" for metadata only)
+    metadata: Mapping[str, Any] = field(default_factory=dict)   # the [metadata] table put back
+    stamp: tuple[int, int] = (0, 0)   # the layer dir's (inode, ctime) as put back: see dir_stamp
+
+
+def dir_stamp(path: Path) -> tuple[int, int]:
+    """A directory's inode and status-change time: a buildpack that wipes and recreates a restored layer
+    (even with the same files) or adds or removes an entry of it changes them; one that keeps it does not."""
+    st = path.stat()
+    return st.st_ino, st.st_ctime_ns
 
 
 def _metadata_only(path: Path, meta: LayerMetadata) -> None:
@@ -80,7 +90,8 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             if built_in and built_in != shown_layers:
                 relocate(bp_dir / name, built_in, shown_layers)
                 digest = tree_digest(bp_dir / name)[0]
-            restored[(el.id, name)] = Restored((el.id, name), "cache", digest)
+            restored[(el.id, name)] = Restored((el.id, name), "cache", digest, meta.metadata,
+                                               dir_stamp(bp_dir / name))
             log.debug(f"Restoring data for \"{key}\" from cache")
         for layer in prev.launch_layers() if prev else ():
             name, meta, t = layer.name, layer.metadata, layer.types
@@ -88,6 +99,6 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
                 continue  # cache=true layers come back from the cache only
             bp_dir.mkdir(parents=True, exist_ok=True)
             _metadata_only(bp_dir / f"{name}.toml", meta)
-            restored[(el.id, name)] = Restored((el.id, name), "previous", "")
+            restored[(el.id, name)] = Restored((el.id, name), "previous", "", meta.metadata)
             log.debug(f"Restoring metadata for \"{el.id}:{name}\" from app image")
     return restored

@@ -73,7 +73,7 @@ def test_build_prints_pack_shaped_output_and_writes_the_output_dir(service, tmp_
     from cnbsim import sandbox
     layers = "/layers" if not sandbox.available() else str(tmp_path / "out" / "layers")   # the namespace's, else host's
     assert f"  web (default): python3 {layers}/test_runtime/rt/runtime.py" in lines
-    assert "  test/runtime:rt [launch] (rebuilt)" in lines
+    assert "  test/runtime:rt [launch] (new)" in lines
     assert any(line.startswith("Built in ") for line in lines)
     for name in ("workspace", "layers", "report.json"):
         assert (tmp_path / "out" / name).exists()

@@ -513,7 +513,8 @@ def _(w):
     code = "m = 'PlanQK:Job:MultilineResult'; print(m); print('[' * 100000 + ']' * 100000); print(m)"
     (bp / "launch.toml").write_text(f'[[processes]]\ntype = "web"\ncommand = ["python3", "-c", "{code}"]\n'
                                     "default = true\n")
-    assert main(w.build(bp=bp, output=w.p("deep-out"))) == 0
+    # built and run on the host: the process's python3 is the host's (a run image has none)
+    assert main(w.build("--sandbox", "never", bp=bp, output=w.p("deep-out"))) == 0
     return ["run", w.p("deep-out"), "--sandbox", "never"]
 
 
@@ -648,9 +649,9 @@ for _name, (_text, _expect) in _BUILDERS.items():
 # ---------------------------------------------------------------------------------------------
 # Buildpacks that misbehave
 
-def _bad_build(body: str, *, detect: str = "exit 0") -> Callable[[World], list[str]]:
+def _bad_build(body: str, *, detect: str = "exit 0", extra: tuple[str, ...] = ()) -> Callable[[World], list[str]]:
     def setup(w: World) -> list[str]:
-        return w.build("--env", f"API_TOKEN={SECRET}", "--timeout", "20",
+        return w.build("--env", f"API_TOKEN={SECRET}", "--timeout", "20", *extra,
                        bp=_buildpack(w.bps, "bad", detect=detect, build=body))
     return setup
 
@@ -707,8 +708,10 @@ for _name, (_body, _expect, _codes, *_detect) in _MISBEHAVING.items():
         case(f"buildpack-{_name}", _expect, codes=_codes)(
             lambda w, b=_body: w.build("--timeout", "1", bp=_buildpack(w.bps, "bad", build=b)))
         continue
+    # beside the layers is the output dir only on the host (in the namespace it is the sandbox's own root)
+    _extra = ("--sandbox", "never") if _name == "secret-beside-the-layers" else ()
     case(f"buildpack-{_name}", _expect, codes=_codes, changes=("prev", "cache") if 0 in _codes else ())(
-        _bad_build(_body, detect=_det))
+        _bad_build(_body, detect=_det, extra=_extra))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -856,8 +859,10 @@ def slow_build(tmp_path):
 
 
 def _start_slow(app: Path, slow: Path, env: dict[str, str], root: Path) -> subprocess.Popen:
+    # on the host: the buildpack's pid and marker file are the host's (the namespace's kill is tested in
+    # tests/core/test_build_namespace.py)
     proc = _cnbsim("build", str(app), "-b", str(slow), "-o", "out", "--env", "API_TOKEN=s3cr3t-value",
-                   cwd=root, env=env)
+                   "--sandbox", "never", cwd=root, env=env)
     deadline = time.monotonic() + 60
     while not (root / "started").exists():
         assert proc.poll() is None, proc.stderr.read()
@@ -996,7 +1001,7 @@ def test_the_new_output_names_its_own_paths_not_the_work_dirs(world):
         printf '#!/bin/sh\\necho %s\\n' "$1" > "$1/l/bin/tool"; ln -s "$1/l/bin/tool" "$1/l/link"
         printf '\\0%s' "$1" > "$1/l/compiled.bin"; printf '[types]\\nlaunch = true\\n' > "$1/l.toml"
         ''')
-    assert main(world.build(bp=bp)) == 0
+    assert main(world.build("--sandbox", "never", bp=bp)) == 0   # host paths: the namespace's are /layers
     layer = world.prev / "layers" / "paths" / "l"
     assert (layer / "env" / "MY_PATH").read_text() == str(layer / "bin")
     assert os.readlink(layer / "link") == str(layer / "bin" / "tool")

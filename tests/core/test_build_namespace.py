@@ -175,6 +175,19 @@ def test_volumes_are_bound_at_their_targets_read_only_unless_rw(app, bps, tmp_pa
     assert str(tmp_path) not in json.dumps(result.report["isolation"])
 
 
+def test_cli_volume_flag_binds_into_the_build(app, bps, tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "setting").write_text("via-the-cli\n")
+    bp = bps("test/volumes", build=VOLUME_PROBE)
+    res = subprocess.run([sys.executable, "-m", "cnbsim.cli", "build", str(app), "-b", str(bp), "-o",
+                          str(tmp_path / "out"), "--volume", f"{conf}:/mnt/conf:ro"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    seen = (tmp_path / "out" / "layers" / "test_volumes" / "seen").read_text().split()
+    assert seen == ["via-the-cli", "conf", "conf-read-only"]
+
+
 def test_a_volume_without_the_namespace_is_one_clear_error(app, bps, tmp_path):
     from cnbsim.errors import ConfigError
     bp = bps("test/volumes", build=VOLUME_PROBE)

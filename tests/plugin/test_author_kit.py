@@ -41,4 +41,27 @@ def test_golden_of_a_failed_build_holds_the_buildpack_and_its_output(author):
 
 
 def test_rebuild_repeats_the_build_with_its_cache_and_output(author):
-    run(author, "rebuild").assert_outcomes(passed=2)
+    run(author, "rebuild").assert_outcomes(passed=3)
+
+
+def test_golden_ignore_patterns_leave_out_host_dependent_fields(author, monkeypatch):
+    run(author, "golden_ignoring", "--cnb-update-golden").assert_outcomes(passed=1)
+    golden = json.loads((author.path / "golden" / "runtime.json").read_text())
+    runtime = golden["buildpacks"][0]["layers"]
+    assert {layer["digest"] for layer in runtime} == {"<ignored>"}
+    assert golden["launch_env"]["web"]["RUNTIME_VERSION"] == "<ignored>"
+    assert {p["type"]: p["command"] for p in golden["processes"]}["web"] == ["python3", "server.py"]  # kept
+    monkeypatch.setenv("RUNTIME_VERSION", "2.5")
+    run(author, "golden_ignoring").assert_outcomes(passed=1)                 # another version still matches
+    (author.path / "runtime-buildpack" / "bin" / "build").write_text(
+        (author.path / "runtime-buildpack" / "bin" / "build").read_text().replace("server.py", "serve.py"))
+    failed = run(author, "golden_ignoring")                                  # what is not ignored is checked
+    failed.assert_outcomes(failed=1)
+    assert '.command[1]: "server.py" -> "serve.py"' in failed.stdout.str()
+
+
+def test_a_mistyped_ignore_pattern_is_an_error_naming_it(author):
+    run(author, "golden_ignoring", "--cnb-update-golden").assert_outcomes(passed=1)
+    failed = run(author, "mistyped")
+    failed.assert_outcomes(failed=1)
+    assert "ignore pattern(s) 'buildpack[*].layers' name no field of the build 'runtime'" in failed.stdout.str()

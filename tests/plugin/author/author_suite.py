@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,20 @@ def test_failed_build_golden(app, cnb_build, assert_matches_golden):
     assert_matches_golden(failed.value, "failed-build")
 
 
+def test_golden_ignoring_the_version(app, cnb_build, assert_matches_golden):
+    version = os.environ.get("RUNTIME_VERSION", "1.0")
+    result = cnb_build(app, buildpacks=[BUILDPACK], env={"BP_RUNTIME_VERSION": version})
+    assert_matches_golden(result, "runtime", ignore=[
+        "buildpacks[*].layers[*].digest",
+        "buildpacks[0].layers[*].metadata.version",
+        "launch_env.*.RUNTIME_VERSION",
+    ])
+
+
+def test_golden_with_a_mistyped_ignore(app, cnb_build, assert_matches_golden):
+    assert_matches_golden(cnb_build(app, buildpacks=[BUILDPACK]), "runtime", ignore=["buildpack[*].layers"])
+
+
 def test_rebuild_keeps_options_cache_and_output(app, cnb_build):
     first = cnb_build(app, buildpacks=[BUILDPACK], env={"BP_RUNTIME_VERSION": "2.0"})
     again = first.rebuild()
@@ -56,6 +71,19 @@ def test_rebuild_keeps_options_cache_and_output(app, cnb_build):
     assert "installing runtime 3.0" in cleared.output_of("author/runtime")
     with pytest.raises(TypeError, match="unknown argument"):
         first.rebuild(colour="blue")
+
+
+def test_rebuild_says_truthfully_what_became_of_each_layer(app, cnb_build):
+    first = cnb_build(app, buildpacks=[BUILDPACK])
+    assert first.layer_status == {("author/runtime", "runtime"): "new", ("author/runtime", "config"): "new"}
+    kept = first.rebuild()
+    assert kept.layer_status[("author/runtime", "runtime")] == "restored"     # from the cache, unchanged
+    assert kept.layer_status[("author/runtime", "config")] == "reused"        # launch-only, from the output
+    recreated = kept.rebuild(env={"RECREATE": "1"})                          # same files, made again
+    assert recreated.layer_status[("author/runtime", "runtime")] == "rebuilt"
+    noted = recreated.rebuild(env={"NOTE": "x"})                             # same files, new metadata
+    assert noted.layer_status[("author/runtime", "runtime")] == "rebuilt"
+    assert noted.rebuild(env={"NOTE": "x"}).layer_status[("author/runtime", "runtime")] == "restored"
 
 
 def test_rebuild_outside_pytest(app, tmp_path):

@@ -225,12 +225,22 @@ inputs_sha256() {
   INPUTS_SHA=${sum%% *}
 }
 
+# installed_for: _P = the interpreter packages are installed for: the one the cpython layer
+# links (as it recorded it, one link deep), else CNBSIM_BASE_PYTHON. After host_python_xy.
+installed_for() {
+  _P=${CNBSIM_BASE_PYTHON:-}
+  if [[ -n ${_LAYER_PY:-} ]]; then
+    _P=$(readlink -- "$_LAYER_PY") || _P=$_LAYER_PY
+  fi
+}
+
 # restored_inputs_sha LAYER: _V = the [metadata.cnbsim] inputs-sha256 of the restored
 # <layer>.toml ("" when there is none, or when it was built on another interpreter).
 restored_inputs_sha() {
   _V=""
   toml_load "$LAYERS_DIR/$1.toml" 2> /dev/null || return 0
-  [[ ${TOML[metadata.cnbsim.host-python]-} == "${CNBSIM_BASE_PYTHON:-}" ]] || return 0
+  installed_for
+  [[ ${TOML[metadata.cnbsim.host-python]-} == "$_P" ]] || return 0
   [[ ${TOML_T[metadata.cnbsim.inputs-sha256]:-} == string ]] && _V=${TOML[metadata.cnbsim.inputs-sha256]}
   return 0
 }
@@ -242,7 +252,8 @@ record_metadata() {
   local list
   meta_str -t cnbsim installer "$INSTALLER"
   meta_str -t cnbsim inputs-sha256 "$INPUTS_SHA"
-  meta_str -t cnbsim host-python "${CNBSIM_BASE_PYTHON:-}"
+  installed_for
+  meta_str -t cnbsim host-python "$_P"
   toml_array list "$@"
   meta_set -t cnbsim requirements "$list"
 }
@@ -263,14 +274,14 @@ stub_record() {
 }
 _STUB_N=0
 
-# stubtool ARG...: run lib/stubtool.py (lock files; off the hot path). A host Python >= 3.11
-# has tomllib and runs it without the site module (faster); otherwise CNBSIM_PYTHON (which
-# has tomli), else python3 on PATH.
+# stubtool ARG...: run lib/stubtool.py (lock files; off the hot path). The layers' Python
+# (else CNBSIM_BASE_PYTHON) when it is >= 3.11 has tomllib and runs it without the site module
+# (faster); otherwise CNBSIM_PYTHON (which has tomli), else python3 on PATH.
 stubtool() {
   local -a py
   host_python_xy
-  if [[ -n ${CNBSIM_BASE_PYTHON:-} && ${PY_XY%%.*} -eq 3 && ${PY_XY#*.} -ge 11 ]]; then
-    py=("$CNBSIM_BASE_PYTHON" -I -S)
+  if [[ ${PY_XY%%.*} -eq 3 && ${PY_XY#*.} -ge 11 && -n ${_LAYER_PY:-${CNBSIM_BASE_PYTHON:-}} ]]; then
+    py=("${_LAYER_PY:-$CNBSIM_BASE_PYTHON}" -I -S)
   elif [[ -n ${CNBSIM_PYTHON:-} ]]; then
     py=("$CNBSIM_PYTHON" -I)
   else
