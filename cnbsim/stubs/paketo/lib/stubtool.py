@@ -25,7 +25,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python < 3.11
     try:
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
     except ModuleNotFoundError:
         tomllib = None  # type: ignore[assignment]
 
