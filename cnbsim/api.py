@@ -31,10 +31,10 @@ from cnbsim.phase.export import reuse_layers
 from cnbsim.phase.restore import restore
 from cnbsim.phase.detect import DetectFailed, DetectResult
 from cnbsim.phase.detect import detect as detect_phase
-from cnbsim.errors import BuildError, ConfigError, ExportError
-from cnbsim.fs import is_inside, relocate, special_files
+from cnbsim.errors import BuildError, ConfigError, DetectError, ExportError
+from cnbsim.fs import is_inside, relocate, special_files, tree_changes, tree_state
 from cnbsim.phase.launch import launch_env
-from cnbsim.log import Logger, Redactor
+from cnbsim.log import Level, Logger, Redactor
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
 from cnbsim.model.order import GroupElement, group_to_toml
@@ -69,6 +69,7 @@ class BuildOptions:
     default_process: str = ""                # the exporter's -process-type, as pack --default-process
     run_image: Path | str | None = None      # an OCI layout (DIR or DIR:TAG): the build's target, the export's base
     descriptor: Path | str | None = None     # the project descriptor (default: APP/project.toml, if any)
+    strict: bool = False                     # a bin/detect that writes to the app dir fails the build
 
     def parsed_volumes(self) -> tuple[Volume, ...]:
         return tuple(Volume.parse(v) for v in self.volumes)
@@ -400,14 +401,35 @@ def default_output(app: Path) -> Path:
     return Path.cwd() / "cnbsim-out" / app.absolute().name
 
 
-def _detect(sources: Sources, platform: Platform, log: Logger) -> DetectResult:
-    """The detect phase; a failure that no buildpack errored in carries what the builder says to such a project."""
+DETECT_WRITES_SHOWN = 5
+
+
+def _detect(sources: Sources, platform: Platform, log: Logger, strict: bool = False) -> DetectResult:
+    """The detect phase; a failure that no buildpack errored in carries what the builder says to such a project.
+
+    buildpacks/spec buildpack.md#phase-2-detection: bin/detect MAY read the app directory (only bin/build
+    MAY write to it). The lifecycle does not check; what a bin/detect writes there ends up in the image,
+    so cnbsim warns of it (`strict`: fails with it).
+    """
+    before = tree_state(platform.app_dir)
     try:
-        return detect_phase(sources.order, sources.store, platform, log)
+        detected = detect_phase(sources.order, sources.store, platform, log)
     except DetectFailed as failed:
         if sources.builder is not None:
             failed.builder_hint = sources.builder.detect_hint
         raise
+    changes = tree_changes(before, tree_state(platform.app_dir))
+    if not changes:
+        return detected
+    shown = ", ".join(changes[:DETECT_WRITES_SHOWN]) + (f" and {len(changes) - DETECT_WRITES_SHOWN} more"
+                                                        if len(changes) > DETECT_WRITES_SHOWN else "")
+    message = f"bin/detect changed the app dir, and what it writes there ends up in the image: {shown}"
+    if strict:
+        raise DetectError(message, file=platform.app_dir,
+                          hint="a buildpack's bin/detect may only read the app (buildpacks/spec buildpack.md, "
+                               "Phase #2: Detection); write in bin/build, or drop --strict")
+    log.warn(message)
+    return replace(detected, warnings=(*detected.warnings, message))
 
 
 def detect(app: Path | str, *, builder: Path | str | None = None,
@@ -431,7 +453,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
         write_platform_dir(platform_dir, values)
         (Path(tmp) / "layers").mkdir()
         platform = _platform(workspace, platform_dir, Path(tmp) / "layers", options, isolation, target)
-        return _detect(sources, platform, log)
+        return _detect(sources, platform, log, options.strict)
 
 
 def _platform(workspace: Path, platform_dir: Path, layers: Path, options: BuildOptions,
@@ -466,6 +488,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     """
     options = options or BuildOptions(**kwargs)
     log = log or Logger(stream=None)
+    first_record = len(log.records)
     app = _check_app(Path(app))
     started = time.perf_counter()
     project = _descriptor(app, options, log)
@@ -492,7 +515,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         shown_layers = platform.shown(layers)
         t0 = time.perf_counter()
         log.phase("DETECTING")
-        detected = _detect(sources, platform, log)
+        detected = _detect(sources, platform, log, options.strict)
         write_toml(layers / "group.toml", group_to_toml(detected.group))
         write_toml(layers / "plan.toml", detected.plan.to_toml())
         t1 = time.perf_counter()
@@ -542,7 +565,8 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         (stage / "build.log").write_text(normalize(log.text), encoding="utf-8")
         result = BuildResult(app=app, output=stage, sources=sources, detect=detected, outcome=outcome,
                              log=log.text, timings=timings, layer_status=status, report=report,
-                             platform=record, image_paths=isolation is not None)
+                             platform=record, image_paths=isolation is not None,
+                             warnings=tuple(normalize(m) for lvl, m in log.records[first_record:] if lvl == Level.WARN))
         target.commit()
     return replace(rebase(result, str(stage), str(final)), request=request)   # the request names `final` already
 

@@ -13,6 +13,7 @@ used like any other buildpacks directory in the Platform API layout.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -199,7 +200,7 @@ def package(config: Path | str | None, output: Path | str, *, fmt: str = "file",
         layers: dict[str, dict[str, Any]] = {}
         order: list[tuple[str, str]] = []
         for desc in ordered:
-            added = image.add(desc.key, "", lambda tw, d=desc: _write_buildpack_layer(tw, d), set())
+            added = image.add(desc.key, "", functools.partial(_write_buildpack_layer, desc=desc), set())
             layers.setdefault(desc.id, {})[desc.version] = _module_json(desc, added.diff_id)
             order.append((desc.key, added.diff_id))
         metadata: dict[str, Any] = {"id": main.id, "version": main.version}
@@ -399,7 +400,7 @@ class _Blobs:
             raise BuildpackageError(f"the {what} is not a JSON object", file=self.source)
         return value
 
-    def open_blob(self, digest: str, what: str) -> IO[bytes]:
+    def open_blob(self, digest: Any, what: str) -> IO[bytes]:   # blob_path checks it
         return self._open(self.blob_path(digest, what))
 
 

@@ -20,7 +20,7 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from cnbsim.errors import ConfigError
 
@@ -337,6 +337,25 @@ def _relocate_entry(path: str, old: str, new: str, old_b: bytes, new_b: bytes) -
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data.replace(old_b, new_b))
             os.chmod(path, mode)
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int, int, str]]:
+    """Each entry under `root` (relative path) with its mode, size, mtime and link target: what tells
+    that a tree was written to, without reading the files."""
+    state: dict[str, tuple[int, int, int, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+            state[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, link)
+    return state
+
+
+def tree_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """`added a`, `changed b`, `removed c`, one per entry, in path order."""
+    return [f"added {p}" if p not in before else f"removed {p}" if p not in after else f"changed {p}"
+            for p in sorted(set(before) | set(after)) if before.get(p) != after.get(p)]
 
 
 class Neutral(Protocol):

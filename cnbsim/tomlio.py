@@ -21,14 +21,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-from cnbsim.errors import ConfigError
+from cnbsim.errors import CnbsimError, ConfigError
 
 MAX_TOML_BYTES = 10 * 1024 * 1024     # CNB files are a few kB; a builder.toml far below this
 MAX_JSON_BYTES = 256 * 1024 * 1024    # job inputs (`run --data`) may be data sets
 MAX_DEPTH = 100                       # nested tables/arrays; JSON and TOML parsers recurse per level
 
 
-def check_depth(value: Any, *, path: Path | str, what: str, error: type[Exception] = ConfigError) -> Any:
+def check_depth(value: Any, *, path: Path | str, what: str, error: type[CnbsimError] = ConfigError) -> Any:
     """`value` if it nests at most MAX_DEPTH lists/dicts deep (checked without recursion), else `error`."""
     stack = [(value, 1)]
     while stack:
@@ -40,13 +40,13 @@ def check_depth(value: Any, *, path: Path | str, what: str, error: type[Exceptio
     return value
 
 
-def _too_deep(path: Path | str, what: str, error: type[Exception]) -> Exception:
+def _too_deep(path: Path | str, what: str, error: type[CnbsimError]) -> CnbsimError:
     return error(f"{what} nests tables or arrays more than {MAX_DEPTH} levels deep", file=path,
                  hint="flatten the structure; cnbsim refuses deeper nesting")
 
 
 def read_bounded(path: Path, *, what: str, limit: int, missing_ok: bool = False,
-                 error: type[Exception] = ConfigError) -> str | None:
+                 error: type[CnbsimError] = ConfigError) -> str | None:
     """The UTF-8 text of `path` (at most `limit` bytes); None if missing and `missing_ok`."""
     try:
         with open(path, "rb") as fh:
@@ -68,14 +68,14 @@ def read_bounded(path: Path, *, what: str, limit: int, missing_ok: bool = False,
         raise error(f"{what} is not UTF-8 text", file=path, hint="save it as UTF-8")
 
 
-def read_json(path: Path, *, what: str, error: type[Exception] = ConfigError) -> Any:
+def read_json(path: Path, *, what: str, error: type[CnbsimError] = ConfigError) -> Any:
     """Parse the JSON file `path`, bounded in size and depth; errors name the file, line and column."""
     text = read_bounded(path, what=what, limit=MAX_JSON_BYTES, error=error)
     assert text is not None
     return parse_json(text, path=path, what=what, error=error)
 
 
-def parse_json(text: str, *, path: Path | str, what: str, error: type[Exception] = ConfigError) -> Any:
+def parse_json(text: str, *, path: Path | str, what: str, error: type[CnbsimError] = ConfigError) -> Any:
     try:
         value = json.loads(text)
     except RecursionError:
@@ -87,7 +87,7 @@ def parse_json(text: str, *, path: Path | str, what: str, error: type[Exception]
 
 
 def read_toml(path: Path, *, what: str = "TOML file", missing_ok: bool = False,
-              error: type[Exception] = ConfigError) -> dict[str, Any]:
+              error: type[CnbsimError] = ConfigError) -> dict[str, Any]:
     """Parse `path`; an empty file is an empty table. Errors name the file and line."""
     text = read_bounded(path, what=what, limit=MAX_TOML_BYTES, missing_ok=missing_ok, error=error)
     if text is None:
@@ -96,7 +96,7 @@ def read_toml(path: Path, *, what: str = "TOML file", missing_ok: bool = False,
 
 
 def parse_toml(text: str, *, path: Path | str, what: str = "TOML file",
-               error: type[Exception] = ConfigError) -> dict[str, Any]:
+               error: type[CnbsimError] = ConfigError) -> dict[str, Any]:
     if len(text) > MAX_TOML_BYTES:
         raise error(f"{what} is larger than {MAX_TOML_BYTES // (1024 * 1024)} MB", file=path,
                     hint="cnbsim refuses TOML this large")

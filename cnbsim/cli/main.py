@@ -139,6 +139,8 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--descriptor", metavar="FILE",
                    help="the project descriptor (default: APP/project.toml): build env, buildpack group, "
                         "include/exclude, as pack reads it")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 22) when a bin/detect writes to the app dir, instead of warning")
     p.add_argument("--json", action="store_true", help="print the JSON result on stdout, logs on stderr")
     p.add_argument("-v", "--verbose", action="store_true", help="show debug lines (detect output, plan tries)")
 
@@ -344,7 +346,7 @@ def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOpt
                                   sandbox=args.sandbox, network=args.network,
                                   buildpack_store=tuple(Path(d) for d in args.buildpack_store),
                                   volumes=tuple(args.volume), run_image=args.run_image,
-                                  descriptor=args.descriptor, **extra)
+                                  descriptor=args.descriptor, strict=args.strict, **extra)
     if args.timeout:
         kwargs.update(detect_timeout=args.timeout, build_timeout=args.timeout)
     options = BuildOptions(**kwargs)

@@ -84,7 +84,7 @@ class ProjectDescriptor:
     def buildpack_refs(self) -> list[str]:
         return [bp.reference(self.path.parent) for bp in self.group]
 
-    def file_filter(self):  # noqa: ANN201 - FileFilter | None
+    def file_filter(self) -> FileFilter | None:
         """The include/exclude filter of app files, None when the descriptor gives neither."""
         if self.include is not None:
             return FileFilter(self.include, include=True)

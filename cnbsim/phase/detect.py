@@ -74,6 +74,7 @@ class DetectResult:
     plan: Plan
     runs: dict[str, DetectRun] = field(hash=False)
     groups: tuple[GroupOutcome, ...] = ()
+    warnings: tuple[str, ...] = ()        # what the platform warned of (e.g. bin/detect wrote to the app)
 
 
 class DetectFailed(DetectError):

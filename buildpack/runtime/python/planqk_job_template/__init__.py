@@ -1,5 +1,5 @@
 """PlanQK job-template runtime: runs a PlanQK service's `run()` once, as PlanQK's job-template does
-(planqk-runtime.md §1.12) and, for a typed `run()`, as PlanQK's current v2 runtime binds it, with the
+(PlanQK's job-template runtime, as planqk-commons' planqk/commons/runtime has it) and, for a typed `run()`, as PlanQK's current v2 runtime binds it, with the
 Python standard library only (Python 3.8+; pydantic only if the user's code brings it).
 
 The version below is the runtime's version; the buildpack reads it (bin/build) for the layer

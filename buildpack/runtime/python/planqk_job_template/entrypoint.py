@@ -1,4 +1,4 @@
-"""`ENTRY_POINT`: which user function to call, and calling it (planqk-runtime.md §1.3, §1.6).
+"""`ENTRY_POINT`: which user function to call, and calling it (PlanQK's job-template runtime, as planqk-commons' planqk/commons/runtime has it).
 
 The value reads `[directory/]module[.py][:function]`, e.g. `src.program:run`,
 `user_code/src/program.py:run` or `mypkg.mod` (no function: the module runs as `__main__`).

@@ -1,4 +1,4 @@
-"""Finding and decoding the inputs (planqk-runtime.md §1.4, §1.12 items 2-3).
+"""Finding and decoding the inputs (PlanQK's job-template runtime, as planqk-commons' planqk/commons/runtime has it).
 
 Two layouts. The job-template's (T0-T3): `data` and `params`, each taken from the first source
 that exists, in this order (shown for data): `DATA_FILE`, `<root>/data.json`,

@@ -1,7 +1,7 @@
 """Logging to stdout in loguru's line layout, at the level `LOG_LEVEL` names (default DEBUG).
 
 PlanQK's runtime sends every log line, its own and the user's `logging` calls, to stdout
-(planqk-runtime.md §1.5); only tracebacks go to stderr. loguru is not needed for that.
+(PlanQK's job-template runtime, as planqk-commons' planqk/commons/runtime has it); only tracebacks go to stderr. loguru is not needed for that.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ An untyped `run(data=None, params=None)` or `run(**kwargs)` is called with `data
 as the job-template always did; a `run()` with annotated parameters gets its own parameters,
 each bound to its type as PlanQK's v2 runtime does (binding.py).
 
-Exit codes (planqk-runtime.md §1.9): 0 for a ResultResponse, another value or None; 1 for an
+Exit codes (PlanQK's job-template runtime, as planqk-commons' planqk/commons/runtime has it): 0 for a ResultResponse, another value or None; 1 for an
 ErrorResponse (after its block is printed), for an exception in the user's code (the line
 "Error executing user code: ...", the traceback on stderr, no block), for an input that does
 not fit its parameter ("Invalid input: ..." naming the parameter and the field) and for an

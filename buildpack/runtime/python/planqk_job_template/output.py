@@ -1,4 +1,4 @@
-"""What `run()` returned: its kind and the result block on stdout (planqk-runtime.md §1.7, §1.8).
+"""What `run()` returned: its kind and the result block on stdout (PlanQK's job-template runtime, as planqk-commons' planqk/commons/runtime has it).
 
 The kind is decided by the class name alone (`ResultResponse`, `ErrorResponse`), as PlanQK
 documents: users bring their own classes. The block is an empty line, the marker, the value as

@@ -3,7 +3,7 @@
 # Shared code of the cnbsim stub buildpacks (sourced by every bin/detect and bin/build).
 #
 # What the stubs must reproduce is the CNB contract of the real Paketo buildpacks
-# (paketo-python.md): args and env vars, plan TOML, layer TOML, env files, launch.toml and
+# (github.com/paketo-buildpacks/<name>, and packit): args and env vars, plan TOML, layer TOML, env files, launch.toml and
 # the log layout of packit's `scribe` (and libpak's `bard` for the libpak-based ones).
 # Speed matters (every test runs the stubs many times): this file uses bash builtins only
 # (no command substitution, no pipes); the external programs the stubs run are the few

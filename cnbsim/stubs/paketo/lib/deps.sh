@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # the UPPER_CASE globals set here are the bin scripts' inputs
-# Dependency selection as packit's postal.Service.Resolve does it (paketo-python.md §1.5),
+# Dependency selection as packit's postal.Service.Resolve does it (github.com/paketo-buildpacks/packit, postal/service.go),
 # over the dependency table of the stub's buildpack.toml, with version constraints checked
 # the way Masterminds/semver v3 checks them. Needs toml.sh (the plan's entries).
 

@@ -25,7 +25,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python < 3.11
     try:
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
     except ModuleNotFoundError:
         tomllib = None  # type: ignore[assignment]
 
@@ -152,7 +152,7 @@ def _path_hash(text: str, size: int) -> str:
 
 def pipenv_venv_name() -> str:
     """pipenv: the project dir's name and a hash of the Pipfile's path (workspace-dqq3IVyd,
-    as in paketo-python.md §3.5)."""
+    as pipenv's virtualenv_name() makes it)."""
     return f"{APP_DIR.name}-{_path_hash(str(APP_DIR / 'Pipfile'), 6)}"
 
 
