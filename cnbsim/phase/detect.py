@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnbsim.buildpacks import BuildpackStore
-from cnbsim.errors import ConfigError, DetectError, ExitCode
+from cnbsim.errors import CnbsimError, ConfigError, DetectError, ExitCode
 from cnbsim.log import NO_SECRETS, BufferedLogger, Logger, Redactor
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, CompositeBuildpack
@@ -150,8 +150,8 @@ def _check_no_cycle(order: tuple[OrderGroup, ...], store: BuildpackStore) -> Non
             for el in group.group:
                 try:
                     desc = store.lookup(el.id, el.version)
-                except ConfigError:
-                    continue          # reported where detection reaches it
+                except CnbsimError:
+                    continue          # reported where detection reaches it (a later group may never)
                 if not desc.is_composite or desc.key in finished:
                     continue
                 if any(p.key == desc.key for p in path):

@@ -210,7 +210,8 @@ def plan_launch(layers_dir: Path, app_dir: Path, *, process_type: str | None = N
         return LaunchPlan((resolved, command, *args), env.vars, cwd, process_for_plan,
                           process.working_dir or str(app_dir))
     script = "".join(f'source "{p}"\n' for p in _profiles(layers_dir, md, process_type, app_dir))
-    script += f'cd "{cwd}"\n'
+    # lifecycle launch/bash.go: `cd` to the working-dir as the process gives it (bash starts in the app dir)
+    script += f'cd "{process.working_dir or app_dir}"\n'
     if args:
         quoted = " ".join('"$(eval echo \\"$0\\")"' if i == 0 else f'"$(eval echo \\"${{{i}}}\\")"'
                           for i in range(len(args) + 1))
