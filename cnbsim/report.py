@@ -10,6 +10,7 @@ golden files hold it: without those keys, the host interpreter written as placeh
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -106,6 +107,7 @@ class HostPython:
         return value
 
 
+@functools.lru_cache(maxsize=8)
 def _python_version(path: str) -> str:
     """`3.12.1` of the interpreter at `path`, asked from it; else `3.12` from its name (`python3.12`)."""
     try:
