@@ -26,7 +26,7 @@ from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import BuildpackPlan, Plan
 from cnbsim.platform import Platform
 from cnbsim.sbom import SbomFile, finish_sboms, find_sbom_files
-from cnbsim.tomlio import write_toml
+from cnbsim.tomlio import read_toml, write_toml
 
 
 @dataclass(frozen=True)
@@ -172,8 +172,15 @@ def _process_layers(desc: BuildpackDescriptor, layers_dir: Path) -> tuple[tuple[
     layers = []
     # One walk in eachLayer's order: the layers before a malformed <layer>.toml are processed (an
     # untyped one renamed <layer>.ignore) when the build fails on it, as the lifecycle leaves them.
-    entries: list[Layer | MalformedLayer] = [*bp_layers.layers, *bp_layers.malformed]
-    for layer in sorted(entries, key=lambda lay: os.fsencode(f"{lay.name}.toml")):
+    # eachLayer takes every `*.toml` for a layer's, launch.toml and build.toml too: one that is not
+    # TOML fails the build at its place in the walk, before the layers after it are renamed.
+    entries: list[Layer | MalformedLayer | str] = [*bp_layers.layers, *bp_layers.malformed]
+    entries += [name for name in ("launch", "build") if (bp_dir / f"{name}.toml").is_file()
+                and bp_layers.layer(name) is None and not (bp_dir / name).is_dir()]
+    for layer in sorted(entries, key=lambda lay: os.fsencode(f"{lay if isinstance(lay, str) else lay.name}.toml")):
+        if isinstance(layer, str):
+            read_toml(bp_dir / f"{layer}.toml", what=f"{layer}.toml", error=BuildError)
+            continue
         if isinstance(layer, MalformedLayer):
             raise layer.error
         if not layer.toml.is_file():

@@ -104,6 +104,17 @@ def test_layer_without_types_is_renamed_to_ignore(lc, bps):
     assert outcome.buildpacks[0].layers == ()
 
 
+@pytest.mark.parametrize("bad", ["launch", "build"])
+def test_a_malformed_launch_or_build_toml_fails_where_the_layer_walk_reaches_it(lc, bps, bad):
+    # lifecycle buildpack/build.go eachLayer decodes every *.toml in name order: the untyped layer
+    # before the bad file is renamed, the one after it is left as the buildpack wrote it.
+    bps("a", build=f'''cd "$CNB_LAYERS_DIR"; mkdir aa zz; echo "[metadata]" > aa.toml; cp aa.toml zz.toml
+echo "[[processes]" > {bad}.toml''')
+    with pytest.raises(BuildError, match=f"invalid TOML in {bad}.toml"):
+        lc.build([[("a", "1.0")]])
+    assert sorted(p.name for p in (lc.layers / "a").iterdir() if p.is_dir()) == ["aa.ignore", "zz"]
+
+
 def test_layer_metadata_and_types_are_read(lc, bps):
     bps("a", build='''mkdir -p "$CNB_LAYERS_DIR/deps"
 cat > "$CNB_LAYERS_DIR/deps.toml" <<'EOF'
