@@ -632,7 +632,7 @@ class _Handler(BaseHTTPRequestHandler):
     )
 
     def setup(self) -> None:
-        self.timeout = self.server.limits.read_timeout   # StreamRequestHandler applies it to the socket
+        self.request.settimeout(self.server.limits.read_timeout)  # what StreamRequestHandler.timeout would set
         self.unread_body = False
         super().setup()
         self.rfile.close()
