@@ -14,7 +14,7 @@ endif
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all venv system-tools golden bench package clean differential
+.PHONY: demo test lint test-all venv system-tools golden bench package clean differential
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,13 @@ system-tools:
 	@./scripts/install-system-tools
 
 # pytest's exit 5 (no tests collected) fails like any other non-zero exit.
-test: $(STAMP) system-tools
+test: lint system-tools
 	$(BIN)/python -m pytest -n 2 -q
+
+# ruff and mypy, with the rules and the strictness set in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check cnbsim tests bench scripts
+	$(BIN)/mypy
 
 # The suite on every supported Python found here (pyenv, /usr/bin, PATH), one after the other;
 # absent versions are skipped with a line saying so.

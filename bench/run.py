@@ -20,8 +20,8 @@ import tempfile
 import textwrap
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -83,10 +83,10 @@ def bench_end_to_end(b: Bench) -> None:
         try:
             api_build(app, b.out(f"probe-{app.name}"))
         except cnbsim.CnbsimError as exc:
-            fail = median_time(lambda: _expect_fail(app, b.out(f"f-{app.name}")), b.runs)
+            fail = median_time(lambda app=app: _expect_fail(app, b.out(f"f-{app.name}")), b.runs)
             b.add(f"API build {app.name}", fail, f"fails as expected (exit {exc.exit_code})")
             continue
-        b.add(f"API build {app.name}", median_time(lambda: api_build(app, b.out(f"e-{app.name}")), b.runs))
+        b.add(f"API build {app.name}", median_time(lambda app=app: api_build(app, b.out(f"e-{app.name}")), b.runs))
     b.api_pip = api  # type: ignore[attr-defined]
     b.cli_pip = cli  # type: ignore[attr-defined]
     b.startup = startup  # type: ignore[attr-defined]
@@ -130,7 +130,7 @@ def _direct(b: Bench, label: str, app: Path, **kw: object) -> float:
     calls: list[tuple[list[str], dict[str, str], Path, str]] = []
     real_run = proc.run
 
-    def recording(argv, *, env, cwd, timeout, on_line=None):  # noqa: ANN001, ANN202
+    def recording(argv, *, env, cwd, timeout, on_line=None):
         calls.append((list(argv), dict(env), Path(cwd), Path(argv[-1]).read_text()))
         return real_run(argv, env=env, cwd=cwd, timeout=timeout, on_line=on_line)
 
@@ -168,8 +168,8 @@ def _write_bp(root: Path, bp_id: str, body_detect: str, body_build: str = "exit 
 def bench_scale(b: Bench, quick: bool) -> None:
     print("Scale")
     from cnbsim.buildpacks import BuildpackStore
-    from cnbsim.phase.detect import detect as detect_phase
     from cnbsim.model.order import GroupElement, OrderGroup
+    from cnbsim.phase.detect import detect as detect_phase
     from cnbsim.platform import Platform
     root = b.tmp / "scale-bps"
     groups = []
@@ -217,8 +217,8 @@ def bench_scale(b: Bench, quick: bool) -> None:
     tar_t = median_time(lambda: subprocess.run(f"tar -cf - -C {layer} . | sha256sum", shell=True, check=True,
                                                capture_output=True), 3)
     b.add(f"build with a {files}-file / {size_mb} MB layer (writing it included)", total)
-    b.add(f"report digest of that layer, per MB", digest_t / size_mb, f"{digest_t:.2f}s total")
-    b.add(f"tar | sha256sum of that layer, per MB", tar_t / size_mb, f"{tar_t:.2f}s total; "
+    b.add("report digest of that layer, per MB", digest_t / size_mb, f"{digest_t:.2f}s total")
+    b.add("tar | sha256sum of that layer, per MB", tar_t / size_mb, f"{tar_t:.2f}s total; "
           f"report/tar = {digest_t / tar_t:.2f}x")
     try:
         from cnbsim.phase.export import export_oci

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "stubs"))
 
-from stubrun import Lifecycle, entry  # noqa: E402  (the stub test harness)
+from stubrun import Lifecycle, entry
 
 APP = {"requirements.txt": "flask==3.1.3\ngunicorn\n", "app.py": "print('hi')\n", "planqk.json": "{}\n",
        "Pipfile": '[packages]\nflask = "*"\n', "environment.yml": "dependencies:\n  - flask=2.0\n",

@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnbsim.errors import (BuildError, BuildpackApiError, CnbsimError, ConfigError, DetectError, LaunchError,
-                           PlatformApiError)
+from cnbsim.errors import (
+    BuildError,
+    BuildpackApiError,
+    CnbsimError,
+    ConfigError,
+    DetectError,
+    LaunchError,
+    PlatformApiError,
+)
 
 __version__ = "0.1.0"
 
@@ -27,6 +34,17 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'cnbsim' has no attribute {name!r}")
 
 __all__ = [
-    "build", "detect", "BuildOptions", "BuildResult", "DetectResult", "DetectFailed", "CnbsimError",
-    "ConfigError", "DetectError", "BuildError", "BuildpackApiError", "PlatformApiError", "LaunchError",
+    "BuildError",
+    "BuildOptions",
+    "BuildResult",
+    "BuildpackApiError",
+    "CnbsimError",
+    "ConfigError",
+    "DetectError",
+    "DetectFailed",
+    "DetectResult",
+    "LaunchError",
+    "PlatformApiError",
+    "build",
+    "detect",
 ]

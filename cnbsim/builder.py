@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 from cnbsim.buildpackage import descriptors as package_descriptors
 from cnbsim.buildpackage import parse_source, read_buildpackage, saved_images
@@ -103,7 +103,7 @@ def _add_buildpackage(store: BuildpackStore, path: Path, tag: str) -> list[Build
 
 
 def _add_dir(store: BuildpackStore, path: Path, origin: str) -> list[BuildpackDescriptor]:
-    if path.is_file() and path.name != "package.toml" or (path / "oci-layout").is_file():
+    if (path.is_file() and path.name != "package.toml") or (path / "oci-layout").is_file():
         return _add_buildpackage(store, path, "")
     if (path / "buildpack.toml").is_file():
         return store.add_path(path)

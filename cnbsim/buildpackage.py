@@ -25,15 +25,15 @@ import shutil
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from cnbsim.errors import CnbsimError, ConfigError
 from cnbsim.fs import AtomicDir, DirKind, mark, remove_tree
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id, read_buildpack_toml
-from cnbsim.oci.layout import (DIGEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST,
-                               REF_NAME, ImageWriter)
+from cnbsim.oci.layout import DIGEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, REF_NAME, ImageWriter
 from cnbsim.oci.tar import NORMALIZED_TIME, TarWriter, dir_header
 
 METADATA_LABEL = "io.buildpacks.buildpackage.metadata"     # pack pkg/buildpack/buildpackage.go
@@ -415,8 +415,8 @@ def parse_source(text: str, base: Path | None = None) -> tuple[Path, str] | None
         path = Path(raw)
     else:
         path = Path(text[len("file://"):] if text.startswith("file://") else text)
-        if not (text.endswith(".cnb") or (path.is_dir() if not base else (base / path).is_dir())
-                and ((base / path if base else path) / "oci-layout").is_file()):
+        if not (text.endswith(".cnb") or ((path.is_dir() if not base else (base / path).is_dir())
+                and ((base / path if base else path) / "oci-layout").is_file())):
             return None
     if base is not None and not path.is_absolute():
         path = base / path
@@ -653,7 +653,7 @@ def saved_images(directory: Path) -> list[tuple[Path, str, str, str]]:
     """(layout dir or .cnb file, tag, buildpack id, version) of each buildpackage directly in `directory`."""
     out = []
     for entry in sorted(directory.iterdir()):
-        if not (entry.suffix == ".cnb" and entry.is_file() or (entry / "oci-layout").is_file()):
+        if not ((entry.suffix == ".cnb" and entry.is_file()) or (entry / "oci-layout").is_file()):
             continue
         blobs = _Blobs(entry, "")
         try:

@@ -7,9 +7,8 @@ buildpacks/spec platform.md#buildpacks-directory-layout: `<buildpacks>/<id with 
 from __future__ import annotations
 
 import os
-
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from cnbsim.errors import ConfigError
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id, read_buildpack_toml
@@ -23,7 +22,7 @@ class BuildpackStore:
         self._layout_dirs: list[Path] = []
 
     @classmethod
-    def from_paths(cls, paths: Iterable[Path | str]) -> "BuildpackStore":
+    def from_paths(cls, paths: Iterable[Path | str]) -> BuildpackStore:
         store = cls()
         for path in paths:
             store.add_path(Path(path))

@@ -13,12 +13,11 @@ import shutil
 from pathlib import Path
 
 from cnbsim.errors import ConfigError
-from cnbsim.fs import AtomicDir, DirKind, check_replaceable, remove_owned, special_files, target_path
-from cnbsim.model.states import LayerStatus
-from cnbsim.phase.build import BuildOutcome
+from cnbsim.fs import AtomicDir, DirKind, check_replaceable, remove_owned, special_files, target_path, tree_digest
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
-from cnbsim.fs import tree_digest
+from cnbsim.model.states import LayerStatus
+from cnbsim.phase.build import BuildOutcome
 
 INDEX = "index.json"
 LAYERS_KEY = "layers-dir"     # in the index: where the cached layers were built

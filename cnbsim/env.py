@@ -7,9 +7,9 @@ buildpacks/spec buildpack.md#environment and #environment-variable-modification-
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 # lifecycle env/build.go: the only variables of the lifecycle's own environment a buildpack gets.
 BUILD_ENV_ALLOWLIST = ("CNB_STACK_ID", "HOSTNAME", "HOME", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
@@ -35,14 +35,14 @@ class Env:
     vars: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def for_build(cls, environ: Mapping[str, str] | None = None) -> "Env":
+    def for_build(cls, environ: Mapping[str, str] | None = None) -> Env:
         """lifecycle env/build.go NewBuildEnv: the allow-listed and POSIX path variables only."""
         environ = os.environ if environ is None else environ
         keep = BUILD_ENV_ALLOWLIST + POSIX_PATH_VARS
         return cls({k: v for k, v in environ.items() if k in keep})
 
     @classmethod
-    def for_launch(cls, environ: Mapping[str, str]) -> "Env":
+    def for_launch(cls, environ: Mapping[str, str]) -> Env:
         """lifecycle env/launch.go NewLaunchEnv: the container env minus the launcher's own variables,
         with /cnb/process and /cnb/lifecycle removed from PATH."""
         out = {k: v for k, v in environ.items() if k not in LAUNCH_ENV_EXCLUDE}
@@ -51,7 +51,7 @@ class Env:
                                           if p not in ("/cnb/process", "/cnb/lifecycle"))
         return cls(out)
 
-    def copy(self) -> "Env":
+    def copy(self) -> Env:
         return Env(dict(self.vars))
 
     def get(self, name: str, default: str = "") -> str:
@@ -87,7 +87,7 @@ class Env:
         for name, action, value, delim in read_env_dir(env_dir, default_action):
             self.apply(name, action, value, delim)
 
-    def with_platform(self, platform_dir: Path | None, build_config_dir: Path | None = None) -> "Env":
+    def with_platform(self, platform_dir: Path | None, build_config_dir: Path | None = None) -> Env:
         """lifecycle env/env.go WithOverrides: a copy with `<platform>/env` and `<build-config>/env` applied.
 
         `<platform>/env`: whole file name = variable name (no suffix parsing, [IMPL] gap 15);

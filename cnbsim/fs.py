@@ -19,8 +19,9 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 from cnbsim.errors import ConfigError
 
@@ -236,7 +237,7 @@ class AtomicDir:
         self.current: Path | None = None
         self.committed = False
 
-    def __enter__(self) -> "AtomicDir":
+    def __enter__(self) -> AtomicDir:
         try:
             self.target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

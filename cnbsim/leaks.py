@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from cnbsim.errors import BuildError, ExitCode
 from cnbsim.log import MIN_SECRET_LENGTH, REDACTED, SECRET_NAME_PATTERNS, Redactor, is_secret_name
 
 MIN_LENGTH = MIN_SECRET_LENGTH   # shorter values would match everywhere; they are not searched (with a warning)
-__all__ = ["REDACTED", "SECRET_NAME_PATTERNS", "MIN_LENGTH", "is_secret_name", "secret_values", "check", "redact"]
+__all__ = ["MIN_LENGTH", "REDACTED", "SECRET_NAME_PATTERNS", "check", "is_secret_name", "redact", "secret_values"]
 
 
 class SecretLeakError(BuildError):

@@ -12,9 +12,10 @@ from __future__ import annotations
 import fnmatch
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, TextIO
 
 # Env var names whose values are secrets (searched case-insensitively), besides those named with --secret-env.
 # Shell-style patterns, matched against the upper-cased name.
@@ -78,7 +79,7 @@ class Logger:
     redact: Redactor = NO_SECRETS  # applied to what is shown; records keep the values for the leak check
     keep: bool = True              # False: keep no records (a long-running server)
 
-    def with_secrets(self, redact: Redactor) -> "Logger":
+    def with_secrets(self, redact: Redactor) -> Logger:
         """This logger, redacting `redact`'s secrets: same stream and records, the caller's logger unchanged."""
         return replace(self, redact=redact)
 

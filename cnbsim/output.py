@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from cnbsim.errors import ConfigError
 from cnbsim.fs import AtomicDir, DirKind
@@ -26,7 +26,7 @@ class BuiltOutput:
     platform: PlatformRecord = field(default_factory=PlatformRecord)   # the build's default process, run image
 
     @classmethod
-    def open(cls, path: Path | str) -> "BuiltOutput":
+    def open(cls, path: Path | str) -> BuiltOutput:
         path = Path(path).absolute()
         md = path / "layers" / "config" / "metadata.toml"
         if not md.is_file():

@@ -49,7 +49,7 @@ class RunTarget:
     distro_version: str = ""
 
     @classmethod
-    def host(cls, os_release: Path = Path("/etc/os-release")) -> "RunTarget":
+    def host(cls, os_release: Path = Path("/etc/os-release")) -> RunTarget:
         """linux/<host arch>, distro from /etc/os-release as lifecycle platform/target_data.go reads it."""
         values: dict[str, str] = {}
         try:
@@ -63,7 +63,7 @@ class RunTarget:
         return cls("linux", _ARCH.get(machine, machine), "", values.get("ID", ""), values.get("VERSION_ID", ""))
 
     @classmethod
-    def from_image_config(cls, config: dict, os_release: Path = Path("/etc/os-release")) -> "RunTarget":
+    def from_image_config(cls, config: dict, os_release: Path = Path("/etc/os-release")) -> RunTarget:
         """The run image's target as the analyzer reads it (lc platform/target_data.go GetTargetMetadata):
         os, architecture and variant of the image config, the distro from the io.buildpacks.base.distro.*
         labels; without those labels the detector reads /etc/os-release of the build image (lc
@@ -87,7 +87,7 @@ class RunTarget:
         return out
 
     @classmethod
-    def from_analyzed(cls, analyzed: Path, os_release: Path = Path("/etc/os-release")) -> "RunTarget":
+    def from_analyzed(cls, analyzed: Path, os_release: Path = Path("/etc/os-release")) -> RunTarget:
         """`[run-image.target]` of analyzed.toml, as lifecycle platform/target_data.go fills it in.
 
         Without a distro: os defaults to linux, arch to the host's, and the distro comes from
@@ -191,7 +191,7 @@ class Platform:
         return f"{IMAGE_BUILDPACKS_DIR}/{escape_id(bp.id)}/{bp.version}"
 
     def run_buildpack(self, bp: BuildpackDescriptor, executable: str, args: list[str], env: dict[str, str],
-                      timeout: float, scratch: Path, on_line=None) -> proc.Completed:  # noqa: ANN001
+                      timeout: float, scratch: Path, on_line=None) -> proc.Completed:
         """Run `bin/<executable>` of `bp` with `args` (paths as `shown` gives them) in the app dir."""
         host_exe = bp.root / "bin" / executable
         if self.isolation is None:
@@ -247,7 +247,7 @@ class Volume:
     writable: bool = False
 
     @classmethod
-    def parse(cls, spec: "str | Volume") -> "Volume":
+    def parse(cls, spec: str | Volume) -> Volume:
         if isinstance(spec, Volume):
             return spec
         parts = str(spec).split(":")

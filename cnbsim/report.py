@@ -17,13 +17,14 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cnbsim.fs import tree_digest
-from cnbsim.model.platform_toml import PlatformRecord
 from cnbsim.log import NO_SECRETS, Redactor
+from cnbsim.model.platform_toml import PlatformRecord
 from cnbsim.phase.build import BuildOutcome
 from cnbsim.phase.detect import DetectResult
 from cnbsim.phase.launch import launch_env
@@ -50,12 +51,12 @@ class HostPython:
     XY_PLACEHOLDER = "<host.python_xy>"
 
     @classmethod
-    def current(cls) -> "HostPython":
+    def current(cls) -> HostPython:
         """The base interpreter (not a venv) behind the running one: what cnbsim gives the stubs."""
         return cls(os.path.realpath(getattr(sys, "_base_executable", sys.executable)), platform.python_version())
 
     @classmethod
-    def exposed(cls, outcome: BuildOutcome) -> "HostPython":
+    def exposed(cls, outcome: BuildOutcome) -> HostPython:
         """The interpreter the build exposed: the one a layer records as `cnbsim.host-python` (the cpython
         stub selects the installed Python of the requested version), else the running one's base."""
         current = cls.current()
@@ -69,7 +70,7 @@ class HostPython:
         return current
 
     @classmethod
-    def from_report(cls, report: Mapping[str, Any]) -> "HostPython | None":
+    def from_report(cls, report: Mapping[str, Any]) -> HostPython | None:
         host = report.get("host")
         if not isinstance(host, Mapping) or not host.get("python") or not host.get("python_version"):
             return None

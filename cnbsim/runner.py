@@ -22,9 +22,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Mapping, TextIO
+from typing import IO, Any, TextIO
 
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError

@@ -13,9 +13,9 @@ import fnmatch
 import json
 import os
 import shutil
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from cnbsim.errors import BuildError
 from cnbsim.model.api import ApiVersion

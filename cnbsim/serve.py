@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -44,7 +45,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from itertools import accumulate
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from cnbsim import sandbox
@@ -518,7 +519,7 @@ class _RequestReader:
         self.conn.settimeout(min(self.limits.read_timeout, remaining))
         try:
             chunk = self.conn.recv(FILE_CHUNK)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             self.late = (f"the request did not arrive in time (no data for {self.limits.read_timeout:g} s)"
                          if remaining > self.limits.read_timeout else
                          f"the request did not arrive in time (within {self.limits.request_deadline:g} s)")
@@ -655,7 +656,7 @@ class _Handler(BaseHTTPRequestHandler):
         while drained < LINGER_BYTES and time.monotonic() < deadline:
             try:
                 chunk = self.connection.recv(FILE_CHUNK)
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 continue
             if not chunk:
                 return

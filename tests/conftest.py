@@ -10,8 +10,9 @@ import os
 import stat
 import tarfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -143,11 +144,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node) -> None:  # noqa: ANN001 - xdist's WorkerController
+def pytest_configure_node(node) -> None:
     node.workerinput["cnb_diff_seed"] = node.config.cnb_diff_seed
 
 
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     ran = [r for rs in terminalreporter.stats.values() for r in rs
            if getattr(r, "nodeid", "").startswith("tests/differential/") and getattr(r, "when", "") == "call"]
     if ran:

@@ -10,18 +10,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from cnbsim import log as logmod
-from cnbsim.phase.build import build
 from cnbsim.buildpacks import BuildpackStore
-from cnbsim.phase.detect import DetectFailed, detect
-from cnbsim.phase.launch import exec_plan, plan_launch
 from cnbsim.errors import CnbsimError, ExitCode, PlatformApiError
 from cnbsim.model.api import DEFAULT_PLATFORM_API, SUPPORTED_PLATFORM_APIS, ApiVersion, supported_range
 from cnbsim.model.order import group_to_toml, read_group_toml, read_order_toml
 from cnbsim.model.plan import read_plan_toml
+from cnbsim.phase.build import build
+from cnbsim.phase.detect import DetectFailed, detect
+from cnbsim.phase.launch import exec_plan, plan_launch
 from cnbsim.platform import DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, Platform, RunTarget
 from cnbsim.tomlio import write_toml
 

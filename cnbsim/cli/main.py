@@ -14,12 +14,13 @@ import json
 import math
 import os
 import signal
-import threading
-import traceback
 import sys
+import threading
 import time
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 from cnbsim import __version__
 from cnbsim.errors import CnbsimError, ConfigError, ExitCode
@@ -339,7 +340,7 @@ def _restore_signals(handlers: dict[int, Any]) -> None:
         signal.signal(sig, handler)
 
 
-def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOptions
+def _options(args: argparse.Namespace, **extra: Any):
     from cnbsim.api import BuildOptions
     kwargs: dict[str, Any] = dict(env=parse_env(args.env, args.env_file), installer=args.installer,
                                   wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None,
@@ -354,7 +355,7 @@ def _options(args: argparse.Namespace, **extra: Any):  # noqa: ANN202 - BuildOpt
     return options
 
 
-def _logger(args: argparse.Namespace):  # noqa: ANN202 - Logger
+def _logger(args: argparse.Namespace):
     from cnbsim.log import Logger
     stream = sys.stderr if args.json else sys.stdout
     return Logger(level="debug" if args.verbose else "info", stream=stream, banners=True, color=_color(stream))

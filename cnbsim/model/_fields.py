@@ -64,10 +64,10 @@ class Fields:
             raise self.fail(key, f"must be a table, got {_kind(value)}")
         return value
 
-    def sub(self, key: builtins.str) -> "Fields":
+    def sub(self, key: builtins.str) -> Fields:
         return Fields(self.table(key), self.file, self._name(key), self.error)
 
-    def tables(self, key: builtins.str) -> list["Fields"]:
+    def tables(self, key: builtins.str) -> list[Fields]:
         """An array of tables `[[key]]`, each as a `Fields` named `key[i]`."""
         value = self.data.get(key, [])
         if not isinstance(value, list):

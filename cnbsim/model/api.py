@@ -16,13 +16,13 @@ class ApiVersion:
     minor: int
 
     @classmethod
-    def parse(cls, text: str) -> "ApiVersion":
+    def parse(cls, text: str) -> ApiVersion:
         match = _VERSION.match(text.strip()) if isinstance(text, str) else None
         if not match:
             raise ValueError(f"'{text}' is not an API version (expected <major>.<minor>, e.g. 0.10)")
         return cls(int(match.group(1)), int(match.group(2) or 0))
 
-    def __lt__(self, other: "ApiVersion") -> bool:
+    def __lt__(self, other: ApiVersion) -> bool:
         return (self.major, self.minor) < (other.major, other.minor)
 
     def __str__(self) -> str:

@@ -197,5 +197,17 @@ def _read_cached(path: Path, mtime_ns: int, size: int) -> BuildpackDescriptor:
     return parse_buildpack_toml(read_toml(path, what="buildpack.toml"), path)
 
 
-__all__ = ["BuildpackDescriptor", "ComponentBuildpack", "CompositeBuildpack", "BuildpackInfo", "Target", "Distro", "GroupElement",
-           "read_buildpack_toml", "parse_buildpack_toml", "escape_id", "check_id", "ConfigError"]
+__all__ = [
+    "BuildpackDescriptor",
+    "BuildpackInfo",
+    "ComponentBuildpack",
+    "CompositeBuildpack",
+    "ConfigError",
+    "Distro",
+    "GroupElement",
+    "Target",
+    "check_id",
+    "escape_id",
+    "parse_buildpack_toml",
+    "read_buildpack_toml",
+]

@@ -25,7 +25,7 @@ class GroupElement:
     def key(self) -> str:
         return f"{self.id}@{self.version}"
 
-    def participating(self, api: ApiVersion, homepage: str) -> "GroupElement":
+    def participating(self, api: ApiVersion, homepage: str) -> GroupElement:
         return replace(self, optional=False, api=api, homepage=homepage)
 
     @property

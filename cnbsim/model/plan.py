@@ -114,12 +114,12 @@ class Plan:
              "requires": [r.to_toml() for r in e.requires]}
             for e in self.entries]}
 
-    def for_buildpack(self, bp_id: str) -> "BuildpackPlan":
+    def for_buildpack(self, bp_id: str) -> BuildpackPlan:
         """lifecycle buildpack/build.go: every entry this buildpack provides, all its requires."""
         return BuildpackPlan(tuple(
             r for e in self.entries if any(p.id == bp_id for p in e.providers) for r in e.requires))
 
-    def without_met(self, met: set[str]) -> "Plan":
+    def without_met(self, met: set[str]) -> Plan:
         """Entries whose requires name a dependency the buildpack met are done with."""
         return Plan(tuple(e for e in self.entries if not any(r.name in met for r in e.requires)))
 
@@ -155,6 +155,18 @@ def read_buildpack_plan(path: Path) -> BuildpackPlan:
                                for e in top.tables("entries")))
 
 
-__all__ = ["Provide", "Require", "PlanOption", "DetectPlan", "PlanDecodeError", "parse_detect_plan",
-           "Provider", "PlanEntry", "Plan", "read_plan_toml", "BuildpackPlan", "read_buildpack_plan",
-           "ConfigError"]
+__all__ = [
+    "BuildpackPlan",
+    "ConfigError",
+    "DetectPlan",
+    "Plan",
+    "PlanDecodeError",
+    "PlanEntry",
+    "PlanOption",
+    "Provide",
+    "Provider",
+    "Require",
+    "parse_detect_plan",
+    "read_buildpack_plan",
+    "read_plan_toml",
+]

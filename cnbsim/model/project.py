@@ -9,9 +9,9 @@ exclude are mutually exclusive, a buildpack has an id or a uri, and not both a u
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from cnbsim.errors import CnbsimError, ConfigError
 from cnbsim.model._fields import Fields

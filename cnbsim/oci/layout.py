@@ -11,9 +11,10 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cnbsim.errors import CnbsimError, ExportError
 from cnbsim.model.buildpack import escape_id
@@ -176,7 +177,7 @@ class PreviousImage:
 
     @classmethod
     def find(cls, layout: Layout, tag: str, label_name: str, debug: Callable[[str], None]
-             ) -> "PreviousImage | None":
+             ) -> PreviousImage | None:
         tagged = layout.tagged(tag)
         if not tagged:
             return None

@@ -11,8 +11,8 @@ import hashlib
 import os
 import stat
 import tarfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from cnbsim.errors import ExportError
 

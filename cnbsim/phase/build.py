@@ -17,15 +17,23 @@ from cnbsim.errors import BuildError, ExitCode
 from cnbsim.log import Logger
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id
-from cnbsim.model.launch import (BuildToml, Label, LaunchToml, Process, Slice, StoreToml, read_build_toml,
-                                 read_launch_toml)
+from cnbsim.model.launch import (
+    BuildToml,
+    Label,
+    LaunchToml,
+    Process,
+    Slice,
+    StoreToml,
+    read_build_toml,
+    read_launch_toml,
+)
 from cnbsim.model.layer import LayerTypes
 from cnbsim.model.layers import Layer, MalformedLayer, read_layers_dir
 from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import BuildpackPlan, Plan
 from cnbsim.platform import Platform
-from cnbsim.sbom import SbomFile, finish_sboms, find_sbom_files
+from cnbsim.sbom import SbomFile, find_sbom_files, finish_sboms
 from cnbsim.tomlio import read_toml, write_toml
 
 
@@ -66,7 +74,7 @@ def build(group: tuple[GroupElement, ...], plan: Plan, store: BuildpackStore, pl
     labels: list[Label] = []
     slices: list[Slice] = []
     results = []
-    for el, desc in zip(group, descs):
+    for desc in descs:
         bp_plan = remaining.for_buildpack(desc.id)
         bp_dir = platform.layers_dir / escape_id(desc.id)
         bp_dir.mkdir(parents=True, exist_ok=True)

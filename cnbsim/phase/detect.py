@@ -17,8 +17,8 @@ from cnbsim.log import NO_SECRETS, BufferedLogger, Logger, Redactor
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, CompositeBuildpack
 from cnbsim.model.order import GroupElement, OrderGroup
+from cnbsim.model.plan import DetectPlan, Plan, PlanDecodeError, parse_detect_plan
 from cnbsim.model.states import DetectStatus
-from cnbsim.model.plan import (DetectPlan, Plan, PlanDecodeError, parse_detect_plan)
 from cnbsim.phase.resolve import resolve_plan
 from cnbsim.platform import Platform
 
@@ -35,7 +35,7 @@ class DetectRun:
     code: int
     output: str = ""
     error: str = ""
-    plan: DetectPlan = DetectPlan()
+    plan: DetectPlan = field(default_factory=DetectPlan)
 
     @property
     def status(self) -> DetectStatus:

@@ -22,12 +22,13 @@ import os
 import re
 import shutil
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from cnbsim.errors import BuildError, CnbsimError, ExportError
-from cnbsim.fs import AtomicDir, DirKind
+from cnbsim.fs import AtomicDir, DirKind, tree_digest
 from cnbsim.log import Logger, as_logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
@@ -37,16 +38,29 @@ from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.project import read_project_toml
 from cnbsim.model.states import LayerStatus
-from cnbsim.oci.layout import (INDEX_TYPES, MANIFEST_TYPES, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP,
-                               OCI_MANIFEST, REF_NAME, ExportedLayer, ImageWriter, Layout, PreviousImage, RunImage,
-                               link_blob, read_run_image)
+from cnbsim.oci.layout import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    REF_NAME,
+    ExportedLayer,
+    ImageWriter,
+    Layout,
+    PreviousImage,
+    RunImage,
+    link_blob,
+    read_run_image,
+)
 from cnbsim.oci.slices import app_slices, glob_regex
 from cnbsim.oci.tar import NORMALIZED_TIME, TarWriter, dir_header, dir_layer, files_layer
 from cnbsim.output import BuiltOutput
-from cnbsim.platform import RunTarget
 from cnbsim.phase.build import BuildOutcome
 from cnbsim.phase.restore import Restored, dir_stamp
-from cnbsim.fs import tree_digest
+from cnbsim.platform import RunTarget
 
 # Re-exported: the exporter's public names (tests and callers import them from here).
 __all__ = ["APP_DIR", "LAUNCHER_PATH", "LAYERS_DIR", "OCI_CONFIG", "OCI_INDEX", "OCI_LAYER", "OCI_LAYER_GZIP",
@@ -216,7 +230,7 @@ class _BuildOutput(BuiltOutput):
     layers: tuple[tuple[GroupElement, tuple[Layer, ...], dict[str, Any] | None], ...] = ()
 
     @classmethod
-    def read(cls, root: Path) -> "_BuildOutput":
+    def read(cls, root: Path) -> _BuildOutput:
         try:
             built = BuiltOutput.open(root)
             if not built.workspace.is_dir():
@@ -547,7 +561,7 @@ class _Staging(AtomicDir):
         super().__init__(target, DirKind.OCI_LAYOUT, "OCI layout", notice=say.warn)
         self.old: Layout | None = None   # the layout being replaced
 
-    def __enter__(self) -> "_Staging":
+    def __enter__(self) -> _Staging:
         with _export_errors():
             super().__enter__()
         try:

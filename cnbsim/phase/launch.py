@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from cnbsim.env import LAUNCH_ROOT_DIRS, Env
 from cnbsim.errors import ExitCode, LaunchError

@@ -20,18 +20,18 @@ relocated, its old layers path replaced by the one its buildpack sees, in files 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cnbsim.cache import Cache
-from cnbsim.fs import relocate, special_files
+from cnbsim.fs import relocate, special_files, tree_digest
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.layer import LayerMetadata
 from cnbsim.model.layers import read_layers_dir
 from cnbsim.model.order import GroupElement
-from cnbsim.fs import tree_digest
 from cnbsim.tomlio import write_toml
 
 

@@ -8,11 +8,10 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 import sys
 from pathlib import Path
-
-import shutil
 
 import pytest
 

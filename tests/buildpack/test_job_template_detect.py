@@ -5,11 +5,10 @@ in each group of PlanQK's builder."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import shutil
 
 import pytest
 

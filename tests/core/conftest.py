@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from cnbsim.phase.build import build as build_phase
 from cnbsim.buildpacks import BuildpackStore
-from cnbsim.phase.detect import detect as detect_phase
 from cnbsim.log import Logger
 from cnbsim.model.order import GroupElement, OrderGroup
+from cnbsim.phase.build import build as build_phase
+from cnbsim.phase.detect import detect as detect_phase
 from cnbsim.platform import Platform
 
 

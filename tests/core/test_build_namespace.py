@@ -248,6 +248,7 @@ def test_without_bubblewrap_the_build_says_so_once_and_uses_host_paths(app, prob
 
 def test_the_exported_image_has_no_host_path_of_the_build(tmp_path):
     import gzip
+
     from cnbsim.phase.export import export_oci
     app = tmp_path / "planqk-pip"
     shutil.copytree(Path(__file__).resolve().parents[2] / "fixtures" / "apps" / "planqk-pip", app)

@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 import cnbsim
-from cnbsim.builder import (BUILDERS_DIR, STUBS_DIR, job_template_dir, read_builder_toml, resolve_builder,
-                            resolve_sources, stub_for_uri)
+from cnbsim.builder import (
+    BUILDERS_DIR,
+    STUBS_DIR,
+    job_template_dir,
+    read_builder_toml,
+    resolve_builder,
+    resolve_sources,
+    stub_for_uri,
+)
 from cnbsim.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from cnbsim.phase.detect import DetectFailed
 from cnbsim.errors import BuildpackApiError
+from cnbsim.phase.detect import DetectFailed
 
 PROVIDE = 'printf "[[provides]]\\nname = \\"%s\\"\\n" "{0}" >> "$CNB_BUILD_PLAN_PATH"'
 REQUIRE = 'printf "[[requires]]\\nname = \\"%s\\"\\n" "{0}" >> "$CNB_BUILD_PLAN_PATH"'

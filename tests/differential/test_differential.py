@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from diffcase import generate
 from diffharness import differences, find_oracle
 from diffknown import known_difference

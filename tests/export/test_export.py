@@ -17,10 +17,18 @@ from pathlib import Path
 import pytest
 
 import cnbsim
-from cnbsim.phase.export import (LAUNCHER_PATH, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST,
-                           ExportError, export_oci)
-from cnbsim.oci.slices import glob_regex
 from cnbsim.log import Logger
+from cnbsim.oci.slices import glob_regex
+from cnbsim.phase.export import (
+    LAUNCHER_PATH,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    ExportError,
+    export_oci,
+)
 
 SKOPEO = shutil.which("skopeo")
 UMOCI = shutil.which("umoci")

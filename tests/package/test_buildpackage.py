@@ -310,7 +310,7 @@ def test_a_layer_entry_that_escapes_cnb_buildpacks_is_refused(tmp_path, kind):
         config = json.loads(cpath.read_text())
         with tarfile.open(_layer_blob(layout), "r:*") as tar:
             entries = [m for m in tar.getmembers() if not m.isreg()]
-        data = _evil_layer(entries + [evil])
+        data = _evil_layer([*entries, evil])
         diff_id = "sha256:" + hashlib.sha256(data).hexdigest()
         (layout / "blobs/sha256" / diff_id[7:]).write_bytes(data)
         manifest["layers"] = [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff_id,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import select
 import socket
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-from servekit import Client, receive_all, parse_response, serving
+from servekit import Client, parse_response, receive_all, serving
 
 from cnbsim.serve import HANDLERS, Api, Limits, json_depth
 
@@ -114,7 +114,7 @@ def test_a_client_sending_one_byte_at_a_time_is_cut_off_at_the_request_deadline(
     slow = b"X-Slow: " + b"a" * 100                 # 108 bytes at 0.1 s each: every read is in time ...
     with socket.create_connection(("127.0.0.1", platform.port), timeout=30) as conn:
         conn.sendall(b"POST / HTTP/1.1\r\n")
-        for sent, byte in enumerate(slow):
+        for sent, byte in enumerate(slow):  # noqa: B007 (read after the loop)
             if select.select([conn], [], [], 0.1)[0]:   # ... but the whole request is late: answered
                 break
             conn.sendall(bytes([byte]))

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from stubrun import BASE_PYTHON, Lifecycle, descriptor, entry
 
 PIP_GROUP_CPYTHON = [entry("cpython", build=True, launch=False, version="", version_source=""),

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from stubrun import STUBS, Lifecycle
 
 PACKIT_BUILD_REQ = {"build": True, "launch": False, "version": "", "version-source": ""}

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from stubrun import BUILDERS, STUBS, descriptor, tomllib
 
 PINS = {  # id: (version PlanQK's builder or python 2.15.0 pins, Buildpack API)
@@ -81,15 +80,12 @@ def test_planqk_builder_has_the_real_buildpacks_groups_and_stack() -> None:
     labels = [("environment-variables", True), ("image-labels", True)]
     job = [("job-template", False)]
     assert groups == [
-        opt + [("cpython", False), ("pip", False), ("pipenv", False), ("pipenv-install", False),
-               ("python-start", False)] + job,
-        opt + [("cpython", False), ("pip", False), ("pip-install", False), ("python-start", False)] + labels + job,
-        opt + [("miniconda", False), ("conda-env-update", False), ("python-start", False)] + labels + job,
+        [*opt, ("cpython", False), ("pip", False), ("pipenv", False), ("pipenv-install", False), ("python-start", False), *job],
+        [*opt, ("cpython", False), ("pip", False), ("pip-install", False), ("python-start", False), *labels, *job],
+        [*opt, ("miniconda", False), ("conda-env-update", False), ("python-start", False), *labels, *job],
         # cnbsim's additions after PlanQK's three: the composite's Poetry groups
-        opt + [("cpython", False), ("pip", False), ("poetry", False), ("poetry-install", False),
-               ("poetry-run", False)] + labels + job,
-        opt + [("cpython", False), ("pip", False), ("poetry", False), ("poetry-install", False),
-               ("python-start", False)] + labels + job]
+        [*opt, ("cpython", False), ("pip", False), ("poetry", False), ("poetry-install", False), ("poetry-run", False), *labels, *job],
+        [*opt, ("cpython", False), ("pip", False), ("poetry", False), ("poetry-install", False), ("python-start", False), *labels, *job]]
     assert all("version" not in g["group"][-1] for g in builder["order"])  # pack resolves the job-template's
     assert builder["stack"] == {"id": "io.buildpacks.stacks.jammy",
                                 "build-image": "docker.io/paketobuildpacks/build-jammy-full",

@@ -11,7 +11,6 @@ import pytest
 import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from stubrun import STUBS, tomllib
 
 LIB = STUBS / "lib"

@@ -12,9 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from stubrun import BASE_PYTHON, Lifecycle, Wheelhouse, entry
 
 from cnbsim.api import installed_pythons
-from stubrun import BASE_PYTHON, Lifecycle, Wheelhouse, entry
 
 CPYTHON = [entry("cpython", build=True), entry("cpython", launch=True)]
 

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from stubrun import Lifecycle, Wheelhouse, entry, launch_env
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("virtualenv") is None,

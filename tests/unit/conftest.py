@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path, PurePath
-from typing import Callable
 
 import pytest
 

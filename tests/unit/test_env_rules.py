@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnbsim.env import BUILD_ROOT_DIRS, LAUNCH_ROOT_DIRS, Env, read_env_dir
-from cnbsim.phase.launch import launch_env
-from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.api import ApiVersion
+from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
+from cnbsim.phase.launch import launch_env
 
 ENV = Path("/layers/my-bp/layer/env")
 PLATFORM = Path("/platform")

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnbsim.errors import LaunchError
-from cnbsim.phase.launch import _user_args
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.launch import Process
+from cnbsim.phase.launch import _user_args
 
 NEW_PLATFORM = ApiVersion.parse("0.15")
 

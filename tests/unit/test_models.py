@@ -14,10 +14,18 @@ from cnbsim.model.buildpack import Distro, Target, escape_id, read_buildpack_tom
 from cnbsim.model.launch import Label, Process, Slice, parse_launch_toml, read_build_toml
 from cnbsim.model.layer import LayerMetadata, LayerTypes, parse_layer_toml
 from cnbsim.model.metadata import BuildMetadata, read_metadata_toml
-from cnbsim.model.order import (GroupElement, OrderGroup, group_to_toml, order_to_toml, read_group_toml,
-                                read_order_toml)
-from cnbsim.model.plan import (BuildpackPlan, Plan, PlanDecodeError, PlanEntry, Provide, Provider, Require,
-                               parse_detect_plan, read_plan_toml)
+from cnbsim.model.order import GroupElement, OrderGroup, group_to_toml, order_to_toml, read_group_toml, read_order_toml
+from cnbsim.model.plan import (
+    BuildpackPlan,
+    Plan,
+    PlanDecodeError,
+    PlanEntry,
+    Provide,
+    Provider,
+    Require,
+    parse_detect_plan,
+    read_plan_toml,
+)
 from cnbsim.tomlio import dumps, parse_toml, write_toml
 
 BP = Path("/cnb/buildpacks/my-bp/1.0.0/buildpack.toml")

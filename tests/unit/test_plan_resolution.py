@@ -7,15 +7,15 @@ in group order, and checks the participating group and the resolved plan.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnbsim.log import BufferedLogger
-from cnbsim.phase.resolve import resolve_plan
 from cnbsim.model.order import GroupElement
 from cnbsim.model.plan import DetectPlan, Plan, PlanEntry, PlanOption, Provide, Provider, Require
+from cnbsim.phase.resolve import resolve_plan
 
 
 def option(provides: Iterable[str] = (), requires: Iterable[str | Require] = ()) -> PlanOption:

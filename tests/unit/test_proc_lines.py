@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,7 +16,7 @@ def test_lines_are_the_same_however_the_output_is_chunked(text, cuts):
     seen: list[str] = []
     lines = _Lines(seen.append)
     points = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
-    for start, end in zip(points, points[1:]):
+    for start, end in itertools.pairwise(points):
         lines.feed(data[start:end])
     lines.close()
     assert seen == text.splitlines(keepends=True)
