@@ -8,6 +8,7 @@ group.toml, plan.toml and config/metadata.toml) and `report.json`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -15,37 +16,45 @@ import shutil
 import sys
 import tempfile
 import time
-import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from cnbsim import leaks, sandbox
 from cnbsim import report as reportmod
-from cnbsim.model.layers import Layer
-from cnbsim.phase.build import BuildOutcome, BuildpackBuild
-from cnbsim.phase.build import build as build_phase
 from cnbsim.builder import Sources, resolve_sources
 from cnbsim.cache import Cache
-from cnbsim.phase.export import reuse_layers
-from cnbsim.phase.restore import restore
-from cnbsim.phase.detect import DetectFailed, DetectResult
-from cnbsim.phase.detect import detect as detect_phase
 from cnbsim.errors import BuildError, ConfigError, DetectError, ExportError
 from cnbsim.fs import is_inside, relocate, special_files, tree_changes, tree_state
-from cnbsim.phase.launch import launch_env
 from cnbsim.log import Level, Logger, Redactor
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
+from cnbsim.model.layers import Layer
 from cnbsim.model.order import GroupElement, group_to_toml
 from cnbsim.model.plan import Plan
-from cnbsim.model.states import Installer, LayerStatus, SandboxMode
 from cnbsim.model.platform_toml import PlatformRecord
 from cnbsim.model.project import FILE_NAME as PROJECT_TOML
 from cnbsim.model.project import FileFilter, ProjectDescriptor, read_project_toml
+from cnbsim.model.states import Installer, LayerStatus, SandboxMode
 from cnbsim.output import OutputDir
-from cnbsim.platform import (DEFAULT_BUILD_TIMEOUT, DEFAULT_DETECT_TIMEOUT, IMAGE_APP_DIR, IMAGE_LAYERS_DIR,
-                             Isolation, Platform, RunTarget, Volume)
+from cnbsim.phase.build import BuildOutcome, BuildpackBuild
+from cnbsim.phase.build import build as build_phase
+from cnbsim.phase.detect import DetectFailed, DetectResult
+from cnbsim.phase.detect import detect as detect_phase
+from cnbsim.phase.export import reuse_layers
+from cnbsim.phase.launch import launch_env
+from cnbsim.phase.restore import restore
+from cnbsim.platform import (
+    DEFAULT_BUILD_TIMEOUT,
+    DEFAULT_DETECT_TIMEOUT,
+    IMAGE_APP_DIR,
+    IMAGE_LAYERS_DIR,
+    Isolation,
+    Platform,
+    RunTarget,
+    Volume,
+)
 from cnbsim.tomlio import write_toml
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -192,7 +201,7 @@ class BuildResult:
     warnings: tuple[str, ...] = field(default=(), repr=False)
     image_paths: bool = False    # built in the namespace: layers hold /layers and /workspace paths
 
-    def rebuild(self, **changes: Any) -> "BuildResult":
+    def rebuild(self, **changes: Any) -> BuildResult:
         """Build the same app again with the same options, cache and output, as a second `pack build` would.
 
         The output's current contents are the previous image (its launch layers can be reused), the
@@ -538,6 +547,11 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             outcome = build_phase(detected.group, detected.plan, sources.store, platform, log)
         except BuildError as failed:
             failed.image_output = normalize(failed.output)   # with image paths: what goldens hold
+            # What a buildpack wrote can be in the message (an unmet name in build.toml): secrets redacted,
+            # and the file named by its image path, not the staging dir that is removed on the way out.
+            failed.message, failed.hint = log.redact(failed.message), failed.hint and log.redact(failed.hint)
+            failed.field = failed.field and log.redact(failed.field)
+            failed.file = failed.file and normalize(failed.file)
             raise
         _check_default_process(record, outcome)
         status = reuse_layers(outcome, previous, restored, log)

@@ -25,10 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from cnbsim.errors import ConfigError
 from cnbsim.model.states import SandboxMode
@@ -354,6 +355,27 @@ def spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: Any
           stdout: Any = None, stderr: Any = None) -> subprocess.Popen:
     """Start `argv` in `view`, in its own session; with a bridge network, once the network is up.
     Call `release(proc)` after it ended."""
+    try:
+        return _spawn(view, argv, env=env, stdin=stdin, stdout=stdout, stderr=stderr)
+    except _EndedEarly:
+        # bwrap ended while the network was being attached (seen rarely on a loaded machine, with
+        # nothing of the command run yet): once more, then say so
+        try:
+            return _spawn(view, argv, env=env, stdin=stdin, stdout=stdout, stderr=stderr)
+        except _EndedEarly as ended:
+            raise ConfigError(f"the sandbox (bwrap) ended with exit status {ended.code} before the process "
+                              "started", field="--network", hint="its message, if any, is above; "
+                              "try --network host or --network none") from None
+
+
+class _EndedEarly(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: Any,
+           stdout: Any, stderr: Any) -> subprocess.Popen:
     args, data = command(view, argv)
     fds: list[int] = []
     block_w = info_r = -1
@@ -391,8 +413,15 @@ def spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: Any
             if problem:
                 os.killpg(proc.pid, signal.SIGKILL)     # never start it with a network it was not given
             else:
-                os.write(block_w, b"1")
+                try:
+                    os.write(block_w, b"1")
+                except BrokenPipeError:
+                    problem = "ended"
             os.close(block_w)
+        if problem == "ended":
+            code = proc.wait()
+            release(proc)
+            raise _EndedEarly(code)
         if problem:
             proc.wait()
             release(proc)
@@ -446,7 +475,7 @@ def _pids_cgroup(limit: int) -> str | None:
 _COUNTER = itertools.count()
 
 
-def _limit_processes(limit: int, cgroup: str | None):  # noqa: ANN202 - a preexec function
+def _limit_processes(limit: int, cgroup: str | None):
     """In the child before exec: RLIMIT_NPROC, and the pids cgroup when there is one."""
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))

@@ -124,6 +124,18 @@ def test_a_leaked_secret_fails_the_build_naming_the_file_and_not_the_value(bps, 
     assert not out.exists()   # nothing with the secret is left behind
 
 
+def test_a_secret_a_buildpack_writes_into_an_error_is_redacted_in_the_exception(bps, tmp_path):
+    # build.toml's unmet name is echoed in the error: through the API too, the value must not appear.
+    bp = bps("leaky", build='printf "[[unmet]]\\nname = \\"%s\\"\\n" "$BP_GITLAB_TOKEN" > "$CNB_LAYERS_DIR/build.toml"')
+    app = tmp_path / "app"
+    app.mkdir()
+    with pytest.raises(cnbsim.BuildError) as info:
+        cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out", env={"BP_GITLAB_TOKEN": TOKEN})
+    message = str(info.value)
+    assert "unmet.name '<redacted>'" in message and TOKEN not in message
+    assert info.value.file == "/layers/leaky/build.toml"   # where it is in the image, not a removed staging dir
+
+
 def test_secret_env_names_extend_the_check(bps, tmp_path):
     bp = bps("leaky", build='echo "$MY_CRED"')
     app = tmp_path / "app"
