@@ -116,7 +116,7 @@ def _write_buildpack_layer(tw: TarWriter, desc: BuildpackDescriptor) -> None:
 
 def _module_json(desc: BuildpackDescriptor, diff_id: str) -> dict[str, Any]:
     """pack dist.ModuleLayerInfo, with its JSON names and omitempty fields."""
-    out: dict[str, Any] = {"api": str(desc.api)}
+    out: dict[str, Any] = {"api": desc.declared_api}
     if desc.stacks:
         out["stacks"] = [{"id": s} for s in desc.stacks]
     if desc.targets:

@@ -70,8 +70,17 @@ class BuildpackDescriptor:
     targets: tuple[Target, ...] = ()
     stacks: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # A composite's api that is not a version: the lifecycle parses it only where it verifies the
+    # buildpack (cmd/apis.go VerifyBuildpackAPI, for the order's own elements), so one nested in
+    # another composite is expanded all the same (buildpack/bp_descriptor.go keeps it as text).
+    api_error: BuildpackApiError | None = field(default=None, compare=False, repr=False)
 
     is_composite: ClassVar[bool] = False
+
+    @property
+    def declared_api(self) -> str:
+        """`api` as buildpack.toml gives it."""
+        return str(self.raw.get("api", self.api))
 
     @property
     def order(self) -> tuple[OrderGroup, ...]:
@@ -97,6 +106,8 @@ class BuildpackDescriptor:
     def check_api(self) -> ApiVersion:
         """The declared API if the lifecycle supports it, else exit 12 (lifecycle cmd/apis.go VerifyBuildpackAPI,
         run for each buildpack a phase uses, before it runs)."""
+        if self.api_error is not None:
+            raise self.api_error
         if self.api not in SUPPORTED_BUILDPACK_APIS:
             raise BuildpackApiError(
                 f"buildpack API version '{self.api}' is incompatible with the lifecycle",
@@ -162,14 +173,17 @@ def parse_buildpack_toml(data: dict[str, Any], path: Path) -> BuildpackDescripto
     order = parse_order_groups(top, path)
     try:
         api = ApiVersion.parse(api_text)
+        api_error = None
     except ValueError:
         # exit 12, as lifecycle cmd/apis.go VerifyBuildpackAPI gives it (there when the buildpack is used)
-        raise BuildpackApiError(f"parse buildpack API '{api_text}' for buildpack '{info.id}@{info.version}'",
-                                file=path, field="api", hint="set api = \"0.10\" (a <major>.<minor> version)"
-                                ) from None
+        api_error = BuildpackApiError(f"parse buildpack API '{api_text}' for buildpack '{info.id}@{info.version}'",
+                                      file=path, field="api", hint="set api = \"0.10\" (a <major>.<minor> version)")
+        if not order:
+            raise api_error from None
+        api = ApiVersion(0, 0)   # never read: check_api() raises api_error first
     if order:
         return CompositeBuildpack(api=api, info=info, path=path, targets=tuple(targets), stacks=stacks, raw=data,
-                                  order=order)
+                                  order=order, api_error=api_error)
     return ComponentBuildpack(api=api, info=info, path=path, targets=tuple(targets), stacks=stacks, raw=data)
 
 

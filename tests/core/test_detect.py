@@ -47,6 +47,18 @@ def test_composite_expands_depth_first_with_rest_of_group_appended(lc, bps, tmp_
     assert "f" not in [e.id for e in result.group]
 
 
+def test_a_nested_composite_whose_api_is_not_a_version_is_expanded_but_one_in_the_order_is_exit_12(lc, bps):
+    # lifecycle: only the order's own elements are verified (phase/hermetic_factory.go verifyOrder);
+    # a composite's api is kept as text when read (buildpack/bp_descriptor.go ReadBpDescriptor)
+    bps("a")
+    bps("inner", api="0.x", order=[[("a", "1.0")]])
+    bps("outer", order=[[("inner", "1.0")]])
+    assert ids(lc.detect([[("outer", "1.0")]])) == [("a", "1.0")]
+    with pytest.raises(BuildpackApiError, match="parse buildpack API '0.x' for buildpack 'inner@1.0'") as info:
+        lc.detect([[("inner", "1.0")]])
+    assert info.value.exit_code == 12
+
+
 def test_optional_composite_whose_groups_all_fail_is_left_out(lc, bps):
     bps("a")
     bps("c", detect="exit 100")
