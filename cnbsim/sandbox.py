@@ -355,17 +355,16 @@ def spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: Any
           stdout: Any = None, stderr: Any = None) -> subprocess.Popen:
     """Start `argv` in `view`, in its own session; with a bridge network, once the network is up.
     Call `release(proc)` after it ended."""
-    try:
-        return _spawn(view, argv, env=env, stdin=stdin, stdout=stdout, stderr=stderr)
-    except _EndedEarly:
-        # bwrap ended while the network was being attached (seen rarely on a loaded machine, with
-        # nothing of the command run yet): once more, then say so
+    # bwrap may end while the network is being attached (seen rarely on a loaded machine, with
+    # nothing of the command run yet): once more, then say so
+    code = 0
+    for _ in range(2):
         try:
             return _spawn(view, argv, env=env, stdin=stdin, stdout=stdout, stderr=stderr)
         except _EndedEarly as ended:
-            raise ConfigError(f"the sandbox (bwrap) ended with exit status {ended.code} before the process "
-                              "started", field="--network", hint="its message, if any, is above; "
-                              "try --network host or --network none") from None
+            code = ended.code
+    raise ConfigError(f"the sandbox (bwrap) ended with exit status {code} before the process started",
+                      field="--network", hint="its message, if any, is above; try --network host or --network none")
 
 
 class _EndedEarly(Exception):
@@ -405,7 +404,7 @@ def _spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: An
         for fd in fds:
             os.close(fd)
     if view.network is Network.BRIDGE:
-        problem = "interrupted"
+        problem, ended = "interrupted", False
         try:
             problem = _attach_pasta(info_r)
         finally:
@@ -416,9 +415,9 @@ def _spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: An
                 try:
                     os.write(block_w, b"1")
                 except BrokenPipeError:
-                    problem = "ended"
+                    ended = True
             os.close(block_w)
-        if problem == "ended":
+        if ended:
             code = proc.wait()
             release(proc)
             raise _EndedEarly(code)

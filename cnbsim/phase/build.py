@@ -182,12 +182,13 @@ def _process_layers(desc: BuildpackDescriptor, layers_dir: Path) -> tuple[tuple[
     # untyped one renamed <layer>.ignore) when the build fails on it, as the lifecycle leaves them.
     # eachLayer takes every `*.toml` for a layer's, launch.toml and build.toml too: one that is not
     # TOML fails the build at its place in the walk, before the layers after it are renamed.
-    entries: list[Layer | MalformedLayer | str] = [*bp_layers.layers, *bp_layers.malformed]
-    entries += [name for name in ("launch", "build") if (bp_dir / f"{name}.toml").is_file()
-                and bp_layers.layer(name) is None and not (bp_dir / name).is_dir()]
-    for layer in sorted(entries, key=lambda lay: os.fsencode(f"{lay if isinstance(lay, str) else lay.name}.toml")):
-        if isinstance(layer, str):
-            read_toml(bp_dir / f"{layer}.toml", what=f"{layer}.toml", error=BuildError)
+    # (A directory of that name is a layer already, its toml read as one.)
+    entries: list[Layer | MalformedLayer | Path] = [*bp_layers.layers, *bp_layers.malformed]
+    entries += [toml for toml in (bp_layers.launch_toml, bp_layers.build_toml)
+                if toml.is_file() and not toml.with_suffix("").is_dir()]
+    for layer in sorted(entries, key=lambda e: os.fsencode(e.name if isinstance(e, Path) else f"{e.name}.toml")):
+        if isinstance(layer, Path):
+            read_toml(layer, what=layer.name, error=BuildError)
             continue
         if isinstance(layer, MalformedLayer):
             raise layer.error
