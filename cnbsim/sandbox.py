@@ -170,7 +170,7 @@ def interpreter_paths(executables: Sequence[str]) -> list[str]:
     for exe in executables:
         if not exe or not os.path.isabs(exe) or not os.path.exists(exe):
             continue
-        for path in dict.fromkeys((exe, os.path.realpath(exe))):
+        for path in _link_chain(exe):
             parent = Path(path).parent
             prefix = parent.parent if parent.name in ("bin", "sbin") else parent
             if str(prefix) in ("/", "/usr", "/usr/local") or str(prefix).startswith("/usr/"):
@@ -180,6 +180,16 @@ def interpreter_paths(executables: Sequence[str]) -> list[str]:
                 if (prefix / "pyvenv.cfg").is_file():   # a venv: its base interpreter too
                     out += interpreter_paths([os.path.realpath(prefix / "bin" / "python")])
     return list(dict.fromkeys(out))
+
+
+def _link_chain(path: str) -> list[str]:
+    """`path`, each symlink hop it goes through and where it ends: a venv made from another venv
+    links to that venv's python, which links on (each hop must exist in the sandbox)."""
+    hops = [path]
+    while os.path.islink(hops[-1]) and len(hops) < 40:
+        hops.append(os.path.join(os.path.dirname(hops[-1]), os.readlink(hops[-1])))
+    hops.append(os.path.realpath(path))
+    return list(dict.fromkeys(os.path.normpath(h) for h in hops))
 
 
 def launcher_paths() -> list[str]:

@@ -30,3 +30,16 @@ def test_a_sandbox_that_ends_before_its_process_starts_is_a_clear_error_after_on
         sandbox.spawn(view, ["true"], env={})
     assert len(runs) == 2
     assert info.value.field == "--network"
+
+
+def test_an_interpreter_reached_through_another_venv_binds_every_prefix_on_the_way(tmp_path):
+    # a venv made from a venv (Python 3.10's `python -m venv` inside one): python -> python3.10 ->
+    # <outer venv>/bin/python3.10 -> <base>/bin/python3.10; a hop left out dangles in the sandbox
+    base, outer, inner = (tmp_path / n for n in ("base", "outer", "inner"))
+    for prefix in (base, outer, inner):
+        (prefix / "bin").mkdir(parents=True)
+    (base / "bin" / "python3.10").write_text("")
+    (outer / "bin" / "python3.10").symlink_to(base / "bin" / "python3.10")
+    (inner / "bin" / "python3.10").symlink_to(outer / "bin" / "python3.10")
+    (inner / "bin" / "python").symlink_to("python3.10")
+    assert sandbox.interpreter_paths([str(inner / "bin" / "python")]) == [str(inner), str(outer), str(base)]
