@@ -1,6 +1,6 @@
 """pytest plugin (entry point `pytest11`): build, run and compare CNB builds in tests.
 
-Fixtures: `cnb_build`, `cnb_detect`, `cnb_run`, `assert_matches_golden`. Options:
+Fixtures: `cnb_build`, `cnb_detect`, `cnb_run`, `cnb_start`, `cnb_shell`, `assert_matches_golden`. Options:
 `--cnb-update-golden` rewrites golden files instead of comparing; `--cnb-registry` runs
 tests marked `registry`. Markers: `bwrap` (skipped without a working bubblewrap),
 `registry` (skipped unless `--cnb-registry`). Builds run in `tmp_path`, so the fixtures
@@ -9,10 +9,11 @@ are safe under pytest-xdist.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,56 @@ def cnb_run() -> Callable[..., RunResult]:
             job.close()
         return RunResult(job.process.returncode, stdout, err.decode("utf-8", errors="replace"), found, value)
     return run
+
+
+@pytest.fixture
+def cnb_start() -> Callable[..., contextlib.AbstractContextManager[Any]]:
+    """`with cnb_start(result, process=None, env=None, port=None, timeout=30, args=(), sandbox="auto",
+    network="bridge") as app:` starts a process through the launcher as `cnbsim run` does (a container of
+    the image), publishes `port` on 127.0.0.1 at a free host port (as `docker run -p 127.0.0.1::PORT`),
+    and waits until the process listens on it. `app.url` (`http://127.0.0.1:HOSTPORT`),
+    `app.address_for_port(port)`, `app.logs()` (output so far), `app.stdout`, `app.stderr`,
+    `app.exit_code`, `app.stop()`; on leaving the block the whole process tree is stopped."""
+    from cnbsim.output import BuiltOutput
+    from cnbsim.runner import Running, RunRequest, free_port, start
+
+    @contextlib.contextmanager
+    def started(built: Any, process: str | None = None, env: Mapping[str, str] | None = None,
+                port: int | None = None, timeout: float = 30, args: Sequence[str] = (), sandbox: str = "auto",
+                network: str = "bridge") -> Iterator[Running]:
+        output = BuiltOutput.open(getattr(built, "output", built))
+        publish = ((free_port(), port),) if port is not None else ()
+        job = start(RunRequest(output, process, tuple(args), dict(env or {}), sandbox=sandbox, network=network,
+                               publish=publish), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        running = Running(job)
+        try:
+            running.wait_listening(timeout)
+            yield running
+        finally:
+            running.stop()
+    return started
+
+
+@pytest.fixture
+def cnb_shell() -> Callable[..., RunResult]:
+    """`cnb_shell(result, "command", env=None, timeout=120, sandbox="auto", network="bridge") -> RunResult`:
+    the command runs through the launcher as a user-provided command, in bash with the launch env
+    (`docker run --entrypoint launcher IMAGE "command"`; libcnb-test's `run_shell_command`)."""
+    from cnbsim.output import BuiltOutput
+    from cnbsim.runner import RunRequest, start
+
+    def shell(built: Any, command: str, env: Mapping[str, str] | None = None, timeout: float = 120,
+              sandbox: str = "auto", network: str = "bridge") -> RunResult:
+        output = BuiltOutput.open(getattr(built, "output", built))
+        job = start(RunRequest(output, None, (command,), dict(env or {}), sandbox=sandbox, network=network,
+                               user_command=True), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = job.process.communicate(timeout=timeout)
+        finally:
+            job.close()
+        return RunResult(job.process.returncode, out.decode("utf-8", errors="replace"),
+                         err.decode("utf-8", errors="replace"), False, None)
+    return shell
 
 
 def golden_view(subject: Any) -> dict[str, Any]:

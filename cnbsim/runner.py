@@ -18,11 +18,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO
@@ -60,6 +62,7 @@ class Job:
     tmp: tempfile.TemporaryDirectory
     sandboxed: bool
     notice: str = ""        # one line the caller shows (e.g. that the run shares the host's network)
+    published: Mapping[int, int] = field(default_factory=dict)   # port inside -> port on the host's 127.0.0.1
 
     @property
     def output_dir(self) -> Path:
@@ -76,6 +79,39 @@ class Job:
                 parsed, value = _json_value(text)
                 return True, value if parsed else text    # output.txt of a custom runtime: a bare string
         return parse_result(stdout)
+
+    def wait_listening(self, port: int, timeout: float, output: Callable[[], str] = str,
+                       deadline: float | None = None) -> None:
+        """Return once the process listens on its `port` (a published one); LaunchError when it exits
+        first or does not listen within `timeout` seconds, or by `deadline` (time.monotonic()) when
+        given (`output()`: what it printed, for the message)."""
+        netns = getattr(self.process, "cnbsim_child", 0)    # the sandbox's own network, or the host's
+        deadline = time.monotonic() + timeout if deadline is None else deadline
+        delay = 0.005
+        while not sandbox.listening(port, netns):
+            code = self.process.poll()
+            if code is not None:
+                raise LaunchError(f"the process exited with code {code} before it listened on port {port}"
+                                  + _tail(output()))
+            if time.monotonic() > deadline:
+                raise LaunchError(f"the process did not listen on port {port} within {timeout:g} s" + _tail(output()),
+                                  hint="check the port it binds (e.g. its PORT env var) and that it binds 0.0.0.0")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def stop(self, grace: float = 5.0) -> int:
+        """As `docker stop`: SIGTERM to the process, SIGKILL to its whole tree after `grace` seconds."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.close()
+        return self.process.returncode
 
     def close(self) -> None:
         """Kill what is left of the process tree and remove the run's temp dirs."""
@@ -100,6 +136,8 @@ class RunRequest:
     writable_workspace: bool = False   # unsandboxed runs only: the sandbox's /workspace is always a writable copy
     inputs: Mapping[str, Any] = field(default_factory=dict)   # named inputs: the v2 layout
     network: str = "bridge"     # as docker run: bridge (own network, outbound only) | none | host
+    publish: tuple[tuple[int, int], ...] = ()   # (host port, port inside), as docker run -p 127.0.0.1:HOST:PORT
+    user_command: bool = False  # args are a user-provided command (docker run --entrypoint launcher IMAGE ARGS)
 
 
 def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
@@ -117,6 +155,9 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
     if not sandboxed and network is sandbox.Network.NONE:
         raise ConfigError("--network none needs the sandbox", field="--network",
                           hint="install bubblewrap, or run with --network host")
+    if req.publish and network is sandbox.Network.NONE:
+        raise ConfigError("a port cannot be published with --network none (the process has only lo)",
+                          field="--publish", hint="use the default network (bridge) or --network host")
     tmp = tempfile.TemporaryDirectory(prefix="cnbsim-run-")
     try:
         return _start(req, tmp, sandboxed, network, stdout, stderr)
@@ -139,18 +180,29 @@ def _start(req: RunRequest, tmp: tempfile.TemporaryDirectory, sandboxed: bool, n
     launcher = [sys.executable, "-I", "-m", "cnbsim.cli", "lifecycle", "launcher"]
     # as `docker run IMAGE`: the entrypoint is /cnb/process/<type> of the build's --default-process, else of
     # the buildpacks' default process, else /cnb/lifecycle/launcher (lifecycle phase/exporter.go entrypoint)
-    process_type = req.process_type or req.output.default_process
+    # a user-provided command is what `docker run --entrypoint launcher IMAGE ARGS` runs (lifecycle
+    # cmd/launcher/cli/launcher.go: no process type, so the args are the command)
+    process_type = None if req.user_command else req.process_type or req.output.default_process
     if process_type:
         launcher += ["--process", process_type]
     launcher += list(req.args)
     notice = ""
+    if sandboxed and network is sandbox.Network.BRIDGE and sandbox.pasta_available():
+        notice = f"note: {sandbox.pasta_available()}: the run shares the host's network"
+        network = sandbox.Network.HOST
+    published = {inside: host for host, inside in req.publish}
+    if network is not sandbox.Network.BRIDGE or not sandboxed:
+        # docker run: "Published ports are discarded when using host network mode"; the process's port is the host's
+        for host, inside in req.publish:
+            if host != inside:
+                notice = "\n".join(filter(None, [notice, f"note: the run has the host's network, so --publish "
+                                                 f"{host}:{inside} is the process's own port {inside} on the host"]))
+        published = {inside: inside for _, inside in req.publish}
     try:
         if sandboxed:
-            if network is sandbox.Network.BRIDGE and sandbox.pasta_available():
-                notice = f"note: {sandbox.pasta_available()}: the run shares the host's network"
-                network = sandbox.Network.HOST
             env.update({"CNB_LAYERS_DIR": IMAGE_LAYERS_DIR, "CNB_APP_DIR": IMAGE_APP_DIR})
-            view = run_view(req.output, Path(tmp.name), mounts, {IMAGE_OUTPUT_DIRECTORY: output_dir}, network)
+            view = run_view(req.output, Path(tmp.name), mounts, {IMAGE_OUTPUT_DIRECTORY: output_dir}, network,
+                            ports=tuple(req.publish) if network is sandbox.Network.BRIDGE else ())
             proc = sandbox.spawn(view, launcher, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
         else:
             # the image paths, redirected to tmp (the runtime's own variables); the v2 input dir exists
@@ -163,11 +215,16 @@ def _start(req: RunRequest, tmp: tempfile.TemporaryDirectory, sandboxed: bool, n
                                     stdout=stdout, stderr=stderr, start_new_session=True)
     except OSError as exc:
         raise ConfigError(f"cannot start the process: {exc.strerror}")
-    return Job(proc, tmp, sandboxed, notice)
+    return Job(proc, tmp, sandboxed, notice, published)
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    shown = text.rstrip("\n").splitlines()[-lines:]
+    return (f"; its last {len(shown)} lines of output:\n" + "\n".join(shown)) if shown else "; it printed nothing"
 
 
 def run_view(output: BuiltOutput, tmp: Path, inputs: Mapping[str, Path], outputs: Mapping[str, Path],
-             network: sandbox.Network) -> sandbox.View:
+             network: sandbox.Network, ports: tuple[tuple[int, int], ...] = ()) -> sandbox.View:
     """A container of the image: a throwaway copy of the workspace at /workspace (writable), the
     launch layers only at /layers (read-only), the inputs at /var/input (read-only), the output
     dirs (writable), a run image's root."""
@@ -189,7 +246,7 @@ def run_view(output: BuiltOutput, tmp: Path, inputs: Mapping[str, Path], outputs
     uid, gid = sandbox.user_ids()
     return sandbox.View(binds=tuple(binds), cwd=IMAGE_APP_DIR, root=sandbox.Root.RUN, network=network,
                         uid=uid, gid=gid, max_processes=sandbox.RUN_MAX_PROCESSES,
-                        tmpfs=(IMAGE_LAYERS_DIR,), read_only=(IMAGE_LAYERS_DIR,))
+                        tmpfs=(IMAGE_LAYERS_DIR,), read_only=(IMAGE_LAYERS_DIR,), ports=ports)
 
 
 def _outside_links(layer: Path) -> list[str]:
@@ -217,10 +274,13 @@ class Outcome:
 
 
 def run_attached(req: RunRequest, out: TextIO, err: TextIO) -> Outcome:
-    """Run to the end, copying the process's stdout to `out` and its stderr to `err` as they come."""
+    """Run to the end, copying the process's stdout to `out` and its stderr to `err` as they come;
+    with published ports, say on `err` where each is reached once the process listens on it."""
     job = start(req, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if job.notice:
         err.write(job.notice + "\n")
+    if job.published:
+        threading.Thread(target=_say_listening, args=(job, err), daemon=True).start()
     chunks: list[str] = []
     errors: list[str] = []
     assert job.process.stdout is not None and job.process.stderr is not None
@@ -239,6 +299,34 @@ def run_attached(req: RunRequest, out: TextIO, err: TextIO) -> Outcome:
         job.close()
     hint = stub_hint(req.output, "".join(errors) + "".join(chunks)) if code != 0 else None
     return Outcome(code, found, value, hint)
+
+
+def _say_listening(job: Job, err: TextIO) -> None:
+    for inside, host in job.published.items():
+        try:
+            job.wait_listening(inside, timeout=24 * 3600)
+        except LaunchError:
+            return          # it ended first: its exit code says the rest
+        err.write(f"cnbsim: port {inside} is published at http://127.0.0.1:{host}\n")
+        err.flush()
+
+
+def parse_publish(value: str) -> tuple[int, int]:
+    """`--publish` as docker's `-p`: `PORT` (a free host port) or `HOSTPORT:PORT`, on 127.0.0.1."""
+    parts = value.split(":")
+    if len(parts) == 3 and parts[0] in ("127.0.0.1", "localhost"):
+        parts = parts[1:]
+    try:
+        numbers = [int(p) if p else 0 for p in parts]
+    except ValueError:
+        numbers = []
+    if len(parts) not in (1, 2) or not numbers or not 0 < numbers[-1] < 65536 or not 0 <= numbers[0] < 65536:
+        raise ConfigError(f"--publish {value!r} is not PORT or HOSTPORT:PORT", field="--publish",
+                          hint="e.g. --publish 8080 (a free host port) or --publish 9000:8080; ports are published "
+                               "on 127.0.0.1 only")
+    inside = numbers[-1]
+    host = numbers[0] if len(numbers) == 2 and numbers[0] else free_port()
+    return host, inside
 
 
 def _copy(stream: IO[bytes], to: TextIO, into: list[str]) -> None:
@@ -348,3 +436,79 @@ def _json_value(text: str) -> tuple[bool, Any]:
         return True, parse_json(text, path="the process's result", what="the result")
     except ConfigError:
         return False, None
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (as docker picks one for `-p PORT`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Running:
+    """A started process with its output collected as it comes (stdout and stderr, and both in the
+    order they arrived): what `cnb_start` yields and `cnbsim run --publish` waits on."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self._lock = threading.Lock()
+        self._both: list[str] = []
+        self._streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._readers = []
+        for name in ("stdout", "stderr"):
+            stream = getattr(job.process, name)
+            if stream is not None:
+                reader = threading.Thread(target=self._read, args=(stream, name), daemon=True)
+                reader.start()
+                self._readers.append(reader)
+
+    def _read(self, stream: IO[bytes], name: str) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            with self._lock:
+                self._both.append(line)
+                self._streams[name].append(line)
+
+    def address_for_port(self, port: int) -> str:
+        """`127.0.0.1:HOSTPORT` where the process's published `port` is reached (libcnb-test's name)."""
+        if port not in self.job.published:
+            raise LaunchError(f"port {port} is not published", hint=f"published: {sorted(self.job.published) or 'none'}")
+        return f"127.0.0.1:{self.job.published[port]}"
+
+    @property
+    def url(self) -> str | None:
+        """`http://127.0.0.1:HOSTPORT` of the first published port (None when none is)."""
+        return f"http://{self.address_for_port(next(iter(self.job.published)))}" if self.job.published else None
+
+    def logs(self) -> str:
+        """What the process printed so far, stdout and stderr in the order they came."""
+        with self._lock:
+            return "".join(self._both)
+
+    @property
+    def stdout(self) -> str:
+        with self._lock:
+            return "".join(self._streams["stdout"])
+
+    @property
+    def stderr(self) -> str:
+        with self._lock:
+            return "".join(self._streams["stderr"])
+
+    @property
+    def exit_code(self) -> int | None:
+        """None while it runs."""
+        return self.job.process.poll()
+
+    def wait_listening(self, timeout: float) -> None:
+        """Until every published port listens (LaunchError with the output's tail if it ends first)."""
+        deadline = time.monotonic() + timeout
+        for port in self.job.published:
+            self.job.wait_listening(port, timeout, self.logs, deadline)
+
+    def stop(self, grace: float = 5.0) -> int:
+        """SIGTERM, then SIGKILL to the whole tree after `grace` seconds (docker stop); the exit code."""
+        code = self.job.stop(grace)
+        for reader in self._readers:
+            reader.join(1)
+        return code

@@ -96,6 +96,7 @@ class View:
     tmpfs: tuple[str, ...] = ()
     read_only: tuple[str, ...] = ()         # made read-only once everything is mounted (e.g. a tmpfs /layers)
     files: Mapping[str, bytes] = field(default_factory=dict, hash=False)   # image path -> content (read-only)
+    ports: tuple[tuple[int, int], ...] = ()  # bridge network: (host port, port inside) published on 127.0.0.1
 
 
 @lru_cache(maxsize=1)
@@ -213,9 +214,10 @@ def _passwd(uid: int, gid: int) -> dict[str, bytes]:
     return {"/etc/passwd": passwd.encode(), "/etc/group": group.encode()}
 
 
-@lru_cache(maxsize=2)
-def _root_args(root: Root) -> tuple[str, ...]:
-    """The bwrap arguments of a root file system (computed once per process)."""
+@lru_cache(maxsize=16)
+def _root_args(root: Root, executables: frozenset[tuple[str, str]] = frozenset()) -> tuple[str, ...]:
+    """The bwrap arguments of a root file system (computed once per process and set of extra
+    executables: (exec dir, name) pairs a run image's exec dirs also show)."""
     args: list[str] = []
     for entry in sorted(os.listdir("/")):
         path = "/" + entry
@@ -227,7 +229,7 @@ def _root_args(root: Root) -> tuple[str, ...]:
             if os.path.isdir(top) and not os.path.islink(top):
                 args += ["--ro-bind", top, top]
     else:
-        args += _run_usr_args()
+        args += _run_usr_args(executables)
     # /etc whole (one mount: every bind costs bwrap a mount table scan), its private files masked
     args += ["--ro-bind", "/etc", "/etc"]
     for entry in sorted(PRIVATE_ETC):
@@ -243,16 +245,18 @@ def _root_args(root: Root) -> tuple[str, ...]:
     return tuple(args)
 
 
-def _run_usr_args() -> list[str]:
+def _run_usr_args(executables: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
     """/usr of a run image: the host's libraries and shared data, no host executable beyond the
-    base system's (so a runtime the image does not provide is "command not found")."""
+    base system's and `executables` (so a runtime the image does not provide is "command not found")."""
     args: list[str] = ["--dir", "/usr"]
     for entry in sorted(os.listdir("/usr")):
         path = "/usr/" + entry
         if entry in ("bin", "sbin", "local", "games", "src", "include") or not os.path.isdir(path):
             continue
         args += ["--ro-bind", path, path]
-    keep = _run_image_executables()
+    keep = {d: set(names) for d, names in _run_image_executables().items()}
+    for exec_dir, name in executables:
+        keep.setdefault(exec_dir, set()).add(name)
     for exec_dir in EXEC_DIRS:
         if not os.path.isdir(exec_dir) or os.path.islink(exec_dir) or exec_dir.startswith("/usr/local"):
             continue
@@ -336,7 +340,17 @@ def command(view: View, argv: Sequence[str]) -> tuple[list[str], list[bytes]]:
     if view.network is not Network.HOST:
         args.append("--unshare-net")
     data: list[bytes] = []
-    for arg in _root_args(view.root):
+    # a host executable a launch layer links to (e.g. /usr/bin/python3) cannot be mounted into a run
+    # image's exec dir (a read-only staged copy): that dir shows it instead
+    shown: set[tuple[str, str]] = set()
+    binds = []
+    for bind in view.binds:
+        parent = os.path.realpath(os.path.dirname(bind.target))
+        if view.root is Root.RUN and bind.source == bind.target and parent in EXEC_DIRS:
+            shown.add((parent, os.path.basename(bind.target)))
+        else:
+            binds.append(bind)
+    for arg in _root_args(view.root, frozenset(shown)):
         if arg == MASK:
             data.append(b"")
             arg = f"@{len(data) - 1}"
@@ -346,7 +360,7 @@ def command(view: View, argv: Sequence[str]) -> tuple[list[str], list[bytes]]:
     for path in view.tmpfs:
         args += ["--tmpfs", path]
     seen: set[str] = set()
-    for bind in view.binds:
+    for bind in binds:
         if bind.target in seen or not os.path.lexists(bind.source):
             continue
         seen.add(bind.target)
@@ -416,7 +430,8 @@ def _spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: An
     if view.network is Network.BRIDGE:
         problem, ended = "interrupted", False
         try:
-            problem = _attach_pasta(info_r)
+            problem, child = _attach_pasta(info_r, view.ports)
+            proc.cnbsim_child = child  # type: ignore[attr-defined]
         finally:
             os.close(info_r)
             if problem:
@@ -439,8 +454,25 @@ def _spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: An
     return proc
 
 
+def listening(port: int, pid: int = 0) -> bool:
+    """Whether a TCP socket listens on `port` in the network namespace of process `pid` (0: cnbsim's
+    own), as /proc/PID/net/tcp and tcp6 list them (state 0A)."""
+    base = f"/proc/{pid}/net" if pid else "/proc/self/net"
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(base, name).read_text(encoding="ascii", errors="replace").splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+                return True
+    return False
+
+
 def release(proc: subprocess.Popen) -> None:
-    """Remove what `spawn` made for an ended process (its pids cgroup)."""
+    """Remove what `spawn` made for an ended process (its network's pasta, its pids cgroup)."""
+    _end_pasta(getattr(proc, "cnbsim_child", 0))
     cgroup = getattr(proc, "cnbsim_cgroup", None)
     if cgroup:
         try:
@@ -494,23 +526,26 @@ def _limit_processes(limit: int, cgroup: str | None):
     return apply
 
 
-def _attach_pasta(info_fd: int) -> str:
+def _attach_pasta(info_fd: int, ports: Sequence[tuple[int, int]] = ()) -> tuple[str, int]:
     """Give the blocked sandbox its own network: pasta joins its user and network namespaces,
     configures an interface like the host's and NATs outbound traffic; the host's loopback is
-    not mapped in (`--no-map-gw`), no port is forwarded. pasta exits with the namespace.
-    Returns '' or why the sandbox has no network."""
+    not mapped in (`--no-map-gw`); only the published `ports` are forwarded, from 127.0.0.1 on
+    the host (as `docker run -p 127.0.0.1:HOST:PORT`). pasta exits with the namespace.
+    Returns ('' or why the sandbox has no network, the pid of the sandbox's first process)."""
     data = b""
     pid = 0
     while not pid:
         chunk = os.read(info_fd, 4096)
         if not chunk:
-            return "bwrap did not report the sandbox's process"
+            return "bwrap did not report the sandbox's process", 0
         data += chunk
         try:
             pid = int(json.loads(data)["child-pid"])
         except (ValueError, KeyError):
             continue
-    argv = ["pasta", "--config-net", "--no-map-gw", "--quiet", "--tcp-ports", "none", "--udp-ports", "none",
+    published = ",".join(f"{host}:{inside}" for host, inside in ports)
+    argv = ["pasta", "--config-net", "--no-map-gw", "--quiet",
+            "--tcp-ports", f"127.0.0.1/{published}" if published else "none", "--udp-ports", "none",
             "--tcp-ns", "none", "--udp-ns", "none"]
     if os.geteuid() == 0:
         # root may enter any network namespace: only that one, not the sandbox's user namespaces
@@ -519,12 +554,50 @@ def _attach_pasta(info_fd: int) -> str:
     else:
         argv += ["--userns", f"/proc/{pid}/ns/user", "--netns", f"/proc/{pid}/ns/net"]
     error = ""
-    for attempt in range(5):
-        # pasta cannot enter the namespace before bwrap has written its uid map: try again shortly
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=30, check=False)
-        if done.returncode == 0:
-            return ""
-        error = " ".join(line for line in done.stderr.decode(errors="replace").splitlines() if "syslog" not in line)
-        time.sleep(0.01 * (attempt + 1))
-    return f"pasta failed: {error}"
+    # pasta does not notice that a namespace it joined through /proc/PID/ns/net is gone (only one bound
+    # to a file): its pid file lets release() end it, else each run would leave a pasta behind
+    with tempfile.TemporaryDirectory(prefix="cnbsim-pasta-") as tmp:
+        pid_file = os.path.join(tmp, "pid")
+        for attempt in range(5):
+            # pasta cannot enter the namespace before bwrap has written its uid map: try again shortly
+            done = subprocess.run([*argv, "--pid", pid_file], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, timeout=30, check=False)
+            if done.returncode == 0:
+                try:
+                    pasta = int(Path(pid_file).read_text(encoding="ascii").strip())
+                    _PASTA[pid] = (pasta, _start_time(pasta))
+                except (OSError, ValueError):
+                    pass
+                return "", pid
+            error = " ".join(line for line in done.stderr.decode(errors="replace").splitlines()
+                             if "syslog" not in line)
+            time.sleep(0.01 * (attempt + 1))
+    return f"pasta failed: {error}", pid
+
+
+_PASTA: dict[int, tuple[int, str]] = {}   # sandbox's first process -> (its pasta's pid, that one's start time)
+
+
+def _start_time(pid: int) -> str:
+    """A process's start time (/proc/PID/stat field 22): with the pid, it names one process, not a reused pid."""
+    return Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace").rpartition(")")[2].split()[19]
+
+
+def _end_pasta(child: int) -> None:
+    """End the pasta serving the sandbox whose first process was `child` (if that pasta still runs)."""
+    pasta, started = _PASTA.pop(child, (0, ""))
+    if not pasta:
+        return
+    try:
+        if _start_time(pasta) != started:
+            return
+        os.kill(pasta, signal.SIGTERM)
+        # it is not our child: wait (briefly) until it is gone or a zombie, its published ports closed
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            state = Path(f"/proc/{pasta}/stat").read_text(encoding="ascii", errors="replace").rpartition(")")[2].split()[0]
+            if state in ("Z", "X") or _start_time(pasta) != started:
+                return
+            time.sleep(0.005)
+    except (OSError, IndexError):
+        pass

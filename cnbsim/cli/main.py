@@ -198,7 +198,11 @@ def _parser() -> argparse.ArgumentParser:
                                    "data.json:/var/input/data/data.json -v params.json:/var/input/params/"
                                    "params.json IMAGE` does, then prints the PlanQK result (from "
                                    "/var/runtime/output/output.json, else the result block). Only the inputs "
-                                   "given are mounted, never the project's input/ dir.", epilog=EPILOG)
+                                   "given are mounted, never the project's input/ dir. ARGS after -- go to the "
+                                   "process as `docker run IMAGE ARGS` gives them (after the default process's "
+                                   "own args; they are the command when the build has no default process); "
+                                   "--shell runs a command of your own with the launch env instead. "
+                                   "--publish makes a web process reachable from the host.", epilog=EPILOG)
     r.add_argument("output", metavar="OUTPUT", help="a `cnbsim build` output dir")
     r.add_argument("--process", "-p", metavar="TYPE", help="the process type (default: the default process)")
     r.add_argument("--data", metavar="FILE", help="JSON input data (mounted at /var/input/data/data.json)")
@@ -215,6 +219,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--network", choices=("bridge", "none", "host"), default="bridge",
                    help="as docker run: bridge (its own network via pasta: outbound works, the host's loopback "
                         "does not), none (only lo) or host")
+    r.add_argument("--publish", action="append", default=[], metavar="[HOSTPORT:]PORT",
+                   help="publish the process's PORT on 127.0.0.1 (repeatable), as docker run -p: at HOSTPORT, or "
+                        "at a free port when only PORT is given; the address is printed once the process listens")
+    r.add_argument("--shell", metavar="COMMAND",
+                   help="run COMMAND instead of a process, in bash with the launch env (as docker run "
+                        "--entrypoint launcher IMAGE COMMAND)")
     r.add_argument("--writable-workspace", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--json", action="store_true", help="stdout holds only the result JSON; the rest goes to stderr")
     r.set_defaults(args=[])
@@ -424,7 +434,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from cnbsim.output import BuiltOutput
-    from cnbsim.runner import RunRequest, read_json_input, run_attached, unmounted_inputs
+    from cnbsim.runner import RunRequest, parse_publish, read_json_input, run_attached, unmounted_inputs
     output = BuiltOutput.open(args.output)
     named = {}
     for item in args.input:
@@ -433,8 +443,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--input {item!r} is not NAME=FILE", field="--input",
                               hint="e.g. --input data=input/data.json (NAME is the run() parameter)")
         named[name] = read_json_input(path, f"input {name}")
+    if args.shell is not None and (args.process or args.args):
+        raise ConfigError("--shell runs a command instead of a process: it takes neither --process nor -- ARGS",
+                          field="--shell", hint="put the whole command in COMMAND, e.g. --shell 'ls -l /layers'")
     req = RunRequest(
-        output=output, process_type=args.process, args=tuple(args.args), env=parse_env(args.env, None),
+        output=output, process_type=args.process, env=parse_env(args.env, None),
+        args=(args.shell,) if args.shell is not None else tuple(args.args), user_command=args.shell is not None,
+        publish=tuple(parse_publish(p) for p in args.publish),
         data=read_json_input(args.data, "data") if args.data else None,
         params=read_json_input(args.params, "params") if args.params else None,
         sandbox=args.sandbox, writable_workspace=args.writable_workspace, inputs=named,

@@ -65,3 +65,11 @@ def test_a_mistyped_ignore_pattern_is_an_error_naming_it(author):
     failed = run(author, "mistyped")
     failed.assert_outcomes(failed=1)
     assert "ignore pattern(s) 'buildpack[*].layers' name no field of the build 'runtime'" in failed.stdout.str()
+
+
+def test_web_process_started_called_and_stopped(author):
+    run(author, "web_process or ends_before").assert_outcomes(passed=3)
+
+
+def test_shell_command_with_the_launch_env(author):
+    run(author, "shell_command").assert_outcomes(passed=1)

@@ -15,9 +15,9 @@ def _ends_at_once(monkeypatch, runs: list[int]) -> None:
         runs.append(1)
         return ["sh", "-c", "exit 7"], []   # takes the place of bwrap: gone before it is released
 
-    def attach(info_fd: int) -> str:
+    def attach(info_fd: int, ports=()) -> tuple[str, int]:
         time.sleep(0.3)                      # the network is attached only after it ended
-        return ""
+        return "", 0
     monkeypatch.setattr(sandbox, "command", command)
     monkeypatch.setattr(sandbox, "_attach_pasta", attach)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,39 @@ def test_rebuild_says_truthfully_what_became_of_each_layer(app, cnb_build):
 def test_rebuild_outside_pytest(app, tmp_path):
     first = cnbsim.build(app, buildpacks=[BUILDPACK], output=tmp_path / "out", cache_dir=tmp_path / "cache")
     assert "Reusing cached layer" in first.rebuild().output_of("author/runtime")
+
+
+def test_web_process_answers_over_http(app, cnb_build, cnb_start):
+    result = cnb_build(app, buildpacks=[BUILDPACK], env={"BP_RUNTIME_VERSION": "2.0"})
+    with cnb_start(result, env={"PORT": "8080"}, port=8080) as web:
+        with urllib.request.urlopen(web.url, timeout=10) as answer:
+            assert answer.read() == b"runtime 2.0\n"
+        assert web.address_for_port(8080) == web.url.removeprefix("http://")
+        assert web.exit_code is None
+    assert "GET / HTTP/1.1" in web.logs()
+    assert web.exit_code is not None                                   # stopped with the block
+    with pytest.raises(OSError):
+        socket.create_connection(web.address_for_port(8080).split(":"), timeout=2).close()
+
+
+def test_web_process_that_binds_another_port_is_reported(app, cnb_build, cnb_start):
+    result = cnb_build(app, buildpacks=[BUILDPACK])
+    with pytest.raises(cnbsim.LaunchError, match="did not listen on port 8080 within 2 s"):
+        with cnb_start(result, env={"PORT": "8081"}, port=8080, timeout=2):
+            pass
+
+
+def test_process_that_ends_before_listening_shows_its_output(app, cnb_build, cnb_start):
+    result = cnb_build(app, buildpacks=[BUILDPACK])
+    with pytest.raises(cnbsim.LaunchError, match="exited with code 1 before it listened") as failed:
+        with cnb_start(result, env={"PORT": "not-a-port"}, port=8080):
+            pass
+    assert "invalid literal for int()" in str(failed.value)
+
+
+def test_shell_command_sees_the_launch_env(app, cnb_build, cnb_shell):
+    result = cnb_build(app, buildpacks=[BUILDPACK], env={"BP_RUNTIME_VERSION": "3.1"})
+    ran = cnb_shell(result, 'echo "version $RUNTIME_VERSION in $PWD"; runtime; ls /layers/author_runtime')
+    assert ran.exit_code == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["version 3.1 in /workspace", "runtime 3.1", "config", "runtime"]
+    assert cnb_shell(result, "exit 3").exit_code == 3
