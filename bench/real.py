@@ -35,6 +35,8 @@ def main() -> int:
     ap.add_argument("--wheelhouse", type=Path)
     ap.add_argument("--python", default="/root/.pyenv/versions/3.10.13/bin/python3.10",
                     help="the interpreter for the pip baseline (the one the build selects)")
+    ap.add_argument("--env", "-e", action="append", default=[], metavar="K=V",
+                    help="a build env var for cnbsim build (e.g. PIP_CERT=... behind a TLS-intercepting proxy)")
     ap.add_argument("apps", nargs="*", type=Path, default=[REPO / "fixtures" / "apps" / "planqk-pip"])
     args = ap.parse_args()
     cnbsim = [str(Path(sys.executable).parent / "cnbsim"), "build"]
@@ -48,6 +50,8 @@ def main() -> int:
                          "--installer", "real"]
                 if args.wheelhouse:
                     build += ["--wheelhouse", str(args.wheelhouse)]
+                for pair in args.env:
+                    build += ["--env", pair]
                 figures["cold"].append(timed([*build, "--clear-cache"]))
                 figures["warm"].append(timed(build))
                 for label in ("pip cold", "pip warm"):

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +25,7 @@ from cnbsim import report as reportmod
 from cnbsim.builder import Sources, resolve_sources
 from cnbsim.cache import Cache
 from cnbsim.errors import BuildError, CnbsimError, ConfigError, DetectError, ExportError
-from cnbsim.fs import is_inside, relocate, special_files, tree_changes, tree_state
+from cnbsim.fs import is_inside, relocate, special_files, temp_dir, tree_changes, tree_state
 from cnbsim.log import Level, Logger, Redactor
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
@@ -456,7 +455,7 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
     _check_volumes(options, isolation)
     _, target = _run_image(options)
     sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
-    with _secrets_redacted(log), tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
+    with _secrets_redacted(log), temp_dir("detect") as tmp:
         workspace, platform_dir = Path(tmp) / "workspace", Path(tmp) / "platform"
         _prepare_workspace(app, workspace, files=project.file_filter() if project else None)
         write_platform_dir(platform_dir, values)

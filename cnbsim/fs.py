@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import stat
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -410,3 +411,55 @@ def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = (),
                 h.update(fix(fh.read(), name) if pairs or host else fh.read())
             h.update(b"\n")
     return "sha256:" + h.hexdigest(), count
+
+
+# Temp dirs of one cnbsim process (a buildpack's plan, a run's workspace copy, a detect's platform
+# dir with its env files) are named after that process: cnbsim-KIND-PID-STARTTIME-xxxx. A process
+# killed with SIGKILL cannot remove them; the next cnbsim process removes those whose process no
+# longer runs, and only those (a name of that shape, owned by the same user, its process gone).
+_TEMP_NAME = re.compile(r"^cnbsim-[a-z]+-(\d+)-(\d+)-")
+_SWEPT: list[bool] = []
+
+
+def process_start_time(pid: int) -> str:
+    """A process's start time (/proc/PID/stat field 22): with the pid it names one process, not a
+    reused pid; '' when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace").rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def temp_dir(kind: str) -> tempfile.TemporaryDirectory:
+    """A temp dir of this process (as tempfile.TemporaryDirectory), after removing the temp dirs that
+    killed cnbsim processes left (once per process)."""
+    if not _SWEPT:
+        _SWEPT.append(True)
+        sweep_temp_dirs()
+    return tempfile.TemporaryDirectory(prefix=f"cnbsim-{kind}-{os.getpid()}-{process_start_time(os.getpid())}-")
+
+
+def sweep_temp_dirs(top: Path | None = None) -> list[Path]:
+    """Remove the temp dirs of cnbsim processes that no longer run; the ones removed."""
+    top = Path(top or tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(top))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = _TEMP_NAME.match(entry.name)
+        if not found:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        pid, started = int(found.group(1)), found.group(2)
+        if process_start_time(pid) == started:
+            continue                  # its process still runs
+        remove_tree(Path(entry.path))
+        removed.append(Path(entry.path))
+    return removed

@@ -31,7 +31,7 @@ from typing import IO, Any, TextIO
 
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
-from cnbsim.fs import special_files
+from cnbsim.fs import special_files, temp_dir
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.states import SandboxMode
 from cnbsim.output import BuiltOutput
@@ -158,7 +158,7 @@ def start(req: RunRequest, *, stdout: Any = None, stderr: Any = None) -> Job:
     if req.publish and network is sandbox.Network.NONE:
         raise ConfigError("a port cannot be published with --network none (the process has only lo)",
                           field="--publish", hint="use the default network (bridge) or --network host")
-    tmp = tempfile.TemporaryDirectory(prefix="cnbsim-run-")
+    tmp = temp_dir("run")
     try:
         return _start(req, tmp, sandboxed, network, stdout, stderr)
     except BaseException:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cnbsim.errors import ConfigError
+from cnbsim.fs import process_start_time
 from cnbsim.model.states import SandboxMode
 
 MODES = SandboxMode.values()
@@ -565,7 +566,7 @@ def _attach_pasta(info_fd: int, ports: Sequence[tuple[int, int]] = ()) -> tuple[
             if done.returncode == 0:
                 try:
                     pasta = int(Path(pid_file).read_text(encoding="ascii").strip())
-                    _PASTA[pid] = (pasta, _start_time(pasta))
+                    _PASTA[pid] = (pasta, process_start_time(pasta))
                 except (OSError, ValueError):
                     pass
                 return "", pid
@@ -578,25 +579,20 @@ def _attach_pasta(info_fd: int, ports: Sequence[tuple[int, int]] = ()) -> tuple[
 _PASTA: dict[int, tuple[int, str]] = {}   # sandbox's first process -> (its pasta's pid, that one's start time)
 
 
-def _start_time(pid: int) -> str:
-    """A process's start time (/proc/PID/stat field 22): with the pid, it names one process, not a reused pid."""
-    return Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace").rpartition(")")[2].split()[19]
-
-
 def _end_pasta(child: int) -> None:
     """End the pasta serving the sandbox whose first process was `child` (if that pasta still runs)."""
     pasta, started = _PASTA.pop(child, (0, ""))
     if not pasta:
         return
     try:
-        if _start_time(pasta) != started:
+        if process_start_time(pasta) != started:
             return
         os.kill(pasta, signal.SIGTERM)
         # it is not our child: wait (briefly) until it is gone or a zombie, its published ports closed
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             state = Path(f"/proc/{pasta}/stat").read_text(encoding="ascii", errors="replace").rpartition(")")[2].split()[0]
-            if state in ("Z", "X") or _start_time(pasta) != started:
+            if state in ("Z", "X") or process_start_time(pasta) != started:
                 return
             time.sleep(0.005)
     except (OSError, IndexError):

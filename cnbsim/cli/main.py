@@ -454,7 +454,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         params=read_json_input(args.params, "params") if args.params else None,
         sandbox=args.sandbox, writable_workspace=args.writable_workspace, inputs=named,
         network=args.network)
-    note = unmounted_inputs(req)
+    note = None if req.user_command else unmounted_inputs(req)
     if note:
         print(note, file=sys.stderr)
     outcome = run_attached(req, sys.stderr if args.json else sys.stdout, sys.stderr)

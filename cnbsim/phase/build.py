@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnbsim.buildpacks import BuildpackStore
 from cnbsim.env import BUILD_ROOT_DIRS, Env
 from cnbsim.errors import BuildError, ExitCode
+from cnbsim.fs import temp_dir
 from cnbsim.log import Logger
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id
@@ -139,7 +139,7 @@ def env_changes(env: Env, base: Env) -> dict[str, str]:
 
 def _run_build(desc: BuildpackDescriptor, bp_plan: BuildpackPlan, bp_dir: Path, env: Env,
                platform: Platform, log: Logger) -> str:
-    with tempfile.TemporaryDirectory(prefix="cnbsim-build-") as tmp:
+    with temp_dir("build") as tmp:
         plan_path = Path(tmp) / escape_id(desc.id) / "plan.toml"
         write_toml(plan_path, bp_plan.to_toml())
         shown_plan, shown_layers = platform.shown(plan_path, scratch=Path(tmp)), platform.shown(bp_dir)

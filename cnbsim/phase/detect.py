@@ -7,12 +7,12 @@ bin/detect runs at most once, and the first group whose plan resolves wins.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnbsim.buildpacks import BuildpackStore
 from cnbsim.errors import CnbsimError, ConfigError, DetectError, ExitCode
+from cnbsim.fs import temp_dir
 from cnbsim.log import NO_SECRETS, BufferedLogger, Logger, Redactor
 from cnbsim.model.api import ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, CompositeBuildpack
@@ -227,7 +227,7 @@ class _Detector:
         return not targets or any(self.platform.target.satisfies(t) for t in targets)
 
     def _run(self, desc: BuildpackDescriptor) -> DetectRun:
-        with tempfile.TemporaryDirectory(prefix="cnbsim-detect-") as tmp:
+        with temp_dir("detect") as tmp:
             plan_path = Path(tmp) / "plan.toml"
             plan_path.touch()
             shown_plan = self.platform.shown(plan_path, scratch=Path(tmp))

@@ -921,12 +921,15 @@ def test_after_sigkill_the_output_stays_usable_and_the_next_build_cleans_up(slow
     assert BuiltOutput.open(root / "out").metadata.default_process == "web"
     left = [p.name for p in root.iterdir() if ".cnbsim-" in p.name]
     assert len(left) == 1
+    killed = [p for p in (root / "tmp").iterdir() if p.name.startswith(f"cnbsim-build-{proc.pid}-")]
+    assert len(killed) == 1                             # the buildpack's plan dir: a SIGKILL cannot remove it
     good = root / "bps" / "good"
     again = _cnbsim("build", str(app), "-b", str(good), "-o", "out", cwd=root, env=env)
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
     assert f"removed {left[0]}, left beside the output by an interrupted run" in out
     assert not [p for p in root.iterdir() if ".cnbsim-" in p.name]
+    assert not killed[0].exists()                       # ... the next cnbsim does
     assert (root / "out" / "layers" / "good" / "web" / "v").read_text() == "ok\n"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -43,3 +44,32 @@ def test_an_interpreter_reached_through_another_venv_binds_every_prefix_on_the_w
     (inner / "bin" / "python3.10").symlink_to(outer / "bin" / "python3.10")
     (inner / "bin" / "python").symlink_to("python3.10")
     assert sandbox.interpreter_paths([str(inner / "bin" / "python")]) == [str(inner), str(outer), str(base)]
+
+
+def test_a_host_executable_in_a_run_image_s_exec_dir_is_shown_by_that_dir_not_mounted_into_it():
+    # a launch layer links /usr/bin/python3: bwrap cannot mount a file into the run root's read-only
+    # staged /usr/bin ("Can't create file at /usr/bin/python3"), so the staged dir holds it
+    exec_dir = "/usr/bin"
+    base = sandbox._run_image_executables().get(exec_dir, set())
+    name = next(n for n in sorted(os.listdir(exec_dir))
+                if n not in base and os.path.isfile(f"{exec_dir}/{n}") and not os.path.islink(f"{exec_dir}/{n}"))
+    exe = target = f"{exec_dir}/{name}"     # a host tool no run image has
+    plain, _ = sandbox.command(sandbox.View(binds=(), cwd="/", root=sandbox.Root.RUN), ["true"])
+    assert not os.path.lexists(os.path.join(plain[plain.index(exec_dir) - 1], name))
+    view = sandbox.View(binds=(sandbox.Bind(target, target),), cwd="/", root=sandbox.Root.RUN)
+    args, _ = sandbox.command(view, ["true"])
+    mounted = [args[i + 2] for i, a in enumerate(args) if a in ("--ro-bind", "--bind")]
+    assert target not in mounted
+    staged = args[args.index(exec_dir) - 1]
+    assert os.path.lexists(os.path.join(staged, os.path.basename(exe)))
+
+
+def test_listening_reads_the_namespace_s_socket_table():
+    import socket
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        assert not sandbox.listening(port)
+        server.listen(1)
+        assert sandbox.listening(port)
+        assert sandbox.listening(port, os.getpid())
