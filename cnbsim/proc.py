@@ -86,6 +86,13 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: floa
                     break
                 lines.feed(data)
         lines.close()
+        if not timed_out:
+            # its output ended; the phase ends when the process does (as the lifecycle's cmd.Wait):
+            # one that closed its stdout and works on is not cut short
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                timed_out = True
     finally:
         _kill(proc)        # whatever is left of the tree: the phase is over
         proc.wait()

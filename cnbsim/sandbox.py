@@ -410,16 +410,21 @@ def _spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: An
             with os.fdopen(w, "wb") as fh:   # small files (< the pipe buffer): written before bwrap runs
                 fh.write(content)
             args[args.index(f"@{i}")] = str(r)
+        # bwrap reports the host pid of the sandbox's first process (its PID namespace's init) on
+        # --info-fd: pasta joins that one's network, release() waits until that namespace is gone
+        info_r, info_w = os.pipe()
+        fds.append(info_w)
+        args[1:1] = ["--info-fd", str(info_w)]
         if view.network is Network.BRIDGE:
             block_r, block_w = os.pipe()
-            info_r, info_w = os.pipe()
-            fds += [block_r, info_w]
-            args[1:1] = ["--block-fd", str(block_r), "--info-fd", str(info_w)]
+            fds.append(block_r)
+            args[1:1] = ["--block-fd", str(block_r)]
         cgroup = _pids_cgroup(view.max_processes) if view.max_processes else None
         proc = subprocess.Popen(args, env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
                                 pass_fds=tuple(fds), start_new_session=True,
                                 preexec_fn=_limit_processes(view.max_processes, cgroup) if view.max_processes else None)
         proc.cnbsim_cgroup = cgroup  # type: ignore[attr-defined]
+        proc.cnbsim_info = info_r if view.network is not Network.BRIDGE else -1  # type: ignore[attr-defined]
     except BaseException:
         for fd in (block_w, info_r):
             if fd >= 0:
@@ -432,7 +437,7 @@ def _spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: An
         problem, ended = "interrupted", False
         try:
             problem, child = _attach_pasta(info_r, view.ports)
-            proc.cnbsim_child = child  # type: ignore[attr-defined]
+            proc.cnbsim_child = proc.cnbsim_init = child  # type: ignore[attr-defined]
         finally:
             os.close(info_r)
             if problem:
@@ -472,7 +477,17 @@ def listening(port: int, pid: int = 0) -> bool:
 
 
 def release(proc: subprocess.Popen) -> None:
-    """Remove what `spawn` made for an ended process (its network's pasta, its pids cgroup)."""
+    """Remove what `spawn` made for an ended process (its network's pasta, its pids cgroup), once
+    every process of its PID namespace is gone."""
+    init = getattr(proc, "cnbsim_init", 0)
+    info = getattr(proc, "cnbsim_info", -1)
+    if info >= 0:
+        proc.cnbsim_info = -1  # type: ignore[attr-defined]
+        try:
+            init = _child_pid(info)
+        finally:
+            os.close(info)
+    _await_namespace_end(init)
     _end_pasta(getattr(proc, "cnbsim_child", 0))
     cgroup = getattr(proc, "cnbsim_cgroup", None)
     if cgroup:
@@ -480,6 +495,43 @@ def release(proc: subprocess.Popen) -> None:
             os.rmdir(cgroup)
         except OSError:
             pass
+
+
+def _child_pid(info_fd: int) -> int:
+    """The "child-pid" bwrap wrote on --info-fd (0 if it ended before writing it)."""
+    data = b""
+    while True:
+        try:
+            return int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            pass
+        chunk = os.read(info_fd, 4096)
+        if not chunk:
+            return 0
+        data += chunk
+
+
+def _await_namespace_end(init: int) -> None:
+    """Wait (briefly) until the init of a sandbox's PID namespace, whose bwrap has ended, has ended too.
+
+    Killing bwrap ends its init by a death signal, and the kernel kills every other process of the
+    namespace before that init's exit completes (a setsid daemon included), but not before bwrap's
+    exit is reported: without this wait a daemon of the phase could still be seen after it."""
+    if not init:
+        return
+    try:
+        own = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{init}/stat").read_text(encoding="ascii", errors="replace").rpartition(")")[2].split()[0]
+            if state in ("Z", "X") or os.readlink(f"/proc/{init}/ns/pid") == own:
+                return      # exited, or the pid is now some other process of our own namespace
+        except (OSError, IndexError):
+            return          # gone (reaped)
+        time.sleep(0.002)
 
 
 def _pids_cgroup(limit: int) -> str | None:

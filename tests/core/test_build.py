@@ -161,6 +161,19 @@ def test_hanging_bin_build_is_killed(lc, bps):
         lc.build([[("a", "1.0")]], build_timeout=0.5)
 
 
+def test_a_bin_build_that_closes_its_output_and_works_on_is_waited_for(lc, bps):
+    # the lifecycle waits for the process, not for the end of its output
+    bps("a", build='echo started; exec >/dev/null 2>&1; sleep 0.3; echo done > "$CNB_LAYERS_DIR/late"')
+    lc.build([[("a", "1.0")]])
+    assert (lc.layers / "a" / "late").read_text() == "done\n"
+
+
+def test_a_bin_build_that_closes_its_output_still_times_out(lc, bps):
+    bps("a", build="exec >/dev/null 2>&1; sleep 30")
+    with pytest.raises(BuildError, match="timed out"):
+        lc.build([[("a", "1.0")]], build_timeout=0.5)
+
+
 def test_later_buildpack_process_of_same_type_replaces_earlier_and_default_is_kept(lc, bps):
     bps("a", api="0.8", build='printf \'[[processes]]\\ntype = "web"\\ncommand = "python"\\ndefault = true\\n'
                               '[[processes]]\\ntype = "worker"\\ncommand = "w"\\n\' > "$CNB_LAYERS_DIR/launch.toml"')

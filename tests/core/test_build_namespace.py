@@ -128,6 +128,12 @@ def test_a_setsid_daemon_from_detect_or_build_does_not_outlive_its_phase(app, bp
     assert _processes_with(token) == []
 
 
+def test_a_bin_build_in_the_sandbox_that_closes_its_output_is_waited_for(app, bps, tmp_path):
+    bp = bps("test/late", build='exec >/dev/null 2>&1; sleep 0.3; echo done > "$CNB_LAYERS_DIR/late"')
+    result = cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out")
+    assert (result.layers_dir / "test_late" / "late").read_text() == "done\n"
+
+
 def test_a_timed_out_build_leaves_no_process_behind(app, bps, tmp_path):
     token = f"{uuid.uuid4().int % 10**6}.{os.getpid()}"
     bp = bps("test/hang", build=f"setsid sleep 4{token} </dev/null >/dev/null 2>&1 &\nsleep 5{token}")
