@@ -110,6 +110,21 @@ def test_pip_install_fails_on_a_missing_included_file(lc: Lifecycle) -> None:
     assert run.code == 1 and f"requirements file not found: {lc.app}/nope.txt" in run.stderr
 
 
+def test_pip_install_refuses_a_10_mb_requirement_line_naming_the_file(lc: Lifecycle) -> None:
+    lc.write("requirements.txt", "flask\n" + "x" * 10_000_000 + "\n")
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 1
+    assert "a line of requirements.txt is 10000000 characters long" in run.stderr
+
+
+def test_pip_install_reads_a_utf8_bom_and_a_large_file(lc: Lifecycle) -> None:
+    names = [f"pkg{i}==1.0" for i in range(20_000)]
+    (lc.app / "requirements.txt").write_bytes(b"\xef\xbb\xbf" + "\n".join(names).encode())
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 0, run.stderr
+    assert run.metadata("packages")["cnbsim"]["requirements"] == names
+
+
 def test_pip_install_rejects_an_unknown_installer(lc: Lifecycle) -> None:
     lc.write("requirements.txt", "flask\n")
     run = lc.build("pip-install", SITE_PACKAGES, {"CNBSIM_INSTALLER": "conda"})
