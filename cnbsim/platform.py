@@ -191,11 +191,13 @@ class Platform:
         return f"{IMAGE_BUILDPACKS_DIR}/{escape_id(bp.id)}/{bp.version}"
 
     def run_buildpack(self, bp: BuildpackDescriptor, executable: str, args: list[str], env: dict[str, str],
-                      timeout: float, scratch: Path, on_line=None) -> proc.Completed:
+                      timeout: float, scratch: Path, on_line=None, tracker: proc.Tracker | None = None
+                      ) -> proc.Completed:
         """Run `bin/<executable>` of `bp` with `args` (paths as `shown` gives them) in the app dir."""
         host_exe = bp.root / "bin" / executable
         if self.isolation is None:
-            return proc.run([str(host_exe), *args], env=env, cwd=self.app_dir, timeout=timeout, on_line=on_line)
+            return proc.run([str(host_exe), *args], env=env, cwd=self.app_dir, timeout=timeout, on_line=on_line,
+                            tracker=tracker)
         iso = self.isolation
         bp_dir = self.buildpack_dir(bp)
         binds = [sandbox.Bind(str(self.app_dir), IMAGE_APP_DIR, writable=True),
@@ -213,7 +215,7 @@ class Platform:
         view = sandbox.View(binds=tuple(binds), cwd=IMAGE_APP_DIR, root=sandbox.Root.BUILD, network=iso.network,
                             uid=iso.uid, gid=iso.gid)
         return proc.run([f"{bp_dir}/bin/{executable}", *args], env=env, cwd=self.app_dir, timeout=timeout,
-                        on_line=on_line, view=view, executable=host_exe, shown=str(host_exe))
+                        on_line=on_line, view=view, executable=host_exe, shown=str(host_exe), tracker=tracker)
 
     def buildpack_env(self, env: Env, bp: BuildpackDescriptor, cnb_vars: dict[str, str]) -> dict[str, str]:
         """The env of one bin/detect or bin/build run: the given env with the platform's

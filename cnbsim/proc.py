@@ -12,6 +12,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,14 +42,41 @@ def check_executable(path: Path) -> str:
 _SIGNALS = {int(sig): sig.name for sig in signal.Signals}
 
 
+class Tracker:
+    """The processes of runs made side by side from several threads: `cancel()` (from the thread
+    that was interrupted) kills every one running and any started after it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen] = set()
+        self._cancelled = False
+
+    def add(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._live.add(proc)
+            if self._cancelled:
+                _kill(proc)
+
+    def discard(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._live.discard(proc)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            for proc in self._live:
+                _kill(proc)
+
+
 def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: float,
         on_line: Callable[[str], None] | None = None, view: sandbox.View | None = None,
-        executable: Path | None = None, shown: str | None = None) -> Completed:
+        executable: Path | None = None, shown: str | None = None, tracker: Tracker | None = None) -> Completed:
     """Run argv[0] with stdout+stderr merged; kill its whole process tree when it ends, on
     timeout and on any exception (KeyboardInterrupt included).
 
     With `view`, argv holds the paths inside the sandbox; `executable` is argv[0]'s host path
-    (checked before the run) and `shown` the name messages use for it."""
+    (checked before the run) and `shown` the name messages use for it. With `tracker`, the process
+    is known to it while it runs."""
     host_exe = executable or Path(argv[0])
     name = shown or argv[0]
     problem = check_executable(host_exe)
@@ -63,6 +91,8 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: floa
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     except OSError as exc:  # e.g. a bad #! line
         return Completed(-1, "", f"cannot execute {name}: {exc.strerror} (check its #! line)")
+    if tracker is not None:
+        tracker.add(proc)
     lines = _Lines(on_line)
     timed_out = False
     assert proc.stdout is not None
@@ -98,6 +128,8 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: floa
         proc.wait()
         proc.stdout.close()
         sandbox.release(proc)
+        if tracker is not None:
+            tracker.discard(proc)
     output = lines.text()
     if timed_out:
         return Completed(-1, output, f"{name} timed out after {timeout:g}s and was killed "

@@ -7,9 +7,11 @@ bin/detect runs at most once, and the first group whose plan resolves wins.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnbsim import proc
 from cnbsim.buildpacks import BuildpackStore
 from cnbsim.errors import CnbsimError, ConfigError, DetectError, ExitCode
 from cnbsim.fs import temp_dir
@@ -25,6 +27,8 @@ from cnbsim.platform import Platform
 PASS, FAIL, SKIP, ERROR = DetectStatus.PASS, DetectStatus.FAIL, DetectStatus.SKIP, DetectStatus.ERROR
 EXPLAIN_WIDTH = 240   # characters of one reason line there
 EXPLAIN_LINES = 40     # of the reasons shown in str(DetectFailed); .explain() has them all
+# [IMPL] the lifecycle starts every bin/detect of a group at once; a group of hundreds is bounded here
+MAX_PARALLEL_DETECTS = 16
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ class _Failed(Exception):
 class _Element:
     el: GroupElement
     desc: BuildpackDescriptor
-    run: DetectRun | None = None        # None: skipped before running (target mismatch)
+    run: DetectRun | None = None        # None: its bin/detect is still to run (pending)
 
 
 def detect(order: tuple[OrderGroup, ...], store: BuildpackStore, platform: Platform,
@@ -174,11 +178,12 @@ class _Detector:
         self.buffer = BufferedLogger()   # shown once detection is over: all of it if it failed
 
     def detect_order(self, order: tuple[OrderGroup, ...], done: list[_Element], rest: list[GroupElement],
-                     optional: bool) -> tuple[tuple[GroupElement, ...], Plan]:
+                     optional: bool, pending: dict[str, BuildpackDescriptor] | None = None
+                     ) -> tuple[tuple[GroupElement, ...], Plan]:
         saw_bp_error = False
         for group in order:
             try:
-                return self.detect_group([*group.group, *rest], list(done))
+                return self.detect_group([*group.group, *rest], list(done), pending)
             except _Failed as failed:
                 saw_bp_error = saw_bp_error or failed.bp_error
         if optional:
@@ -186,8 +191,15 @@ class _Detector:
             return self.detect_group(list(rest), list(done))
         raise _Failed(saw_bp_error)
 
-    def detect_group(self, elements: list[GroupElement], done: list[_Element]
+    def detect_group(self, elements: list[GroupElement], done: list[_Element],
+                     pending: dict[str, BuildpackDescriptor] | None = None
                      ) -> tuple[tuple[GroupElement, ...], Plan]:
+        # lifecycle phase/detector.go detectGroup starts each element's bin/detect in a goroutine as it is
+        # reached and waits for all of them before resolving; a composite's first nested group waits for
+        # the enclosing prefix's runs too (the WaitGroup is passed down): the runs of a group overlap.
+        # Here they are started together once the group's elements are known (`pending`, passed down
+        # the same way); each bin/detect still runs once per key.
+        pending = {} if pending is None else pending
         for i, el in enumerate(elements):
             if any(d.el.id == el.id for d in done):
                 continue  # the first occurrence of an id wins, whatever its version
@@ -198,7 +210,7 @@ class _Detector:
                 raise DetectError(f"failed to detect: {exc.message}", file=exc.file, hint=exc.hint,
                                   exit_code=ExitCode.DETECT_ERROR) from None
             if isinstance(desc, CompositeBuildpack):
-                return self.detect_order(desc.order, done, elements[i + 1:], el.optional)
+                return self.detect_order(desc.order, done, elements[i + 1:], el.optional, pending)
             el = GroupElement(el.id, desc.version, el.optional, desc.api, desc.info.homepage)
             # lifecycle phase/hermetic_factory.go verifyOrder checks the API of the order's own elements only;
             # a nested buildpack of an unsupported API still runs bin/detect (the builder refuses it, exit 12)
@@ -218,15 +230,40 @@ class _Detector:
                     and self.platform.exec_env not in desc.info.exec_env:
                 continue  # lc: skipped entirely for this exec-env, not even listed
             if el.key not in self.runs:
-                self.runs[el.key] = self._run(desc)
-            done.append(_Element(el, desc, self.runs[el.key]))
+                pending[el.key] = desc
+            done.append(_Element(el, desc, self.runs.get(el.key)))
+        self._run_all(pending)
         return self.resolve(done)
+
+    def _run_all(self, pending: dict[str, BuildpackDescriptor]) -> None:
+        """Run the pending bin/detects side by side (at most MAX_PARALLEL_DETECTS at once) and record
+        them in `self.runs`; on any exception
+        (an interrupt included) every one still running is killed before it propagates."""
+        if not pending:
+            return
+        keys = list(pending)
+        if len(keys) == 1:
+            self.runs[keys[0]] = self._run(pending[keys[0]])
+        else:
+            tracker = proc.Tracker()
+            pool = ThreadPoolExecutor(max_workers=min(len(keys), MAX_PARALLEL_DETECTS),
+                                      thread_name_prefix="cnbsim-detect")
+            try:
+                futures = {key: pool.submit(self._run, pending[key], tracker) for key in keys}
+                for key, future in futures.items():
+                    self.runs[key] = future.result()
+            except BaseException:
+                tracker.cancel()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        pending.clear()
 
     def _target_ok(self, desc: BuildpackDescriptor) -> bool:
         targets = desc.effective_targets()
         return not targets or any(self.platform.target.satisfies(t) for t in targets)
 
-    def _run(self, desc: BuildpackDescriptor) -> DetectRun:
+    def _run(self, desc: BuildpackDescriptor, tracker: proc.Tracker | None = None) -> DetectRun:
         with temp_dir("detect") as tmp:
             plan_path = Path(tmp) / "plan.toml"
             plan_path.touch()
@@ -234,7 +271,7 @@ class _Detector:
             env = self.platform.buildpack_env(self.platform.base_env, desc, {"CNB_BUILD_PLAN_PATH": shown_plan})
             done = self.platform.run_buildpack(desc, "detect", [self.platform.shown(self.platform.platform_dir),
                                                                 shown_plan], env, self.platform.detect_timeout,
-                                               scratch=Path(tmp))
+                                               scratch=Path(tmp), tracker=tracker)
             if done.code != 0:
                 return DetectRun(desc.key, done.code, done.output, done.error)
             try:
@@ -255,6 +292,7 @@ class _Detector:
     def resolve(self, done: list[_Element]) -> tuple[tuple[GroupElement, ...], Plan]:
         buf = self.buffer
         outcomes: dict[str, ElementOutcome] = {}
+        done = [d if d.run is not None else _Element(d.el, d.desc, self.runs[d.el.key]) for d in done]
         for d in done:
             assert d.run is not None
             if d.run.output:

@@ -275,3 +275,53 @@ def test_ctrl_c_during_a_build_stops_it_and_keeps_the_previous_output(service, b
     assert "Traceback" not in err
     assert (out / "report.json").read_text() == before
     assert not list(tmp_path.glob(".out.cnbsim-*"))
+
+
+def _running(marker: str) -> list[int]:
+    """The pids of live (not zombie) processes whose command line is `sleep MARKER`."""
+    found = []
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc_dir / "cmdline").read_bytes() != f"sleep\0{marker}\0".encode():
+                continue
+            if (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(proc_dir.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("sandbox", ["never", pytest.param("always", marks=pytest.mark.bwrap)])
+def test_ctrl_c_while_a_group_s_detects_run_side_by_side_stops_every_one(bps, tmp_path, sandbox):
+    import signal
+    import time
+    app = tmp_path / "app"
+    app.mkdir()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    seen = "/mnt/marks" if sandbox == "always" else str(marks)
+    tag = f"{os.getpid()}{len(sandbox)}"
+    names = ["test/a", "test/b", "test/c"]
+    args = []
+    for i, name in enumerate(names):
+        bp = bps(name, detect=f"touch {seen}/{i}; exec sleep 30.{tag}{i}")
+        args += ["-b", str(bp)]
+    if sandbox == "always":
+        args += ["--volume", f"{marks}:/mnt/marks:rw"]
+    proc = subprocess.Popen([sys.executable, "-m", "cnbsim.cli", "build", str(app), *args, "--sandbox", sandbox,
+                             "-o", str(tmp_path / "out")], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while len(list(marks.iterdir())) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(p.name for p in marks.iterdir()) == ["0", "1", "2"]    # all three at once
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("ERROR: interrupted by SIGINT")
+    deadline = time.monotonic() + 10
+    while any(_running(f"30.{tag}{i}") for i in range(3)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [i for i in range(3) if _running(f"30.{tag}{i}")]
+    assert not (tmp_path / "out").exists()

@@ -227,3 +227,37 @@ def test_clear_env_buildpack_does_not_get_platform_env(lc, bps, tmp_path):
     bps("a", extra="clear-env = true", detect=f'echo "${{BP_GREETING:-unset}}" > {tmp_path}/seen')
     lc.detect([[("a", "1.0")]])
     assert (tmp_path / "seen").read_text().strip() == "unset"
+
+
+def _meet(me: str, other: str, tmp_path) -> str:
+    """A bin/detect that passes only if `other`'s bin/detect runs while it waits (10 s at most)."""
+    return (f'touch {tmp_path}/{me}-started; i=0; while [ $i -lt 500 ]; do '
+            f'[ -e {tmp_path}/{other}-started ] && exit 0; sleep 0.02; i=$((i+1)); done; exit 100')
+
+
+def test_the_bin_detects_of_a_group_run_side_by_side_as_the_lifecycle_starts_them(lc, bps, tmp_path):
+    # lifecycle phase/detector.go detectGroup: one goroutine per element, all waited for before resolving.
+    # Each of these passes only if the other runs at the same time: one after the other, the first fails.
+    bps("a", detect=_meet("a", "b", tmp_path))
+    bps("b", detect=_meet("b", "a", tmp_path))
+    assert ids(lc.detect([[("a", "1.0"), ("b", "1.0")]])) == [("a", "1.0"), ("b", "1.0")]
+
+
+def test_a_composite_s_first_group_runs_beside_the_enclosing_group_s_prefix(lc, bps, tmp_path):
+    # the lifecycle passes its WaitGroup into the composite's detectOrder: the prefix's goroutines are
+    # still running while the nested group's start
+    bps("a", detect=_meet("a", "c", tmp_path))
+    bps("c", detect=_meet("c", "a", tmp_path))
+    bps("f", order=[[("c", "1.0")]])
+    assert ids(lc.detect([[("a", "1.0"), ("f", "1.0")]])) == [("a", "1.0"), ("c", "1.0")]
+
+
+def test_side_by_side_runs_keep_the_group_s_order_in_the_log_and_run_once(lc, bps, tmp_path):
+    for name, delay in (("a", "0.3"), ("b", "0"), ("c", "0.1")):
+        bps(name, detect=f"sleep {delay}; echo detect-{name}; echo x >> {tmp_path}/{name}-runs; exit 100")
+    bps("d")
+    with pytest.raises(DetectFailed) as info:
+        lc.detect([[("a", "1.0"), ("b", "1.0"), ("c", "1.0")], [("a", "1.0"), ("d", "1.0"), ("c", "1.0")]])
+    text = info.value.explain()
+    assert text.index("a@1.0") < text.index("b@1.0") < text.index("c@1.0")
+    assert all((tmp_path / f"{n}-runs").read_text() == "x\n" for n in "abc")
