@@ -110,11 +110,34 @@ def test_pip_install_fails_on_a_missing_included_file(lc: Lifecycle) -> None:
     assert run.code == 1 and f"requirements file not found: {lc.app}/nope.txt" in run.stderr
 
 
-def test_pip_install_refuses_a_10_mb_requirement_line_naming_the_file(lc: Lifecycle) -> None:
-    lc.write("requirements.txt", "flask\n" + "x" * 10_000_000 + "\n")
+def test_pip_install_refuses_a_5_mb_requirement_line_naming_the_file(lc: Lifecycle) -> None:
+    lc.write("requirements.txt", "flask\n" + "x" * 5_000_000 + "\n")
     run = lc.build("pip-install", SITE_PACKAGES)
     assert run.code == 1
-    assert "a line of requirements.txt is 10000000 characters long" in run.stderr
+    assert "a line of requirements.txt is 5000000 characters long" in run.stderr
+
+
+def test_pip_install_stops_at_once_on_a_2m_line_requirements_file_naming_it(lc: Lifecycle) -> None:
+    # 46 MB: bounded reading (the stub reads at most 8 MiB + 1 byte of a file), one error
+    (lc.app / "requirements.txt").write_text("".join(f"pkg{i}==1.0.{i}\n" for i in range(2_000_000)))
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 1
+    assert "requirements.txt is larger than 8 MiB" in run.stderr and "check that file" in run.stderr
+    assert not (run.layers / "packages").exists()
+
+
+def test_pip_install_bounds_the_lines_of_a_file_and_the_requirements_in_all(lc: Lifecycle) -> None:
+    lc.write("requirements.txt", "#\n" * 199_999 + "flask\n")
+    assert lc.build("pip-install", SITE_PACKAGES).code == 0           # 200,000 lines: read
+    lc.write("requirements.txt", "#\n" * 200_001)
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 1 and "requirements.txt has more than 200000 lines" in run.stderr
+    # 20,001 requirements over an include: the file that goes past the bound is named
+    lc.write("requirements.txt", "".join(f"a{i}\n" for i in range(15_000)) + "-r more.txt\n")
+    lc.write("more.txt", "".join(f"b{i}\n" for i in range(5_001)))
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 1
+    assert "more.txt brings the requirements to more than 20000" in run.stderr
 
 
 def test_pip_install_reads_a_utf8_bom_and_a_large_file(lc: Lifecycle) -> None:
