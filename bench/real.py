@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def timed(argv: list[str], **kw: object) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800, **kw)
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=1800, **kw)
+    if done.returncode != 0:
+        sys.exit(f"{argv[0]} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     return time.perf_counter() - start
 
 
@@ -42,6 +44,8 @@ def main() -> int:
     cnbsim = [str(Path(sys.executable).parent / "cnbsim"), "build"]
     index = ["--no-index", "--find-links", str(args.wheelhouse)] if args.wheelhouse else []
     for app in args.apps:
+        if not app.is_dir() and (REPO / "fixtures" / "apps" / app).is_dir():
+            app = REPO / "fixtures" / "apps" / app     # a fixture app by name
         figures: dict[str, list[float]] = {"cold": [], "warm": [], "pip cold": [], "pip warm": []}
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="cnbsim-bench-real-") as tmp:

@@ -103,6 +103,10 @@ class BuildOptions:
                 raise ConfigError("wheelhouse directory not found", file=wheelhouse,
                                   hint="give a directory of .whl files (pip wheel -w DIR ...)")
             values["CNBSIM_WHEELHOUSE"] = str(wheelhouse)
+        if installer is Installer.REAL:
+            deps = deps_dir()
+            if deps:
+                values["CNBSIM_DEPS_DIR"] = deps
         return values
 
     def secrets(self) -> dict[str, str]:
@@ -126,8 +130,21 @@ class BuildOptions:
         paths = sandbox.interpreter_paths(pythons)
         if platform_values.get("CNBSIM_WHEELHOUSE"):
             paths.append(platform_values["CNBSIM_WHEELHOUSE"])
+        shared = (platform_values["CNBSIM_DEPS_DIR"],) if platform_values.get("CNBSIM_DEPS_DIR") else ()
         return Isolation(network=network, uid=uid, gid=gid, host_paths=tuple(dict.fromkeys(paths)),
-                         volumes=self.parsed_volumes())
+                         volumes=self.parsed_volumes(), shared_dirs=shared)
+
+
+def deps_dir() -> str:
+    """Real mode's dependency cache, `$XDG_CACHE_HOME/cnbsim/deps`: the buildpacks' own dependencies
+    (the pip wheel the pip buildpack installs), downloaded once per machine, as an offline
+    buildpackage carries them. '' when it cannot be made."""
+    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnbsim" / "deps"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return ""
+    return str(path)
 
 
 def base_python() -> str:

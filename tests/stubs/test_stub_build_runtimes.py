@@ -263,3 +263,17 @@ def test_a_plan_written_as_inline_tables_reads_the_same(lc: Lifecycle) -> None:
     a, b = one.build("cpython", inline), two.build("cpython", tables)
     assert "(using Pipfile): 3.9.18" in a.stdout and a.types("cpython") == b.types("cpython") == {
         "build": True, "cache": True, "launch": True}
+
+
+def test_pip_real_mode_takes_its_wheel_from_the_dependency_cache_without_downloading(lc: Lifecycle, tmp_path) -> None:
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    (deps / "pip-23.3.1-py3-none-any.whl").write_bytes(b"a wheel")
+    # no index to download from: pip would fail, so the wheel can only come from the cache
+    env = {"CNBSIM_INSTALLER": "real", "CNBSIM_DEPS_DIR": str(deps), "PIP_INDEX_URL": "http://127.0.0.1:9/",
+           "PIP_RETRIES": "0", "PIP_TIMEOUT": "1"}
+    run = lc.build("pip", [entry("pip", build=True)], env)
+    assert run.code == 0, run.stderr
+    assert f"the pip 23.3.1 wheel from the dependency cache {deps}" in run.stdout
+    assert "downloading" not in run.stdout
+    assert (run.layers / "pip-source" / "pip-23.3.1-py3-none-any.whl").read_bytes() == b"a wheel"
