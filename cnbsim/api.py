@@ -57,6 +57,10 @@ from cnbsim.platform import (
 from cnbsim.tomlio import write_toml
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+# what cnbsim itself tells the stubs; the two that name host dirs are bound into the build, so a
+# user's env (--env, project.toml) may not set them: each has its own option
+_RESERVED_ENV = {"CNBSIM_WHEELHOUSE": "use --wheelhouse DIR",
+                 "CNBSIM_DEPS_DIR": "cnbsim sets it in real mode ($XDG_CACHE_HOME/cnbsim/deps)"}
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class BuildOptions:
             if not _ENV_NAME.match(name):
                 raise ConfigError(f"'{name}' is not a valid environment variable name", field="env",
                                   hint="use letters, digits and '_' (e.g. BP_MY_SETTING)")
+            if name in _RESERVED_ENV:
+                raise ConfigError(f"{name} is cnbsim's own setting and cannot be given as a build env var",
+                                  field="env", hint=f"remove it from --env / project.toml: {_RESERVED_ENV[name]}")
         values["CNBSIM_INSTALLER"] = installer.value
         values["CNBSIM_PYTHON"] = sys.executable
         values["CNBSIM_BASE_PYTHON"] = base_python()
@@ -139,7 +146,9 @@ def deps_dir() -> str:
     """Real mode's dependency cache, `$XDG_CACHE_HOME/cnbsim/deps`: the buildpacks' own dependencies
     (the pip wheel the pip buildpack installs), downloaded once per machine, as an offline
     buildpackage carries them. '' when it cannot be made."""
-    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnbsim" / "deps"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # a relative XDG_CACHE_HOME is to be ignored (XDG Base Directory Specification)
+    path = (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "cnbsim" / "deps"
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:

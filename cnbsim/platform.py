@@ -143,7 +143,7 @@ class Isolation:
     host_paths: tuple[str, ...] = ()     # host files and dirs the build needs, shown read-only where they are
     volumes: tuple[Volume, ...] = ()     # `--volume HOST:TARGET[:ro|rw]`: bound at TARGET, as pack binds them
     shared_dirs: tuple[str, ...] = ()    # cnbsim's own dirs kept between builds (real mode's dependency
-                                         # cache), bound read-write where they are
+                                         # cache), bound read-write where they are, for cnbsim's pip stub
 
     @staticmethod
     def base_env(environ: dict[str, str]) -> Env:
@@ -214,7 +214,10 @@ class Platform:
             binds.append(sandbox.Bind(str(bp.root.parent / "lib"), f"{IMAGE_BUILDPACKS_DIR}/{escape_id(bp.id)}/lib"))
         binds += [sandbox.Bind(p, p) for p in iso.host_paths]
         binds += [sandbox.Bind(str(v.host), v.target, writable=v.writable) for v in iso.volumes]
-        binds += [sandbox.Bind(p, p, writable=True) for p in iso.shared_dirs]
+        if bp.id == "paketo-buildpacks/pip" and _STUBS_DIR in bp.root.parents:
+            # only cnbsim's own pip stub sees the dependency cache: no other buildpack (nor the code of
+            # the packages pip-install builds) can change what later builds install
+            binds += [sandbox.Bind(p, p, writable=True) for p in iso.shared_dirs]
         view = sandbox.View(binds=tuple(binds), cwd=IMAGE_APP_DIR, root=sandbox.Root.BUILD, network=iso.network,
                             uid=iso.uid, gid=iso.gid)
         return proc.run([f"{bp_dir}/bin/{executable}", *args], env=env, cwd=self.app_dir, timeout=timeout,

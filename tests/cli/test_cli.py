@@ -325,3 +325,22 @@ def test_ctrl_c_while_a_group_s_detects_run_side_by_side_stops_every_one(bps, tm
         time.sleep(0.05)
     assert not [i for i in range(3) if _running(f"30.{tag}{i}")]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["CNBSIM_DEPS_DIR", "CNBSIM_WHEELHOUSE"])
+@pytest.mark.parametrize("how", ["--env", "project.toml"])
+def test_a_build_env_may_not_name_the_host_dirs_cnbsim_binds_into_the_build(tmp_path, name, how):
+    # these two are bound into the build namespace where they point: from a user's env they would
+    # show (or, the dependency cache, make writable) any host dir
+    import shutil
+    app = tmp_path / "app"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "fixtures" / "apps" / "planqk-pip", app)
+    args = ["build", str(app), "-o", str(tmp_path / "out")]
+    if how == "--env":
+        args += ["--env", f"{name}=/etc"]
+    else:
+        (app / "project.toml").write_text(f'[_]\nschema-version = "0.2"\n[[io.buildpacks.build.env]]\nname = "{name}"\nvalue = "/etc"\n')
+    res = cnbsim(*args, cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    assert f"{name} is cnbsim's own setting and cannot be given as a build env var" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()

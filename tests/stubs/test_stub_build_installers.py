@@ -140,6 +140,46 @@ def test_pip_install_bounds_the_lines_of_a_file_and_the_requirements_in_all(lc: 
     assert "more.txt brings the requirements to more than 20000" in run.stderr
 
 
+def test_pip_install_bounds_hold_for_crlf_continuations_nuls_and_a_missing_last_newline(lc: Lifecycle) -> None:
+    # each used to pass a bound or take minutes: CRs and continuations were stripped over the whole text
+    # (quadratic), lines were counted after joining, NUL bytes were not counted, a last line without
+    # a newline was not counted
+    lc.write("requirements.txt", "# x\r\n" * 180_000 + "".join(f"p{i}==1.0\r\n" for i in range(20_000)))
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 0, run.stderr
+    reqs = run.metadata("packages")["cnbsim"]["requirements"]
+    assert len(reqs) == 20_000 and reqs[-1] == "p19999==1.0"
+    lc.write("requirements.txt", "flask\n" + "\r" * 1_000_000)
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 1 and "a line of requirements.txt is 1000000 characters long" in run.stderr
+    lc.write("requirements.txt", "fla\\\n" * 200_001 + "sk\n")
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 1 and "has more than 200000 lines" in run.stderr
+    lc.write("requirements.txt", "#\n" * 200_000 + "flask")
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 1 and "has more than 200000 lines" in run.stderr
+    (lc.app / "requirements.txt").write_bytes(b"flask\n" + b"\0" * (9 << 20))
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 1 and "requirements.txt is larger than 8 MiB" in run.stderr
+
+
+def test_pip_install_joins_continuation_lines_as_pip_does(lc: Lifecycle) -> None:
+    lc.write("requirements.txt", "fla\\\r\nsk==3.1 \\\n  --hash=sha256:abc\n# a comment \\\ngunicorn\nreq\\")
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 0, run.stderr
+    assert run.metadata("packages")["cnbsim"]["requirements"] == ["flask==3.1", "gunicorn", "req"]
+
+
+def test_pip_install_names_an_include_cycle(lc: Lifecycle) -> None:
+    lc.write("requirements.txt", "-r ./requirements.txt\nflask\n")
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 0, run.stderr          # ./requirements.txt is the same file: read once, as pip
+    lc.write("requirements.txt", "-r sub/../requirements.txt\nflask\n")
+    (lc.app / "sub").mkdir()
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 1 and "requirements files include each other more than 50 deep" in run.stderr
+
+
 def test_pip_install_reads_a_utf8_bom_and_a_large_file(lc: Lifecycle) -> None:
     names = [f"pkg{i}==1.0" for i in range(20_000)]
     (lc.app / "requirements.txt").write_bytes(b"\xef\xbb\xbf" + "\n".join(names).encode())

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 
 import pytest
 from stubrun import BASE_PYTHON, Lifecycle, descriptor, entry
@@ -268,7 +269,8 @@ def test_a_plan_written_as_inline_tables_reads_the_same(lc: Lifecycle) -> None:
 def test_pip_real_mode_takes_its_wheel_from_the_dependency_cache_without_downloading(lc: Lifecycle, tmp_path) -> None:
     deps = tmp_path / "deps"
     deps.mkdir()
-    (deps / "pip-23.3.1-py3-none-any.whl").write_bytes(b"a wheel")
+    with zipfile.ZipFile(deps / "pip-23.3.1-py3-none-any.whl", "w") as whl:
+        whl.writestr("pip/__init__.py", "")
     # no index to download from: pip would fail, so the wheel can only come from the cache
     env = {"CNBSIM_INSTALLER": "real", "CNBSIM_DEPS_DIR": str(deps), "PIP_INDEX_URL": "http://127.0.0.1:9/",
            "PIP_RETRIES": "0", "PIP_TIMEOUT": "1"}
@@ -276,4 +278,19 @@ def test_pip_real_mode_takes_its_wheel_from_the_dependency_cache_without_downloa
     assert run.code == 0, run.stderr
     assert f"the pip 23.3.1 wheel from the dependency cache {deps}" in run.stdout
     assert "downloading" not in run.stdout
-    assert (run.layers / "pip-source" / "pip-23.3.1-py3-none-any.whl").read_bytes() == b"a wheel"
+    assert (run.layers / "pip-source" / "pip-23.3.1-py3-none-any.whl").read_bytes() == \
+        (deps / "pip-23.3.1-py3-none-any.whl").read_bytes()
+
+
+def test_pip_real_mode_drops_a_damaged_wheel_from_the_dependency_cache(lc: Lifecycle, tmp_path) -> None:
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    (deps / "pip-23.3.1-py3-none-any.whl").write_bytes(b"PK\x03\x04 cut short")
+    env = {"CNBSIM_INSTALLER": "real", "CNBSIM_DEPS_DIR": str(deps), "PIP_INDEX_URL": "http://127.0.0.1:9/",
+           "PIP_RETRIES": "0", "PIP_TIMEOUT": "1"}
+    run = lc.build("pip", [entry("pip", build=True)], env)
+    assert run.code == 0, run.stderr
+    assert "pip-23.3.1-py3-none-any.whl is not a valid wheel: removed, downloading it again" in run.stdout
+    assert not list(deps.iterdir())
+    assert not list((run.layers / "pip-source").glob("*.whl"))     # no index here: a warning, the bundled pip
+    assert "Warning: no pip-23.3.1 wheel" in run.stdout
