@@ -170,6 +170,16 @@ def test_pip_install_joins_continuation_lines_as_pip_does(lc: Lifecycle) -> None
     assert run.metadata("packages")["cnbsim"]["requirements"] == ["flask==3.1", "gunicorn", "req"]
 
 
+def test_pip_install_records_a_requirement_whose_name_is_longer_than_a_file_name(lc: Lifecycle) -> None:
+    long_name = "a" * 300
+    lc.write("requirements.txt", f"{long_name}==1.0\nflask\n")
+    run = lc.build("pip-install", SITE_PACKAGES)
+    assert run.code == 0, run.stderr
+    assert run.metadata("packages")["cnbsim"]["requirements"] == [f"{long_name}==1.0", "flask"]
+    site = next((run.layers / "packages").glob("lib/python*/site-packages"))
+    assert f"{long_name}==1.0\n" in [m.read_text() for m in site.glob("*.cnbsim-stub")]
+
+
 def test_pip_install_names_an_include_cycle(lc: Lifecycle) -> None:
     lc.write("requirements.txt", "-r ./requirements.txt\nflask\n")
     run = lc.build("pip-install", SITE_PACKAGES)

@@ -269,6 +269,8 @@ stub_record() {
     [[ $req =~ ^([A-Za-z0-9][A-Za-z0-9._-]*) ]] && name=${BASH_REMATCH[1],,}
     name=${name//[._]/-}
     [[ $req == -* || $req == */* ]] && name=local-$((++_STUB_N))
+    # a file name has at most 255 bytes; the marker still holds the whole requirement
+    ((${#name} <= 200)) || name=${name:0:200}-$((++_STUB_N))
     printf '%s\n' "$req" > "$site/$name.cnbsim-stub"
   done
 }
