@@ -25,7 +25,7 @@ from cnbsim import report as reportmod
 from cnbsim.builder import Sources, resolve_sources
 from cnbsim.cache import Cache
 from cnbsim.errors import BuildError, CnbsimError, ConfigError, DetectError, ExportError
-from cnbsim.fs import is_inside, relocate, special_files, temp_dir, tree_changes, tree_state
+from cnbsim.fs import cache_home, is_inside, relocate, special_files, temp_dir, tree_changes, tree_state
 from cnbsim.log import Level, Logger, Redactor
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
@@ -146,9 +146,7 @@ def deps_dir() -> str:
     """Real mode's dependency cache, `$XDG_CACHE_HOME/cnbsim/deps`: the buildpacks' own dependencies
     (the pip wheel the pip buildpack installs), downloaded once per machine, as an offline
     buildpackage carries them. '' when it cannot be made."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    # a relative XDG_CACHE_HOME is to be ignored (XDG Base Directory Specification)
-    path = (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "cnbsim" / "deps"
+    path = cache_home() / "deps"
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:

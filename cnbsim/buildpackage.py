@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cnbsim.errors import CnbsimError, ConfigError
-from cnbsim.fs import AtomicDir, DirKind, mark, remove_tree
+from cnbsim.fs import AtomicDir, DirKind, cache_home, mark, remove_tree
 from cnbsim.model.buildpack import BuildpackDescriptor, escape_id, read_buildpack_toml
 from cnbsim.oci.layout import DIGEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, REF_NAME, ImageWriter
 from cnbsim.oci.tar import NORMALIZED_TIME, TarWriter, dir_header
@@ -425,8 +425,7 @@ def parse_source(text: str, base: Path | None = None) -> tuple[Path, str] | None
 
 def default_store() -> Path:
     """Where unpacked buildpackages live: `$XDG_CACHE_HOME/cnbsim/buildpackages` (content-addressed)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "cnbsim" / "buildpackages"
+    return cache_home() / "buildpackages"
 
 
 def read_buildpackage(source: Path, tag: str = "", store: Path | None = None) -> Buildpackage:

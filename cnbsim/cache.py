@@ -13,7 +13,16 @@ import shutil
 from pathlib import Path
 
 from cnbsim.errors import ConfigError
-from cnbsim.fs import AtomicDir, DirKind, check_replaceable, remove_owned, special_files, target_path, tree_digest
+from cnbsim.fs import (
+    AtomicDir,
+    DirKind,
+    cache_home,
+    check_replaceable,
+    remove_owned,
+    special_files,
+    target_path,
+    tree_digest,
+)
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.states import LayerStatus
@@ -25,9 +34,8 @@ LAYERS_KEY = "layers-dir"     # in the index: where the cached layers were built
 
 def default_cache_dir(app: Path) -> Path:
     """Per app under the user's cache dir: `$XDG_CACHE_HOME/cnbsim/<name>-<hash of its path>`."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.sha256(str(app.absolute()).encode()).hexdigest()[:12]
-    return base / "cnbsim" / f"{app.absolute().name}-{key}"
+    return cache_home() / f"{app.absolute().name}-{key}"
 
 
 class Cache:

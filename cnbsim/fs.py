@@ -430,6 +430,14 @@ def process_start_time(pid: int) -> str:
         return ""
 
 
+def cache_home() -> Path:
+    """cnbsim's dir under the user's cache dir: `$XDG_CACHE_HOME/cnbsim`, else `~/.cache/cnbsim`. A
+    relative XDG_CACHE_HOME is ignored, as the XDG Base Directory Specification says (a relative
+    path bound into a build would resolve under /workspace there)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "cnbsim"
+
+
 def temp_dir(kind: str) -> tempfile.TemporaryDirectory:
     """A temp dir of this process (as tempfile.TemporaryDirectory), after removing the temp dirs that
     killed cnbsim processes left (once per process)."""

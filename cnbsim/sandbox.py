@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cnbsim.errors import ConfigError
-from cnbsim.fs import process_start_time
+from cnbsim.fs import cache_home, process_start_time
 from cnbsim.model.states import SandboxMode
 
 MODES = SandboxMode.values()
@@ -283,7 +283,7 @@ def _staged_exec_dir(exec_dir: str, names: set[str]) -> str:
         if link or stat.S_ISREG(st.st_mode):
             entries.append((name, link, st.st_size, st.st_mtime_ns, st.st_mode))
     key = hashlib.sha256(repr((exec_dir, entries)).encode()).hexdigest()[:16]
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnbsim" / "run-root"
+    base = cache_home() / "run-root"
     final = base / f"{exec_dir.strip('/').replace('/', '-')}-{key}"
     if final.is_dir():
         return str(final)

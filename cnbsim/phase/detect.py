@@ -237,8 +237,8 @@ class _Detector:
 
     def _run_all(self, pending: dict[str, BuildpackDescriptor]) -> None:
         """Run the pending bin/detects side by side (at most MAX_PARALLEL_DETECTS at once) and record
-        them in `self.runs`; on any exception
-        (an interrupt included) every one still running is killed before it propagates."""
+        them in `self.runs`; on any exception (an interrupt included) every one still running is
+        killed before it propagates."""
         if not pending:
             return
         keys = list(pending)

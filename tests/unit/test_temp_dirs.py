@@ -54,3 +54,17 @@ def test_temp_dir_names_the_process(tmp_path, monkeypatch):
     with fs.temp_dir("build") as made:
         assert Path(made).name.startswith(f"cnbsim-build-{os.getpid()}-{fs.process_start_time(os.getpid())}-")
     assert not Path(made).exists()
+
+
+def test_cnbsim_s_cache_dirs_follow_xdg_cache_home_and_ignore_a_relative_one(monkeypatch, tmp_path):
+    from cnbsim.buildpackage import default_store
+    from cnbsim.cache import default_cache_dir
+    from cnbsim.fs import cache_home
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_home() == tmp_path / "xdg" / "cnbsim"
+    assert default_store() == tmp_path / "xdg" / "cnbsim" / "buildpackages"
+    assert default_cache_dir(tmp_path / "app").parent == tmp_path / "xdg" / "cnbsim"
+    # the XDG Base Directory Specification: a relative path is invalid and ignored
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_home() == tmp_path / "home" / ".cache" / "cnbsim"
