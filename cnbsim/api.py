@@ -25,7 +25,7 @@ from cnbsim import report as reportmod
 from cnbsim.builder import Sources, resolve_sources
 from cnbsim.cache import Cache
 from cnbsim.errors import BuildError, CnbsimError, ConfigError, DetectError, ExportError
-from cnbsim.fs import cache_home, is_inside, relocate, special_files, temp_dir, tree_changes, tree_state
+from cnbsim.fs import TreeDigests, cache_home, is_inside, relocate, special_files, temp_dir, tree_changes, tree_state
 from cnbsim.log import Level, Logger, Redactor
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
@@ -574,7 +574,9 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             failed.file = failed.file and normalize(failed.file)
             raise
         _check_default_process(record, outcome)
-        status = reuse_layers(outcome, previous, restored, log)
+        host = reportmod.HostPython.exposed(outcome)
+        digests = TreeDigests(normalize.pairs, host)     # each layer read once by the reuse check and the report
+        status = reuse_layers(outcome, previous, restored, log, digests)
         secrets = options.secrets()
         for warning in leaks.check(secrets, output=stage, source=app, texts={"the build log": log.text}):
             log.warn(warning)
@@ -588,8 +590,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             # where the buildpacks saw the layers (what restore relocates a cached layer from)
             cache.save(outcome, Path(shown_layers) if isolation else final / "layers", status, log)
         timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
-        report = reportmod.build_report(detected, outcome, layers, status, timings, normalize,
-                                        reportmod.HostPython.exposed(outcome), record)
+        report = reportmod.build_report(detected, outcome, layers, status, timings, normalize, host, record, digests)
         report["isolation"] = _isolation_record(isolation)
         request = BuildRequest(app, builder, tuple(buildpacks) if buildpacks is not None else None, final,
                                options, Path(cache_dir).absolute() if cache_dir else None, log)

@@ -18,10 +18,10 @@ from cnbsim.fs import (
     DirKind,
     cache_home,
     check_replaceable,
+    copy_tree,
+    link_tree,
     remove_owned,
-    special_files,
     target_path,
-    tree_digest,
 )
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
@@ -102,20 +102,11 @@ class Cache:
                 if status.get((bp.element.id, layer.name)) == LayerStatus.RESTORED and name in before and cached.is_dir() \
                         and before.get(LAYERS_KEY) == str(layers_dir):
                     # unchanged: the new cache shares the cached files (never written in place: restore copies)
-                    shutil.copytree(cached, dest / layer.name, symlinks=True, copy_function=_link_or_copy)
+                    link_tree(cached, dest / layer.name)
                     index[name] = before[name]
                     log.debug(f"Reusing cache layer '{name}'")
                 else:
-                    shutil.copytree(layer.path, dest / layer.name, symlinks=True, ignore=special_files)
-                    index[name] = tree_digest(dest / layer.name)[0]   # of what is cached (no sockets, FIFOs)
+                    index[name] = copy_tree(layer.path, dest / layer.name)   # of what is cached (no sockets, FIFOs)
                     log.debug(f"Adding cache layer '{name}'")
                 shutil.copy2(layer.path.with_name(layer.name + ".toml"), dest / f"{layer.name}.toml")
         (staging / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    """Between two cache generations, files are shared by hard link where the filesystem allows."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnbsim.fs import tree_digest
+from cnbsim.fs import TreeDigests
 from cnbsim.log import NO_SECRETS, Redactor
 from cnbsim.model.platform_toml import PlatformRecord
 from cnbsim.phase.build import BuildOutcome
@@ -79,6 +79,13 @@ class HostPython:
     def to_report(self) -> dict[str, str]:
         return {"python": self.path, "python_version": self.version}
 
+    @functools.cached_property
+    def _needles(self) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """What neutral() replaces is in a text only if one of the first and one of the second are
+        (the first, searched first, are fewer: most texts have neither)."""
+        path, xy = self.path.encode(), self.xy.encode()
+        return (xy,) if xy in path else (xy, path), (path, b"py" + xy, b"python" + xy)
+
     @property
     def xy(self) -> str:
         return ".".join(self.version.split(".")[:2])
@@ -93,7 +100,8 @@ class HostPython:
         """File contents made neutral; a venv's `pyvenv.cfg` names its base interpreter by definition."""
         if name == "pyvenv.cfg":
             data = re.sub(rb"(?m)^(home|version|version_info|executable|command)[ \t]*=.*$", rb"\1 = <host>", data)
-        if self.path.encode() not in data and self.xy.encode() not in data:
+        first, then = self._needles
+        if not any(n in data for n in first) or not any(n in data for n in then):
             return data
         return self.neutral(data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
 
@@ -141,9 +149,12 @@ class Normalizer:
 
 def build_report(detected: DetectResult, outcome: BuildOutcome, layers_dir: Path,
                  layer_status: Mapping[tuple[str, str], str], timings: Mapping[str, float],
-                 normalize: Normalizer, host: HostPython, platform: PlatformRecord | None = None) -> dict[str, Any]:
+                 normalize: Normalizer, host: HostPython, platform: PlatformRecord | None = None,
+                 digests: TreeDigests | None = None) -> dict[str, Any]:
     """The report of a finished build from what its phases returned, host paths normalized; `host` is the
-    interpreter the build exposed, `platform` what the platform chose (default process, run image)."""
+    interpreter the build exposed, `platform` what the platform chose (default process, run image);
+    `digests` the layers' digests as far as known (made with normalize.pairs and host)."""
+    digests = digests or TreeDigests(normalize.pairs, host)
     md = outcome.metadata
     platform = platform or PlatformRecord()
     default_process = platform.process_type or md.default_process
@@ -151,7 +162,7 @@ def build_report(detected: DetectResult, outcome: BuildOutcome, layers_dir: Path
     for bp in outcome.buildpacks:
         layers = []
         for layer in bp.layers:
-            digest, files = tree_digest(layer.path, normalize.pairs, host)
+            digest, files = digests.normalized(layer.path)
             layers.append({
                 "name": layer.name,
                 "types": {"launch": layer.launch, "build": layer.build, "cache": layer.cache},

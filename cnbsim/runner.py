@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +30,7 @@ from typing import IO, Any, TextIO
 
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
-from cnbsim.fs import special_files, temp_dir
+from cnbsim.fs import copy_tree, temp_dir
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.states import SandboxMode
 from cnbsim.output import BuiltOutput
@@ -229,7 +228,7 @@ def run_view(output: BuiltOutput, tmp: Path, inputs: Mapping[str, Path], outputs
     launch layers only at /layers (read-only), the inputs at /var/input (read-only), the output
     dirs (writable), a run image's root."""
     workspace = tmp / "workspace"
-    shutil.copytree(output.workspace, workspace, symlinks=True, ignore=special_files)
+    copy_tree(output.workspace, workspace)
     binds = [sandbox.Bind(str(workspace), IMAGE_APP_DIR, writable=True),
              sandbox.Bind(str(output.layers_dir / "config"), f"{IMAGE_LAYERS_DIR}/config")]
     pointed_at: list[str] = []

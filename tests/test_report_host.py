@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnbsim.report import HostPython, comparable, tree_digest
+from cnbsim.fs import tree_digest
+from cnbsim.report import HostPython, comparable
 
 PY311 = HostPython("/opt/py/3.11.7/bin/python3.11", "3.11.7")
 PY313 = HostPython("/usr/bin/python3.13", "3.13.0")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cnbsim.errors import BuildError, CnbsimError, ExportError
-from cnbsim.fs import AtomicDir, DirKind, tree_digest
+from cnbsim.fs import AtomicDir, DirKind, TreeDigests
 from cnbsim.log import Logger, as_logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
@@ -186,10 +186,12 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
 
 
 def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tuple[str, str], Restored],
-           log: Logger) -> dict[tuple[str, str], LayerStatus]:
+                 log: Logger, digests: TreeDigests | None = None) -> dict[tuple[str, str], LayerStatus]:
     """After the build: reuse kept launch layers from the previous output, as the exporter reuses an image's
-    layers (lifecycle phase/exporter.go); say of each layer what became of it (LayerStatus)."""
+    layers (lifecycle phase/exporter.go); say of each layer what became of it (LayerStatus). `digests`
+    keeps the layers' digests for the report."""
     status: dict[tuple[str, str], LayerStatus] = {}
+    digests = digests or TreeDigests()
     for bp in outcome.buildpacks:
         for layer in bp.layers:
             key = (bp.element.id, layer.name)
@@ -212,7 +214,7 @@ def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tu
             if before is None:
                 status[key] = LayerStatus.NEW
             elif (before.digest and dict(layer.metadata.metadata) == dict(before.metadata)
-                  and dir_stamp(layer.path) == before.stamp and tree_digest(layer.path)[0] == before.digest):
+                  and dir_stamp(layer.path) == before.stamp and digests.raw(layer.path) == before.digest):
                 status[key] = LayerStatus.RESTORED
             else:
                 status[key] = LayerStatus.REBUILT

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cnbsim.cache import Cache
-from cnbsim.fs import relocate, special_files, tree_digest
+from cnbsim.fs import copy_tree, relocate, remove_tree, tree_digest
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.layer import LayerMetadata
@@ -77,15 +77,16 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             name, meta, src, key = layer.name, layer.metadata, layer.path, layer.identifier
             if not layer.has_contents:
                 continue
-            digest = tree_digest(src)[0]
+            bp_dir.mkdir(parents=True, exist_ok=True)
+            # a copy, never links: a buildpack may change a restored file in place, even in a build
+            # that then fails, and the cache must not change with it; checked against the cache's
+            # index on the way, as the lifecycle checks a cached layer's sha (cache/volume_cache.go)
+            digest = copy_tree(src, bp_dir / name)
             if cache_index.get(key) != digest:
+                remove_tree(bp_dir / name)
                 log.warn(f"Removing \"{key}\", wrong sha")
                 continue
-            bp_dir.mkdir(parents=True, exist_ok=True)
             _metadata_only(bp_dir / f"{name}.toml", meta)
-            # a copy, never links: a buildpack may change a restored file in place, even in a build
-            # that then fails, and the cache must not change with it
-            shutil.copytree(src, bp_dir / name, symlinks=True, ignore=special_files)
             built_in = cache.built_in() if cache else ""
             if built_in and built_in != shown_layers:
                 relocate(bp_dir / name, built_in, shown_layers)

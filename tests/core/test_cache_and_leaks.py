@@ -48,6 +48,23 @@ def test_changed_requirements_rebuild_the_packages_layer(app, tmp_path):
     assert s["cpython:cpython"] == "restored"
 
 
+def test_a_cached_layer_changed_on_disk_is_not_restored(app, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cnbsim.build(app, output=out, cache_dir=cache)
+    cached = cache / "layers" / "paketo-buildpacks_pip-install" / "packages"
+    victim = next(p for p in sorted(cached.rglob("*")) if p.is_file())
+    with open(victim, "ab") as fh:
+        fh.write(b"tampered")
+    second = cnbsim.build(app, output=out, cache_dir=cache)
+    assert 'Removing "paketo-buildpacks/pip-install:packages", wrong sha' in second.log
+    assert statuses(second)["pip-install:packages"] == "new"
+    assert statuses(second)["cpython:cpython"] == "restored"
+    rel = victim.relative_to(cached)
+    built = out / "layers" / "paketo-buildpacks_pip-install" / "packages" / rel
+    assert b"tampered" not in built.read_bytes()
+    assert b"tampered" not in (cached / rel).read_bytes()        # the next cache holds the new layer
+
+
 def test_clear_cache_forces_a_cold_build(app, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     cnbsim.build(app, output=out, cache_dir=cache)
