@@ -454,9 +454,14 @@ def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | N
                     count -= 1
                 continue
             update_name("f", rel, f" {'x' if st.st_mode & 0o111 else '-'} ".encode())
-            data = _file_contents(entry.path, dest, st, link, read)
-            if data is not None:
-                update(data, entry.name)
+            if not read:
+                _file_contents(entry.path, dest, st, link, None)
+            elif fixed is None:
+                _file_contents(entry.path, dest, st, link, raw.update)     # streamed: any size
+            else:
+                chunks: list[bytes] = []        # whole: a path replaced in it must not be cut in two
+                _file_contents(entry.path, dest, st, link, chunks.append)
+                update(b"".join(chunks), entry.name)
             update(b"\n")
     for target_dir, st in reversed(dirs):       # after their entries: a read-only dir is filled first
         os.chmod(target_dir, stat.S_IMODE(st.st_mode))
@@ -465,26 +470,26 @@ def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | N
     return digest, ("sha256:" + fixed.hexdigest() if fixed is not None else digest), count
 
 
-def _file_contents(src: str, dest: str, st: os.stat_result, link: bool, read: bool) -> bytes | None:
-    """A regular file's contents (whole: a path replaced in them must not be cut in two); with `dest`,
-    copied there too (contents, mode, times), or hard-linked when `link` (and then, unless `read`,
-    not read: None)."""
+def _file_contents(src: str, dest: str, st: os.stat_result, link: bool,
+                   sink: Callable[[bytes], object] | None) -> None:
+    """Give a regular file's contents to `sink`, chunk by chunk; with `dest`, copy it there too
+    (contents, mode, times), or hard-link it when `link` (and then, without `sink`, not read it)."""
     if dest and link:
         try:
             os.link(src, dest)
         except OSError:
             pass
         else:
-            if not read:
-                return None
+            if sink is None:
+                return
             dest = ""
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600) if dest else -1
         try:
-            chunks = []
             while chunk := os.read(fd, _CHUNK):
-                chunks.append(chunk)
+                if sink is not None:
+                    sink(chunk)
                 if out >= 0:
                     view = memoryview(chunk)
                     while view:
@@ -492,7 +497,6 @@ def _file_contents(src: str, dest: str, st: os.stat_result, link: bool, read: bo
             if out >= 0:
                 os.fchmod(out, stat.S_IMODE(st.st_mode))
                 os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-            return b"".join(chunks)
         finally:
             if out >= 0:
                 os.close(out)
