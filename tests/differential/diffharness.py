@@ -259,7 +259,28 @@ def _launch(launch: Launch, side: Side, root: Path, layers: Path, norm: _Norm, b
         argv += ["--process", process]
     done = _run([*argv, *launch.args], env, root / "app")
     return {"exit": done.returncode, "stdout": _argv0(norm.text(done.stdout), side),
-            "stderr": _argv0(norm.text(done.stderr), side)}
+            "stderr": _pipeline_errors(_argv0(norm.text(done.stderr), side))}
+
+
+NOT_FOUND = re.compile(r": line \d+: [^:\n]+: command not found$")
+
+
+def _pipeline_errors(text: str) -> str:
+    """bash starts a pipeline's commands side by side: when several are not found (a PATH without
+    them), their "command not found" lines come in any order. Each run of such lines, sorted."""
+    lines, out = text.split("\n"), []
+    i = 0
+    while i < len(lines):
+        j = i
+        while j < len(lines) and NOT_FOUND.search(lines[j]):
+            j += 1
+        if j > i:
+            out += sorted(lines[i:j])
+            i = j
+        else:
+            out.append(lines[i])
+            i += 1
+    return "\n".join(out)
 
 
 def _argv0(text: str, side: Side) -> str:
