@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
 from cnbsim.fs import tree_digest
 from cnbsim.report import HostPython, comparable
 
@@ -72,3 +75,22 @@ def test_a_layer_digest_does_not_depend_on_the_host_interpreter_but_on_the_layer
     (on_313 / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = true\nversion = 3.13\n")
     (on_313 / "lib" / "python3.13" / "site-packages" / "flask.cnbsim-stub").write_text("flask==3.1\n")
     assert tree_digest(on_311, host=PY311)[0] != tree_digest(on_313, host=PY313)[0]
+
+
+_FRAGMENTS = [PY311.path.encode(), b"py", b"python", b"pypy", b"3.11", b"3.1", b"0", b"7", b".", b"/",
+              b"lib/", b"\x00", b"\xff\xfe", "\u0661".encode(), b"site-packages", b"\n", b"x"]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=30))
+@example([b"python", b"3.11"])
+@example([b"pypy", b"3.11", b"."])
+@example([b"py", b"3.11", b"7"])
+@example([b"py", b"3.11", "\u0661".encode()])
+@example([PY311.path.encode(), b"\xff\xfe", b"python", b"3.1"])
+def test_neutral_bytes_is_neutral_on_the_decoded_text(parts):
+    # neutral_bytes works on the bytes (decoding a large binary was the report's slowest part):
+    # the same result as neutral() on the text, undecodable bytes kept as they are
+    data = b"".join(parts)
+    assert PY311.neutral_bytes(data) == PY311.neutral(
+        data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
