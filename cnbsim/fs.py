@@ -144,33 +144,80 @@ def remove_owned(path: Path, kind: DirKind, what: str) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete a directory tree of any depth, without recursion (shutil.rmtree recurses per level);
-    symlinks are removed, never followed; what cannot be removed is left (cleanup must not fail)."""
-    failed: set[str] = set()
-    stack = [str(path)]
-    while stack:
-        top = stack[-1]
+    """Delete a directory tree of any depth (deeper than a path can name too: each directory is
+    opened relative to its parent, one at a time, without recursion); symlinks are removed, never
+    followed (nor is `path` itself if it is one); what cannot be removed is left (cleanup must not fail)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return
+    except OSError:
         try:
-            subdirs, blocked = [], False
-            with os.scandir(top) as it:
-                for entry in it:
-                    if not entry.is_dir(follow_symlinks=False):
-                        os.unlink(entry.path)
-                    elif entry.path in failed:
-                        blocked = True
-                    else:
-                        subdirs.append(entry.path)
-            if subdirs:
-                stack.extend(subdirs)     # their contents first; this dir is scanned again after
+            os.unlink(path)           # a file or a symlink where the tree was
+        except OSError:
+            pass
+        return
+    # one frame per directory from the top down to the current one: its name, its subdirectories
+    # still to remove, and whether something in it could not be removed
+    frames: list[tuple[str, list[str], list[bool]]] = [("", *_empty_dir(fd))]
+    while True:
+        _, pending, blocked = frames[-1]
+        if pending:
+            name = pending.pop()
+            try:
+                child = os.open(name, flags, dir_fd=fd)
+            except FileNotFoundError:
                 continue
-            if blocked:
-                raise OSError(f"{top} holds a directory that cannot be removed")
-            os.rmdir(top)
+            except OSError:
+                blocked[0] = True
+                continue
+            os.close(fd)
+            fd = child
+            frames.append((name, *_empty_dir(fd)))
+            continue
+        name, _, blocked = frames.pop()
+        if not frames:
+            os.close(fd)
+            if not blocked[0]:
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+            return
+        parent = os.open("..", flags & ~os.O_NOFOLLOW, dir_fd=fd)
+        os.close(fd)
+        fd = parent
+        try:
+            if blocked[0]:
+                raise OSError(errno.ENOTEMPTY, "holds what cannot be removed")
+            os.rmdir(name, dir_fd=fd)
         except FileNotFoundError:
             pass
         except OSError:
-            failed.add(top)
-        stack.pop()
+            frames[-1][2][0] = True
+
+
+def _empty_dir(fd: int) -> tuple[list[str], list[bool]]:
+    """Unlink every entry of the directory `fd` but its subdirectories; those, and whether something
+    could not be unlinked or listed."""
+    subdirs: list[str] = []
+    blocked = False
+    try:
+        with os.scandir(fd) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.name)
+                    continue
+                try:
+                    os.unlink(entry.name, dir_fd=fd)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    blocked = True
+    except OSError:
+        blocked = True
+    return subdirs, [blocked]
 
 
 def is_inside(path: Path, other: Path) -> bool:
@@ -368,17 +415,27 @@ class Neutral(Protocol):
     def neutral_bytes(self, data: bytes, name: str = "") -> bytes: ...
 
 
-def _walk(root: str) -> Iterable[tuple[str, str, list[os.DirEntry[str]]]]:
+class TreeTooDeep(RecursionError):
+    """A directory tree nests deeper than its paths can be named (ENAMETOOLONG): as deep as recursion
+    goes wrong, and reported as such (a build error, not a warning or a crash)."""
+
+
+def _walk(root: str, strict: bool = False) -> Iterable[tuple[str, str, list[os.DirEntry[str]]]]:
     """Each directory under `root` (not following symlinks) as (path, path relative to root, its
     entries other than directories, by name), in the order of `os.walk` with sorted dirnames: top
-    down, depth first, by name. A directory that cannot be listed is skipped, as os.walk skips it."""
+    down, depth first, by name. A directory that cannot be listed is skipped, as os.walk skips it
+    (for a digest, as tree_digest always did); with `strict` (for a copy) it is an error."""
     stack = [(root, ".")]
     while stack:
         path, rel = stack.pop()
         try:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise TreeTooDeep(f"{root}: a directory nests too deeply ({rel.count('/') + 1} levels)") from None
+            if strict:
+                raise
             continue
         dirs = [e for e in entries if _is_dir(e)]
         yield path, rel, [e for e in entries if not _is_dir(e)]
@@ -396,17 +453,23 @@ _CHUNK = 1 << 20
 
 
 def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | None,
-                 copy_to: Path | None = None, link: bool = False, read: bool = True) -> tuple[str, str, int]:
+                 copy_to: Path | None = None, link: bool = False, digest: bool = True,
+                 expect: str | None = None) -> tuple[str, str, int]:
     """One pass over `root`: its raw digest, the digest with `pairs` and `host` applied (the raw one
-    again without them) and its file count; with `copy_to`, a copy made on the way (see copy_tree;
-    with `link` and not `read`, the files linked are not read and the digests mean nothing)."""
-    raw, fixed = hashlib.sha256(), hashlib.sha256() if pairs or host else None
+    again without them) and its file count; with `copy_to`, a copy made on the way (see copy_tree),
+    files hard-linked where they can be with `link`. Without `digest` nothing is hashed (nor a linked
+    file read) and the digests are "". With `expect`, a copy whose raw digest differs is removed
+    (before its directories get their modes: a read-only one could not be emptied)."""
+    raw = hashlib.sha256() if digest else None
+    fixed = hashlib.sha256() if digest and (pairs or host) else None
     # every host path of `pairs` starts with this: a text without it has none of them (one search, not one each)
     common = os.path.commonprefix([h for h, _ in pairs]) if len(pairs) > 1 else b""  # noqa: RUF071 (a byte prefix is meant)
 
     def update(data: bytes, name: str | None = None) -> None:
         """Feed `data`; with `name` (of the file it is read from, "" for a link target) it is content,
         read with the pairs and the host's names replaced for the fixed digest."""
+        if raw is None:
+            return
         raw.update(data)
         if fixed is not None:
             if name is not None:
@@ -417,63 +480,77 @@ def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | N
             fixed.update(data)
 
     def update_name(kind: str, rel: str, tail: bytes = b"") -> None:
-        raw.update(f"{kind} {rel}".encode() + tail)
+        # os.fsencode: a name that is not UTF-8 is its own bytes (a UTF-8 one encodes as it always did)
+        if raw is None:
+            return
+        raw.update(f"{kind} ".encode() + os.fsencode(rel) + tail)
         if fixed is not None:
-            fixed.update(f"{kind} {host.neutral(rel) if host else rel}".encode() + tail)
+            fixed.update(f"{kind} ".encode() + os.fsencode(host.neutral(rel) if host else rel) + tail)
 
     count = 0
     if not root.is_dir():
         return "", "", 0
     dirs: list[tuple[str, os.stat_result]] = []
-    for path, rel_dir, entries in _walk(str(root)):
-        update_name("d", rel_dir, b"\n")
-        target_dir = "" if copy_to is None else str(copy_to) if rel_dir == "." else os.path.join(copy_to, rel_dir)
-        if copy_to is not None:
-            st = os.lstat(path)
-            os.mkdir(target_dir, 0o700)
-            dirs.append((target_dir, st))
-        for entry in entries:
-            rel = entry.name if rel_dir == "." else f"{rel_dir}/{entry.name}"
-            count += 1
-            dest = os.path.join(target_dir, entry.name) if copy_to is not None else ""
-            if entry.is_symlink():
-                link_target = os.readlink(entry.path)
-                update_name("l", rel, b" ")
-                update(link_target.encode(), "")
-                update(b"\n")
-                if copy_to is not None:
-                    st = entry.stat(follow_symlinks=False)
-                    os.symlink(link_target, dest)
-                    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-                continue
-            st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode):     # a socket or FIFO: named, never opened (it could block), not copied
-                if copy_to is None:
-                    update_name("o", rel, b"\n")
+    try:
+        for path, rel_dir, entries in _walk(str(root), strict=copy_to is not None):
+            update_name("d", rel_dir, b"\n")
+            target_dir = "" if copy_to is None else str(copy_to) if rel_dir == "." else os.path.join(copy_to, rel_dir)
+            if copy_to is not None:
+                st = os.lstat(path)
+                os.mkdir(target_dir, 0o700)
+                dirs.append((target_dir, st))
+            for entry in entries:
+                rel = entry.name if rel_dir == "." else f"{rel_dir}/{entry.name}"
+                count += 1
+                dest = os.path.join(target_dir, entry.name) if copy_to is not None else ""
+                if entry.is_symlink():
+                    link_target = os.readlink(entry.path)
+                    update_name("l", rel, b" ")
+                    update(os.fsencode(link_target), "")
+                    update(b"\n")
+                    if copy_to is not None:
+                        st = entry.stat(follow_symlinks=False)
+                        os.symlink(link_target, dest)
+                        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):     # a socket or FIFO: named, never opened (it could block), not copied
+                    if copy_to is None:
+                        update_name("o", rel, b"\n")
+                    else:
+                        count -= 1
+                    continue
+                update_name("f", rel, f" {'x' if st.st_mode & 0o111 else '-'} ".encode())
+                if raw is None:
+                    _file_contents(entry.path, dest, st, link, None)
+                elif fixed is None:
+                    _file_contents(entry.path, dest, st, link, raw.update)     # streamed: any size
                 else:
-                    count -= 1
-                continue
-            update_name("f", rel, f" {'x' if st.st_mode & 0o111 else '-'} ".encode())
-            if not read:
-                _file_contents(entry.path, dest, st, link, None)
-            elif fixed is None:
-                _file_contents(entry.path, dest, st, link, raw.update)     # streamed: any size
-            else:
-                chunks: list[bytes] = []        # whole: a path replaced in it must not be cut in two
-                _file_contents(entry.path, dest, st, link, chunks.append)
-                update(b"".join(chunks), entry.name)
-            update(b"\n")
+                    chunks: list[bytes] = []        # whole: a path replaced in it must not be cut in two
+                    _file_contents(entry.path, dest, st, link, chunks.append)
+                    update(b"".join(chunks), entry.name)
+                update(b"\n")
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:       # a path of the copy (or of the tree) is longer than PATH_MAX
+            raise TreeTooDeep(f"{root}: a directory nests too deeply to be copied") from None
+        raise
+    result = "sha256:" + raw.hexdigest() if raw is not None else ""
+    if copy_to is not None and expect is not None and result != expect:
+        remove_tree(copy_to)
+        if os.path.lexists(copy_to):
+            raise OSError(errno.ENOTEMPTY, "cannot remove a copy that did not check out", str(copy_to))
+        return result, result, count
     for target_dir, st in reversed(dirs):       # after their entries: a read-only dir is filled first
         os.chmod(target_dir, stat.S_IMODE(st.st_mode))
         os.utime(target_dir, ns=(st.st_atime_ns, st.st_mtime_ns))
-    digest = "sha256:" + raw.hexdigest()
-    return digest, ("sha256:" + fixed.hexdigest() if fixed is not None else digest), count
+    return result, ("sha256:" + fixed.hexdigest() if fixed is not None else result), count
 
 
 def _file_contents(src: str, dest: str, st: os.stat_result, link: bool,
                    sink: Callable[[bytes], object] | None) -> None:
     """Give a regular file's contents to `sink`, chunk by chunk; with `dest`, copy it there too
-    (contents, mode, times), or hard-link it when `link` (and then, without `sink`, not read it)."""
+    (contents, mode, times), or hard-link it when `link` (and then, without `sink`, not read it).
+    Without `sink` the copy is made in the kernel (sendfile), as shutil's is."""
     if dest and link:
         try:
             os.link(src, dest)
@@ -487,13 +564,22 @@ def _file_contents(src: str, dest: str, st: os.stat_result, link: bool,
     try:
         out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600) if dest else -1
         try:
-            while chunk := os.read(fd, _CHUNK):
-                if sink is not None:
-                    sink(chunk)
-                if out >= 0:
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(out, view):]
+            try:
+                if sink is None and out >= 0:
+                    while os.sendfile(out, fd, None, _CHUNK * 64):
+                        pass
+                else:
+                    while chunk := os.read(fd, _CHUNK):
+                        if sink is not None:
+                            sink(chunk)
+                        if out >= 0:
+                            view = memoryview(chunk)
+                            while view:
+                                view = view[os.write(out, view):]
+            except OSError as exc:          # name the file (a full disk, an I/O error)
+                if exc.filename is None:
+                    raise OSError(exc.errno, exc.strerror, dest or src) from None
+                raise
             if out >= 0:
                 os.fchmod(out, stat.S_IMODE(st.st_mode))
                 os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -521,19 +607,20 @@ def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = (),
     return digest, count
 
 
-def copy_tree(src: Path, dest: Path) -> str:
+def copy_tree(src: Path, dest: Path, expect: str | None = None, digest: bool = True) -> str:
     """Copy the directory `src` to `dest` (which must not exist): directories, regular files (contents,
-    mode, times) and symlinks, not sockets, FIFOs or devices (as the lifecycle's tar writer skips them).
-    Returns the tree_digest of the copy, from the bytes read while copying: each file is read once.
-    (File creation is what such a copy costs on most file systems, not reading: shutil.copytree with
-    a separate tree_digest took 1.3-1.5x as long.)"""
-    return _digest_tree(src, [], None, copy_to=dest)[0]
+    mode, times) and symlinks, not sockets, FIFOs or devices (as the lifecycle's tar writer skips them);
+    a directory that cannot be read is an error. Returns the tree_digest of the copy, from the bytes
+    read while copying: each file is read once (shutil.copytree and a separate tree_digest took
+    1.3-1.5x as long). With `expect`, a copy of another digest is removed again (the digest is still
+    returned); without `digest`, none is made ("") and file contents are copied in the kernel."""
+    return _digest_tree(src, [], None, copy_to=dest, digest=digest, expect=expect)[0]
 
 
 def link_tree(src: Path, dest: Path) -> None:
     """As copy_tree, with files hard-linked where the file system allows (copied where not): for
     trees no one writes in place (between two generations of the cache)."""
-    _digest_tree(src, [], None, copy_to=dest, link=True, read=False)
+    _digest_tree(src, [], None, copy_to=dest, link=True, digest=False)
 
 
 class TreeDigests:

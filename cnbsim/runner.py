@@ -30,7 +30,7 @@ from typing import IO, Any, TextIO
 
 from cnbsim import sandbox
 from cnbsim.errors import ConfigError, LaunchError
-from cnbsim.fs import copy_tree, temp_dir
+from cnbsim.fs import TreeTooDeep, copy_tree, temp_dir
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.states import SandboxMode
 from cnbsim.output import BuiltOutput
@@ -213,7 +213,7 @@ def _start(req: RunRequest, tmp: tempfile.TemporaryDirectory, sandboxed: bool, n
             proc = subprocess.Popen(launcher, env=env, cwd=req.output.workspace, stdin=subprocess.DEVNULL,
                                     stdout=stdout, stderr=stderr, start_new_session=True)
     except OSError as exc:
-        raise ConfigError(f"cannot start the process: {exc.strerror}")
+        raise ConfigError(f"cannot start the process: {exc.strerror or exc}")
     return Job(proc, tmp, sandboxed, notice, published)
 
 
@@ -228,7 +228,14 @@ def run_view(output: BuiltOutput, tmp: Path, inputs: Mapping[str, Path], outputs
     launch layers only at /layers (read-only), the inputs at /var/input (read-only), the output
     dirs (writable), a run image's root."""
     workspace = tmp / "workspace"
-    copy_tree(output.workspace, workspace)
+    try:
+        copy_tree(output.workspace, workspace, digest=False)
+    except (OSError, TreeTooDeep) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot copy the build's workspace for the run: {problem}",
+                          file=Path(exc.filename) if isinstance(exc, OSError) and exc.filename else output.workspace,
+                          hint="what the build left in /workspace must be readable (a container's copy of the "
+                               "image would have it)") from None
     binds = [sandbox.Bind(str(workspace), IMAGE_APP_DIR, writable=True),
              sandbox.Bind(str(output.layers_dir / "config"), f"{IMAGE_LAYERS_DIR}/config")]
     pointed_at: list[str] = []

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cnbsim.cache import Cache
-from cnbsim.fs import copy_tree, relocate, remove_tree, tree_digest
+from cnbsim.fs import copy_tree, relocate, tree_digest
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.layer import LayerMetadata
@@ -77,13 +77,17 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             name, meta, src, key = layer.name, layer.metadata, layer.path, layer.identifier
             if not layer.has_contents:
                 continue
+            expect = cache_index.get(key)
+            if not expect or src.is_symlink():     # not a layer the cache wrote: nothing to copy
+                log.warn(f"Removing \"{key}\", wrong sha")
+                continue
             bp_dir.mkdir(parents=True, exist_ok=True)
             # a copy, never links: a buildpack may change a restored file in place, even in a build
             # that then fails, and the cache must not change with it; checked against the cache's
-            # index on the way, as the lifecycle checks a cached layer's sha (cache/volume_cache.go)
-            digest = copy_tree(src, bp_dir / name)
-            if cache_index.get(key) != digest:
-                remove_tree(bp_dir / name)
+            # index on the way (a copy that differs is removed again), as the lifecycle checks a
+            # cached layer's sha (cache/volume_cache.go)
+            digest = copy_tree(src, bp_dir / name, expect=expect)
+            if digest != expect:
                 log.warn(f"Removing \"{key}\", wrong sha")
                 continue
             _metadata_only(bp_dir / f"{name}.toml", meta)

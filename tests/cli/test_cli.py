@@ -196,6 +196,19 @@ def test_run_with_data_and_params_prints_output_then_result(service, tmp_path):
     assert json.loads(result_text) == {"sum": 43, "args": []}
 
 
+def test_run_copies_a_workspace_whose_file_names_are_not_utf8(service, tmp_path):
+    # a container's copy of the image has any name the build left; the run's copy has them too
+    app, bp = service
+    with open(os.fsencode(app) + b"/caf\xe9.txt", "w") as fh:      # Latin-1, as an old zip gives
+        fh.write("x")
+    out = tmp_path / "out"
+    assert cnbsim("build", str(app), "-b", str(bp), "-o", str(out), cwd=tmp_path).returncode == 0
+    res = cnbsim("run", str(out), "--data", str(app / "data.json"), "--params", str(app / "params.json"),
+                 cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.split("===> RESULT\n", 1)[1]) == {"sum": 43, "args": []}
+
+
 def test_run_json_prints_only_the_result_and_passes_args_and_exit_code(service, tmp_path):
     app, bp = service
     out = tmp_path / "out"

@@ -759,6 +759,14 @@ def _(w):
     return w.build(bp=bp)
 
 
+@case("buildpack-layer-tree-deeper-than-path-max", "too deeply", codes=(52,), changes=("cache",))
+def _(w):
+    # deeper than a path can name (PATH_MAX): one error, not a warning as long as the path
+    body = ('d="$1/l"; for i in $(seq 2500); do d="$d/d"; done; mkdir -p "$d"; '
+            "printf '[types]\\nlaunch = true\\ncache = true\\n' > \"$1/l.toml\"")
+    return w.build(bp=_buildpack(w.bps, "deeper", build=body))
+
+
 @case("app-output-inside-app-is-left-out", "Output:", codes=(0,), changes=("app/out",))
 def _(w):
     assert main(w.build(output=str(w.app / "out"))) == 0

@@ -65,6 +65,20 @@ def test_a_cached_layer_changed_on_disk_is_not_restored(app, tmp_path):
     assert b"tampered" not in (cached / rel).read_bytes()        # the next cache holds the new layer
 
 
+def test_a_cached_layer_replaced_by_a_symlink_is_not_followed(app, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cnbsim.build(app, output=out, cache_dir=cache)
+    cached = cache / "layers" / "paketo-buildpacks_pip-install" / "packages"
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(cached, elsewhere)         # the same files, but not in the cache: never read from there
+    cached.symlink_to(elsewhere)
+    before = sorted(p.name for p in elsewhere.rglob("*"))
+    second = cnbsim.build(app, output=out, cache_dir=cache)
+    assert 'Removing "paketo-buildpacks/pip-install:packages", wrong sha' in second.log
+    assert statuses(second)["pip-install:packages"] == "new"
+    assert sorted(p.name for p in elsewhere.rglob("*")) == before      # left as it was
+
+
 def test_clear_cache_forces_a_cold_build(app, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     cnbsim.build(app, output=out, cache_dir=cache)

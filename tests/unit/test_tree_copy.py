@@ -3,10 +3,16 @@ digests read once per tree after a build."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
+
+import pytest
 
 from cnbsim import fs
 
@@ -99,3 +105,128 @@ def test_tree_digests_reads_a_tree_again_only_when_it_changed(tmp_path, monkeypa
     assert digests.normalized(src) == fs.tree_digest(src, pairs)
     assert len(reads) == 3                 # once, then once after each change
     (src / "ro").chmod(0o755)
+
+
+def _as_nobody(code: str, tmp: Path) -> subprocess.CompletedProcess:
+    """Run `code` (with cnbsim importable) as the user nobody, in a dir nobody may write."""
+    tmp.chmod(0o777)
+    for parent in tmp.parents:          # nobody must reach it
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                           f"import sys; sys.path.insert(0, {str(REPO)!r})\n" + code],
+                          capture_output=True, text=True, cwd=tmp, timeout=60)
+
+
+REPO = Path(__file__).resolve().parents[2]
+needs_nobody = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                                  reason="switches to the user nobody: needs root and setpriv (util-linux)")
+
+
+@needs_nobody
+def test_a_copy_that_does_not_check_out_is_removed_even_with_read_only_dirs(tmp_path):
+    # as a user whose read-only (0555) dirs cannot be emptied: the copy keeps 0700 dirs until checked
+    work = tmp_path / "w"
+    work.mkdir()
+    done = _as_nobody(textwrap.dedent("""
+        import os
+        from pathlib import Path
+        from cnbsim import fs
+        src = Path("src"); (src / "ro").mkdir(parents=True); (src / "ro" / "f").write_text("x"); (src / "v").write_text("1")
+        os.chmod(src / "ro", 0o555)
+        good = fs.tree_digest(src)[0]
+        assert fs.copy_tree(src, Path("bad"), expect="sha256:other") == good
+        assert not os.path.lexists("bad"), os.listdir("bad")
+        assert fs.copy_tree(src, Path("ok"), expect=good) == good
+        assert oct(os.stat("ok/ro").st_mode & 0o777) == "0o555"
+        os.chmod(src / "ro", 0o755); os.chmod("ok/ro", 0o755)
+        print("ok")
+        """), work)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+@needs_nobody
+def test_a_copy_of_a_tree_with_an_unreadable_dir_is_an_error(tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    done = _as_nobody(textwrap.dedent("""
+        import os
+        from pathlib import Path
+        from cnbsim import fs
+        src = Path("src"); (src / "secret" / "inner").mkdir(parents=True); os.chmod(src / "secret", 0)
+        try:
+            fs.copy_tree(src, Path("dst"))
+        except PermissionError as exc:
+            print("error", exc.filename)
+        os.chmod(src / "secret", 0o755)
+        """), work)
+    assert done.returncode == 0 and done.stdout.strip() == "error src/secret", (done.stdout, done.stderr)
+
+
+def test_names_that_are_not_utf8_are_digested_and_copied(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "plain").write_text("a")
+    with open(os.fsencode(src) + b"/n\xffame", "w") as fh:
+        fh.write("b")
+    os.symlink(b"t\xfe", os.fsencode(src) + b"/l\xfe")
+    digest = fs.copy_tree(src, tmp_path / "dst")
+    assert digest == fs.tree_digest(src)[0] == fs.tree_digest(tmp_path / "dst")[0]
+    assert sorted(os.listdir(os.fsencode(tmp_path / "dst"))) == [b"l\xfe", b"n\xffame", b"plain"]
+    fs.copy_tree(src, tmp_path / "fast", digest=False)
+    assert fs.tree_digest(tmp_path / "fast") == fs.tree_digest(src)
+
+
+def test_a_tree_deeper_than_its_paths_can_be_named_is_too_deep(tmp_path):
+    _deeper_than_path_max(tmp_path)
+    with pytest.raises(fs.TreeTooDeep):
+        fs.tree_digest(tmp_path)
+    with pytest.raises(RecursionError):     # what the build reports as "nests too deeply" (exit 52)
+        fs.copy_tree(tmp_path, tmp_path.parent / f"{tmp_path.name}-copy")
+    shutil.rmtree(tmp_path.parent / f"{tmp_path.name}-copy")
+
+
+def test_a_write_error_names_the_file(tmp_path, monkeypatch):
+    src = _tree(tmp_path / "src")
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError) as raised:
+        fs.copy_tree(src, tmp_path / "dst")
+    assert raised.value.errno == errno.ENOSPC and str(tmp_path / "dst") in raised.value.filename
+    (src / "ro").chmod(0o755)
+
+
+def _deeper_than_path_max(top: Path) -> Path:
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(18):                 # 18 names of 250 characters: more than PATH_MAX
+            os.mkdir("d" * 250, dir_fd=fd)
+            nxt = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "w") as fh:
+            fh.write("x")
+    finally:
+        os.close(fd)
+    return top
+
+
+def test_remove_tree_removes_any_depth_and_follows_no_link(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep")
+    tree = tmp_path / "tree"
+    (tree / "ro" / "sub").mkdir(parents=True)
+    (tree / "ro" / "sub" / "f").write_text("x")
+    (tree / "ro").chmod(0o555)
+    os.symlink(outside, tree / "link")
+    _deeper_than_path_max(tree / "ro" / "sub")
+    fs.remove_tree(tree)
+    assert not os.path.lexists(tree)
+    assert (outside / "keep").read_text() == "keep"
+    os.symlink(outside, tmp_path / "top-link")     # a link where the tree was: the link goes, not its target
+    fs.remove_tree(tmp_path / "top-link")
+    assert not os.path.lexists(tmp_path / "top-link") and (outside / "keep").is_file()
