@@ -6,12 +6,14 @@ For each app (default fixtures/apps/planqk-pip), the median of N runs of:
   warm  the same build again, requirements unchanged (cache and previous output kept)
   pip   `python3.X -m venv` + `pip install -r requirements.txt` into a fresh venv, with an empty
         pip cache (cold) and with the cache the first run left (warm), same interpreter, same index
+        (no pip configuration of this host, as the build's pip has none; the --env pairs)
 With --wheelhouse both install offline from DIR (pip --no-index --find-links DIR).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -43,6 +45,10 @@ def main() -> int:
     args = ap.parse_args()
     cnbsim = [str(Path(sys.executable).parent / "cnbsim"), "build"]
     index = ["--no-index", "--find-links", str(args.wheelhouse)] if args.wheelhouse else []
+    # the baseline's pip sees what the build's pip sees: no pip configuration of this host (a
+    # config file or PIP_* variables naming local mirrors would give it other sources), the --env pairs
+    pip_env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    pip_env.update({"PIP_CONFIG_FILE": os.devnull, **dict(pair.split("=", 1) for pair in args.env)})
     for app in args.apps:
         if not app.is_dir() and (REPO / "fixtures" / "apps" / app).is_dir():
             app = REPO / "fixtures" / "apps" / app     # a fixture app by name
@@ -61,9 +67,10 @@ def main() -> int:
                 for label in ("pip cold", "pip warm"):
                     shutil.rmtree(t / "venv", ignore_errors=True)
                     figures[label].append(
-                        timed([args.python, "-m", "venv", str(t / "venv")])
+                        timed([args.python, "-m", "venv", str(t / "venv")], env=pip_env)
                         + timed([str(t / "venv" / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                                 "--cache-dir", str(t / "pipcache"), *index, "-r", str(app / "requirements.txt")]))
+                                 "--cache-dir", str(t / "pipcache"), *index, "-r", str(app / "requirements.txt")],
+                                env=pip_env))
         med = {k: statistics.median(v) for k, v in figures.items()}
         print(f"{app.name}: cold {med['cold']:.2f}s (pip {med['pip cold']:.2f}s, {med['cold'] / med['pip cold']:.2f}x)"
               f"  warm {med['warm']:.2f}s (pip {med['pip warm']:.2f}s)  [median of {args.runs}]")
