@@ -25,7 +25,17 @@ from cnbsim import report as reportmod
 from cnbsim.builder import Sources, resolve_sources
 from cnbsim.cache import Cache
 from cnbsim.errors import BuildError, CnbsimError, ConfigError, DetectError, ExportError
-from cnbsim.fs import TreeDigests, cache_home, is_inside, relocate, special_files, temp_dir, tree_changes, tree_state
+from cnbsim.fs import (
+    TreeDigests,
+    cache_home,
+    is_inside,
+    relocate,
+    special_files,
+    temp_dir,
+    tree_changes,
+    tree_stamp,
+    tree_state,
+)
 from cnbsim.log import Level, Logger, Redactor
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.launch import Process
@@ -576,7 +586,8 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         _check_default_process(record, outcome)
         host = reportmod.HostPython.exposed(outcome)
         digests = TreeDigests(normalize.pairs, host)     # each layer read once by the reuse check and the report
-        status = reuse_layers(outcome, previous, restored, log, digests)
+        status = reuse_layers(outcome, previous, restored, log, digests, cache)
+        _seed_restored_digests(digests, outcome, restored, status, host)
         secrets = options.secrets()
         for warning in leaks.check(secrets, output=stage, source=app, texts={"the build log": log.text}):
             log.warn(warning)
@@ -588,7 +599,8 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         if cache:
             log.phase("CACHING")
             # where the buildpacks saw the layers (what restore relocates a cached layer from)
-            cache.save(outcome, Path(shown_layers) if isolation else final / "layers", status, log)
+            cache.save(outcome, Path(shown_layers) if isolation else final / "layers", status, log,
+                       digests, (host.path, host.version))
         timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
         report = reportmod.build_report(detected, outcome, layers, status, timings, normalize, host, record, digests)
         report["isolation"] = _isolation_record(isolation)
@@ -604,6 +616,19 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                              warnings=tuple(normalize(m) for lvl, m in log.records[first_record:] if lvl == Level.WARN))
         target.commit()
     return replace(rebase(result, str(stage), str(final)), request=request)   # the request names `final` already
+
+
+def _seed_restored_digests(digests: TreeDigests, outcome: BuildOutcome, restored: Mapping[tuple[str, str], Any],
+                           status: Mapping[tuple[str, str], LayerStatus], host: reportmod.HostPython) -> None:
+    """A layer restored from the cache whose contents the build left as they were (RESTORED: by its
+    tree stamp or its digest) has the report digest the cache recorded for those contents on this
+    host python: the report need not read it again."""
+    for bp in outcome.buildpacks:
+        for layer in bp.layers:
+            before = restored.get((bp.element.id, layer.name))
+            if (status.get((bp.element.id, layer.name)) == LayerStatus.RESTORED and before is not None
+                    and before.report and before.report[2:] == (host.path, host.version)):
+                digests.seed(layer.path, tree_stamp(layer.path), before.digest, before.report[0], before.report[1])
 
 
 def _shown_output(final: Path, stage: Path, isolation: Isolation | None) -> tuple[tuple[str, str], ...]:

@@ -16,6 +16,7 @@ from cnbsim.errors import ConfigError
 from cnbsim.fs import (
     AtomicDir,
     DirKind,
+    TreeDigests,
     cache_home,
     check_replaceable,
     copy_tree,
@@ -30,6 +31,20 @@ from cnbsim.phase.build import BuildOutcome
 
 INDEX = "index.json"
 LAYERS_KEY = "layers-dir"     # in the index: where the cached layers were built
+REPORT_PREFIX = "report:"     # in the index: "report:<layer>" -> a layer's report digest (report_digest)
+
+
+def report_digest(index: dict[str, str], name: str, digest: str) -> tuple[str, int, str, str] | None:
+    """The report digest the index records for layer `name` with contents of `digest`: (normalized
+    digest, file count, host python, its version), or None (none recorded, another contents, malformed)."""
+    try:
+        raw, normalized, files, python, version = json.loads(index.get(REPORT_PREFIX + name, "[]"))
+    except (ValueError, TypeError):       # none recorded, not JSON, not five values
+        return None
+    if raw != digest or not all(isinstance(v, str) for v in (normalized, python, version)) \
+            or not isinstance(files, int) or isinstance(files, bool):
+        return None
+    return normalized, files, python, version
 
 
 def default_cache_dir(app: Path) -> Path:
@@ -59,6 +74,15 @@ class Cache:
     def built_in(self) -> str:
         return str(self.index().get(LAYERS_KEY, ""))
 
+    def generation(self) -> tuple[int, ...]:
+        """Which cache this is: each save writes a new one (a new index file), so while this stays
+        the same, nothing in the cache has changed."""
+        try:
+            st = os.stat(self.path / INDEX)
+        except OSError:
+            return ()
+        return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
     def index(self) -> dict[str, str]:
         """The cache's index (layer -> digest); an unreadable or malformed one is an empty cache."""
         try:
@@ -70,21 +94,24 @@ class Cache:
         return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
     def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], LayerStatus],
-             log: Logger) -> None:
+             log: Logger, digests: TreeDigests | None = None, host: tuple[str, str] = ("", "")) -> None:
         """Write the new cache aside, then swap it in; on any failure the previous cache stays as it was
         (a warning, as the lifecycle gives: the build itself succeeded). A layer restored from the cache
         and left as it was keeps its cached files (the lifecycle's "Reusing cache layer"). `layers_dir`
-        is where the buildpacks' layers are seen (/layers in the namespace), recorded for restore."""
+        is where the buildpacks' layers are seen (/layers in the namespace), recorded for restore.
+        With `digests` and `host` (the report's, and the host python's path and version), a layer's
+        report digest is recorded too where it depends on its contents and that host only, so that a
+        later build that restores the same contents need not read them again for its report."""
         try:
             with AtomicDir(self.path, DirKind.CACHE, "cache dir", notice=log.warn) as staging:
-                self._write(staging.path, outcome, layers_dir, status, log)
+                self._write(staging.path, outcome, layers_dir, status, log, digests, host)
                 staging.commit()
         except (OSError, shutil.Error, ConfigError) as exc:
             log.warn(f"failed to save the cache to {self.path}: {exc}; the previous cache is kept")
 
     def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path,
                status: dict[tuple[str, str], LayerStatus],
-               log: Logger) -> None:
+               log: Logger, digests: TreeDigests | None, host: tuple[str, str]) -> None:
         (staging / "layers").mkdir(parents=True)
         before = self.index()
         index = {LAYERS_KEY: str(layers_dir)}
@@ -108,5 +135,8 @@ class Cache:
                 else:
                     index[name] = copy_tree(layer.path, dest / layer.name)   # of what is cached (no sockets, FIFOs)
                     log.debug(f"Adding cache layer '{name}'")
+                known = digests.reusable(layer.path) if digests is not None and all(host) else None
+                if known and known[0] == index[name]:      # of these very contents (no FIFO left out)
+                    index[REPORT_PREFIX + name] = json.dumps([known[0], known[1], known[2], *host])
                 shutil.copy2(layer.path.with_name(layer.name + ".toml"), dest / f"{layer.name}.toml")
         (staging / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")

@@ -20,6 +20,7 @@ import re
 import secrets
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -454,9 +455,10 @@ _CHUNK = 1 << 20
 
 def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | None,
                  copy_to: Path | None = None, link: bool = False, digest: bool = True,
-                 expect: str | None = None) -> tuple[str, str, int]:
+                 expect: str | None = None) -> tuple[str, str, int, bool]:
     """One pass over `root`: its raw digest, the digest with `pairs` and `host` applied (the raw one
-    again without them) and its file count; with `copy_to`, a copy made on the way (see copy_tree),
+    again without them), its file count and whether a pair replaced anything (if not, the fixed
+    digest depends on the contents and `host` only); with `copy_to`, a copy made on the way (see copy_tree),
     files hard-linked where they can be with `link`. Without `digest` nothing is hashed (nor a linked
     file read) and the digests are "". With `expect`, a copy whose raw digest differs is removed
     (before its directories get their modes: a read-only one could not be emptied)."""
@@ -464,10 +466,12 @@ def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | N
     fixed = hashlib.sha256() if digest and (pairs or host) else None
     # every host path of `pairs` starts with this: a text without it has none of them (one search, not one each)
     common = os.path.commonprefix([h for h, _ in pairs]) if len(pairs) > 1 else b""  # noqa: RUF071 (a byte prefix is meant)
+    replaced = False
 
     def update(data: bytes, name: str | None = None) -> None:
         """Feed `data`; with `name` (of the file it is read from, "" for a link target) it is content,
         read with the pairs and the host's names replaced for the fixed digest."""
+        nonlocal replaced
         if raw is None:
             return
         raw.update(data)
@@ -476,6 +480,7 @@ def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | N
                 for host_path, image in pairs if not common or common in data else ():
                     if host_path in data:
                         data = data.replace(host_path, image)
+                        replaced = True
                 data = host.neutral_bytes(data, name) if host else data
             fixed.update(data)
 
@@ -489,7 +494,7 @@ def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | N
 
     count = 0
     if not root.is_dir():
-        return "", "", 0
+        return "", "", 0, False
     dirs: list[tuple[str, os.stat_result]] = []
     try:
         for path, rel_dir, entries in _walk(str(root), strict=copy_to is not None):
@@ -539,11 +544,11 @@ def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | N
         remove_tree(copy_to)
         if os.path.lexists(copy_to):
             raise OSError(errno.ENOTEMPTY, "cannot remove a copy that did not check out", str(copy_to))
-        return result, result, count
+        return result, result, count, replaced
     for target_dir, st in reversed(dirs):       # after their entries: a read-only dir is filled first
         os.chmod(target_dir, stat.S_IMODE(st.st_mode))
         os.utime(target_dir, ns=(st.st_atime_ns, st.st_mtime_ns))
-    return result, ("sha256:" + fixed.hexdigest() if fixed is not None else result), count
+    return result, ("sha256:" + fixed.hexdigest() if fixed is not None else result), count, replaced
 
 
 def _file_contents(src: str, dest: str, st: os.stat_result, link: bool,
@@ -603,7 +608,7 @@ def tree_digest(root: Path, replace: Iterable[tuple[str, str]] = (),
     with `host`, names, link targets and contents are read `host.neutral`, so that it does not
     depend on the host's interpreter either.
     """
-    _, digest, count = _digest_tree(root, _pairs(replace), host)
+    _, digest, count, _ = _digest_tree(root, _pairs(replace), host)
     return digest, count
 
 
@@ -628,13 +633,14 @@ class TreeDigests:
     reuse check wants the raw digest, the report the normalized one (`replace`, `host` as
     tree_digest has them). One pass computes both; they are given again while no entry of the tree
     changed its inode, size, mode, times or link (a new file, a rewrite or a relocation changes those;
-    meant for after the build, when no buildpack process runs)."""
+    meant for after the build, when no buildpack process runs). `seed` gives digests known from
+    elsewhere (a restored layer's, from the cache) for a tree in a known state."""
 
     def __init__(self, replace: Iterable[tuple[str, str]] = (), host: Neutral | None = None) -> None:
         self._pairs, self._host = _pairs(replace), host
-        self._known: dict[str, tuple[tuple[Any, ...], tuple[str, str, int]]] = {}
+        self._known: dict[str, tuple[tuple[Any, ...], tuple[str, str, int, bool]]] = {}
 
-    def _digests(self, root: Path) -> tuple[str, str, int]:
+    def _digests(self, root: Path) -> tuple[str, str, int, bool]:
         state = _stat_state(root)
         known = self._known.get(str(root))
         if known and known[0] == state:
@@ -644,12 +650,57 @@ class TreeDigests:
             self._known[str(root)] = (state, result)
         return result
 
+    def seed(self, root: Path, state: tuple[Any, ...], raw: str, normalized: str, count: int) -> None:
+        """What `root` digests to while it is in `state` (tree_stamp), no pair replacing anything in it."""
+        self._known[str(root)] = (state, (raw, normalized, count, False))
+
     def raw(self, root: Path) -> str:
         return self._digests(root)[0]
 
     def normalized(self, root: Path) -> tuple[str, int]:
-        _, digest, count = self._digests(root)
+        _, digest, count, _ = self._digests(root)
         return digest, count
+
+    def reusable(self, root: Path) -> tuple[str, str, int] | None:
+        """(raw, normalized, count) when the normalized digest depends on the contents and the host
+        only (no host path of `replace` was in them): what a later build with the same contents and
+        host may take as it is."""
+        raw, normalized, count, replaced = self._digests(root)
+        return None if replaced or not raw else (raw, normalized, count)
+
+
+def tree_stamp(root: Path) -> tuple[Any, ...]:
+    """Every entry's inode, mode, size, mtime and ctime: any write, replacement, addition or removal
+    in the tree changes it, once the file system's clock has passed the stamped ctimes (settle_clock)."""
+    return _stat_state(root)
+
+
+def settle_clock(directory: Path, stamped: Iterable[tuple[Any, ...]]) -> None:
+    """Wait (a clock tick at most, a few ms) until a change made in `directory`'s file system from now
+    on gets a ctime later than any in the `stamped` tree_stamps: the kernel keeps ctimes in coarse
+    ticks, so a write in the tick a stamp was taken would otherwise leave the same ctime behind."""
+    newest = max((_newest_ctime(state) for state in stamped), default=0)
+    if not newest:
+        return
+    probe = directory / f".cnbsim-clock-{os.getpid()}"
+    deadline = time.monotonic() + 1
+    try:
+        probe.touch()
+        while os.stat(probe).st_ctime_ns <= newest and time.monotonic() < deadline:
+            time.sleep(0.001)
+            os.utime(probe)
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+
+
+def _newest_ctime(state: tuple[Any, ...]) -> int:
+    """The latest ctime in a _stat_state."""
+    times = [state[0][4]] if state else []
+    times += [one[4] for _, one in state[1:] if one is not None]
+    return max(times, default=0)
 
 
 def _stat_state(root: Path) -> tuple[Any, ...]:
@@ -666,11 +717,61 @@ def _stat_state(root: Path) -> tuple[Any, ...]:
         except OSError:
             state.append((rel, None))
         for entry in entries:
+            name = entry.name if rel == "." else f"{rel}/{entry.name}"
             try:
-                state.append((entry.name, one(entry.stat(follow_symlinks=False))))
+                state.append((name, one(entry.stat(follow_symlinks=False))))
             except OSError:
-                state.append((entry.name, None))
+                state.append((name, None))
     return tuple(state)
+
+
+def same_contents(tree: Path, stamp: tuple[Any, ...], original: Path) -> bool:
+    """Whether `tree`, stamped `stamp` (tree_stamp) when it was a copy of `original`, still has the
+    contents that copy had (the same tree_digest), reading only what changed since: the same entries,
+    and each entry whose stamp changed of the same kind with the same bytes (a file, with the same x
+    bit) or target (a link) as in `original`. `original` must not have changed since."""
+    now = _stat_state(tree)
+    if now == stamp:
+        return True
+    if not now or not stamp:
+        return False
+    before, after = dict(stamp[1:]), dict(now[1:])
+    if before.keys() != after.keys() or len(before) != len(stamp) - 1 or len(after) != len(now) - 1:
+        return False
+    for rel, old in before.items():
+        new = after[rel]
+        if old == new:
+            continue
+        if old is None or new is None or stat.S_IFMT(old[1]) != stat.S_IFMT(new[1]):
+            return False
+        mode = new[1]
+        here, there = os.path.join(tree, rel), os.path.join(original, rel)
+        try:
+            if stat.S_ISDIR(mode):
+                continue          # its entries are compared one by one
+            if stat.S_ISLNK(mode):
+                if os.readlink(here) != os.readlink(there):
+                    return False
+                continue
+            if not stat.S_ISREG(mode) or bool(mode & 0o111) != bool(old[1] & 0o111):
+                return False
+            if not stat.S_ISREG(os.lstat(there).st_mode) or not _same_bytes(here, there):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        if os.fstat(fa.fileno()).st_size != os.fstat(fb.fileno()).st_size:
+            return False
+        while True:
+            x, y = fa.read(_CHUNK), fb.read(_CHUNK)
+            if x != y:
+                return False
+            if not x:
+                return True
 
 
 # Temp dirs of one cnbsim process (a buildpack's plan, a run's workspace copy, a detect's platform

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnbsim.cache import Cache
 from cnbsim.errors import BuildError, CnbsimError, ExportError
-from cnbsim.fs import AtomicDir, DirKind, TreeDigests
+from cnbsim.fs import AtomicDir, DirKind, TreeDigests, same_contents
 from cnbsim.log import Logger, as_logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
@@ -186,7 +187,8 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
 
 
 def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tuple[str, str], Restored],
-                 log: Logger, digests: TreeDigests | None = None) -> dict[tuple[str, str], LayerStatus]:
+                 log: Logger, digests: TreeDigests | None = None,
+                 cache: Cache | None = None) -> dict[tuple[str, str], LayerStatus]:
     """After the build: reuse kept launch layers from the previous output, as the exporter reuses an image's
     layers (lifecycle phase/exporter.go); say of each layer what became of it (LayerStatus). `digests`
     keeps the layers' digests for the report."""
@@ -213,8 +215,13 @@ def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tu
             before = restored.get(key)
             if before is None:
                 status[key] = LayerStatus.NEW
-            elif (before.digest and dict(layer.metadata.metadata) == dict(before.metadata)
-                  and dir_stamp(layer.path) == before.stamp and digests.raw(layer.path) == before.digest):
+            elif before.digest and dict(layer.metadata.metadata) == dict(before.metadata) and (
+                    # every entry as restore left it, or those written since (after the clock settled)
+                    # with the bytes of the cached layer they were copied from: the same contents
+                    (before.tree and before.copied_from and cache is not None
+                     and cache.generation() == before.generation
+                     and same_contents(layer.path, before.tree, before.copied_from))
+                    or (dir_stamp(layer.path) == before.stamp and digests.raw(layer.path) == before.digest)):
                 status[key] = LayerStatus.RESTORED
             else:
                 status[key] = LayerStatus.REBUILT

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnbsim.cache import Cache
-from cnbsim.fs import copy_tree, relocate, tree_digest
+from cnbsim.cache import Cache, report_digest
+from cnbsim.fs import copy_tree, relocate, settle_clock, tree_digest, tree_stamp
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.layer import LayerMetadata
@@ -42,6 +42,11 @@ class Restored:
     digest: str                   # of the contents put back ("" for metadata only)
     metadata: Mapping[str, Any] = field(default_factory=dict)   # the [metadata] table put back
     stamp: tuple[int, int] = (0, 0)   # the layer dir's (inode, ctime) as put back: see dir_stamp
+    tree: tuple[Any, ...] = ()        # fs.tree_stamp of the contents as put back (the clock settled after)
+    report: tuple[str, int, str, str] | None = None   # what the cache recorded the report digest of these
+                                      # contents to be: (normalized digest, files, host python, its version)
+    copied_from: Path | None = None   # the cached layer the contents were copied from
+    generation: tuple[int, ...] = ()  # Cache.generation() then: while it holds, `copied_from` is unchanged
 
 
 def dir_stamp(path: Path) -> tuple[int, int]:
@@ -65,6 +70,7 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
         log.warn(f"ignoring the cache at {cache.path}: it was written by another cnbsim version")
         cache = None
     cache_index = cache.index() if cache else {}
+    generation = cache.generation() if cache else ()
     for el in group:
         bp_dir = layers_dir / escape_id(el.id)
         # malformed layers are skipped: lifecycle MadeCached / MadeLaunch are false for them
@@ -96,7 +102,8 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
                 relocate(bp_dir / name, built_in, shown_layers)
                 digest = tree_digest(bp_dir / name)[0]
             restored[(el.id, name)] = Restored((el.id, name), "cache", digest, meta.metadata,
-                                               dir_stamp(bp_dir / name))
+                                               dir_stamp(bp_dir / name), tree_stamp(bp_dir / name),
+                                               report_digest(cache_index, key, digest), src, generation)
             log.debug(f"Restoring data for \"{key}\" from cache")
         for layer in prev.launch_layers() if prev else ():
             name, meta, t = layer.name, layer.metadata, layer.types
@@ -106,4 +113,6 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             _metadata_only(bp_dir / f"{name}.toml", meta)
             restored[(el.id, name)] = Restored((el.id, name), "previous", "", meta.metadata)
             log.debug(f"Restoring metadata for \"{el.id}:{name}\" from app image")
+    # a buildpack's write to a restored file changes that file's ctime only in a later clock tick
+    settle_clock(layers_dir, [r.tree for r in restored.values() if r.tree])
     return restored

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import cnbsim
+from cnbsim import fs
 from cnbsim.leaks import SecretLeakError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,6 +78,53 @@ def test_a_cached_layer_replaced_by_a_symlink_is_not_followed(app, tmp_path):
     assert 'Removing "paketo-buildpacks/pip-install:packages", wrong sha' in second.log
     assert statuses(second)["pip-install:packages"] == "new"
     assert sorted(p.name for p in elsewhere.rglob("*")) == before      # left as it was
+
+
+def test_a_warm_rebuild_reads_no_restored_layer_again_and_reports_the_same_digests(app, tmp_path, monkeypatch):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cnbsim.build(app, output=out, cache_dir=cache)
+    second = cnbsim.build(app, output=out, cache_dir=cache)
+    reads: list[Path] = []
+    real = fs._digest_tree
+
+    def counted(root, *args, **kwargs):
+        if kwargs.get("copy_to") is None:            # a read for a digest (not restore's checked copy)
+            reads.append(root)
+        return real(root, *args, **kwargs)
+    monkeypatch.setattr(fs, "_digest_tree", counted)
+    third = cnbsim.build(app, output=out, cache_dir=cache)
+    restored = [k[1] for k, v in third.layer_status.items() if v == "restored"]
+    assert {"cpython", "pip", "pip-source", "packages"} <= set(restored)
+    names = [r.name for r in reads]
+    # never read again; of packages, whose env files pip-install writes anew each build (the same
+    # bytes), only those files are compared with the cached ones
+    assert not [n for n in names if n in restored], names
+    layers = lambda r: [(b["id"], lay["name"], lay["digest"], lay["files"])  # noqa: E731
+                        for b in r.report["buildpacks"] for lay in b["layers"]]
+    assert layers(third) == layers(second)
+
+
+def test_a_restored_layer_written_in_place_is_rebuilt_however_soon(bps, tmp_path):
+    # the same size, the same inode, right after restore: only the file's ctime tells (restore
+    # waits for the file system's clock to tick past the restored files' ctimes)
+    bp = bps("inplace", build="""
+L="$CNB_LAYERS_DIR/l"
+if [ -f "$L/f" ]; then printf 'bbbb' > "$L/f"; else mkdir -p "$L"; printf 'aaaa' > "$L/f"; fi
+printf '[types]\\nlaunch = true\\ncache = true\\n' > "$CNB_LAYERS_DIR/l.toml"
+""")
+    app = tmp_path / "app"
+    app.mkdir()
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    layer = out / "layers" / "inplace" / "l"
+    for _ in range(5):
+        cnbsim.build(app, buildpacks=[bp], output=out, cache_dir=cache, clear_cache=True)     # aaaa
+        second = cnbsim.build(app, buildpacks=[bp], output=out, cache_dir=cache)   # restored, then bbbb
+        assert {k[1]: v for k, v in second.layer_status.items()}["l"] == "rebuilt"
+        assert (layer / "f").read_text() == "bbbb"
+        assert second.report["buildpacks"][0]["layers"][0]["digest"] == fs.tree_digest(layer)[0]
+        third = cnbsim.build(app, buildpacks=[bp], output=out, cache_dir=cache)    # bbbb written again
+        assert {k[1]: v for k, v in third.layer_status.items()}["l"] == "restored"   # the same contents
+        assert third.report["buildpacks"][0]["layers"][0]["digest"] == fs.tree_digest(layer)[0]
 
 
 def test_clear_cache_forces_a_cold_build(app, tmp_path):
