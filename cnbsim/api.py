@@ -587,7 +587,10 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         host = reportmod.HostPython.exposed(outcome)
         digests = TreeDigests(normalize.pairs, host)     # each layer read once by the reuse check and the report
         status = reuse_layers(outcome, previous, restored, log, digests, cache)
-        _seed_restored_digests(digests, outcome, restored, status, host)
+        if isolation is not None:
+            # in the namespace layers hold image paths only: a report digest depends on the contents and
+            # the host python alone (on the host, the output's paths in them are normalized too)
+            _seed_restored_digests(digests, outcome, restored, status, host)
         secrets = options.secrets()
         for warning in leaks.check(secrets, output=stage, source=app, texts={"the build log": log.text}):
             log.warn(warning)
@@ -600,7 +603,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             log.phase("CACHING")
             # where the buildpacks saw the layers (what restore relocates a cached layer from)
             cache.save(outcome, Path(shown_layers) if isolation else final / "layers", status, log,
-                       digests, (host.path, host.version))
+                       digests, (host.path, host.version) if isolation is not None else ("", ""))
         timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
         report = reportmod.build_report(detected, outcome, layers, status, timings, normalize, host, record, digests)
         report["isolation"] = _isolation_record(isolation)

@@ -39,7 +39,7 @@ def report_digest(index: dict[str, str], name: str, digest: str) -> tuple[str, i
     digest, file count, host python, its version), or None (none recorded, another contents, malformed)."""
     try:
         raw, normalized, files, python, version = json.loads(index.get(REPORT_PREFIX + name, "[]"))
-    except (ValueError, TypeError):       # none recorded, not JSON, not five values
+    except (ValueError, TypeError, RecursionError):     # none recorded, not JSON, not five values
         return None
     if raw != digest or not all(isinstance(v, str) for v in (normalized, python, version)) \
             or not isinstance(files, int) or isinstance(files, bool):

@@ -675,20 +675,27 @@ def tree_stamp(root: Path) -> tuple[Any, ...]:
     return _stat_state(root)
 
 
-def settle_clock(directory: Path, stamped: Iterable[tuple[Any, ...]]) -> None:
-    """Wait (a clock tick at most, a few ms) until a change made in `directory`'s file system from now
-    on gets a ctime later than any in the `stamped` tree_stamps: the kernel keeps ctimes in coarse
-    ticks, so a write in the tick a stamp was taken would otherwise leave the same ctime behind."""
+def settle_clock(directory: Path, stamped: Iterable[tuple[Any, ...]]) -> bool:
+    """Wait (a clock tick at most: a few ms, a second where a file system keeps whole seconds) until
+    a change made in `directory`'s file system from now on gets a ctime later than any in the
+    `stamped` tree_stamps: the kernel keeps ctimes in coarse ticks, so a write in the tick a stamp
+    was taken would otherwise leave the same ctime behind. False if it did not get there (then a
+    stamp does not tell a change)."""
     newest = max((_newest_ctime(state) for state in stamped), default=0)
     if not newest:
-        return
+        return True
     probe = directory / f".cnbsim-clock-{os.getpid()}"
-    deadline = time.monotonic() + 1
+    deadline = time.monotonic() + 1.5
     try:
         probe.touch()
-        while os.stat(probe).st_ctime_ns <= newest and time.monotonic() < deadline:
+        while os.stat(probe).st_ctime_ns <= newest:
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.001)
             os.utime(probe)
+        return True
+    except OSError:
+        return False
     finally:
         try:
             probe.unlink()

@@ -215,13 +215,14 @@ def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tu
             before = restored.get(key)
             if before is None:
                 status[key] = LayerStatus.NEW
-            elif before.digest and dict(layer.metadata.metadata) == dict(before.metadata) and (
+            elif (before.digest and dict(layer.metadata.metadata) == dict(before.metadata)
+                  and dir_stamp(layer.path) == before.stamp and (     # the layer dir kept, not made anew
                     # every entry as restore left it, or those written since (after the clock settled)
                     # with the bytes of the cached layer they were copied from: the same contents
                     (before.tree and before.copied_from and cache is not None
                      and cache.generation() == before.generation
                      and same_contents(layer.path, before.tree, before.copied_from))
-                    or (dir_stamp(layer.path) == before.stamp and digests.raw(layer.path) == before.digest)):
+                    or digests.raw(layer.path) == before.digest)):
                 status[key] = LayerStatus.RESTORED
             else:
                 status[key] = LayerStatus.REBUILT

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +98,15 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
                 continue
             _metadata_only(bp_dir / f"{name}.toml", meta)
             built_in = cache.built_in() if cache else ""
-            if built_in and built_in != shown_layers:
+            relocated = bool(built_in) and built_in != shown_layers
+            if relocated:
                 relocate(bp_dir / name, built_in, shown_layers)
                 digest = tree_digest(bp_dir / name)[0]
+            # a relocated copy is not the cached layer's bytes: no comparison with those (same_contents)
             restored[(el.id, name)] = Restored((el.id, name), "cache", digest, meta.metadata,
                                                dir_stamp(bp_dir / name), tree_stamp(bp_dir / name),
-                                               report_digest(cache_index, key, digest), src, generation)
+                                               report_digest(cache_index, key, digest),
+                                               None if relocated else src, generation)
             log.debug(f"Restoring data for \"{key}\" from cache")
         for layer in prev.launch_layers() if prev else ():
             name, meta, t = layer.name, layer.metadata, layer.types
@@ -114,5 +117,6 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             restored[(el.id, name)] = Restored((el.id, name), "previous", "", meta.metadata)
             log.debug(f"Restoring metadata for \"{el.id}:{name}\" from app image")
     # a buildpack's write to a restored file changes that file's ctime only in a later clock tick
-    settle_clock(layers_dir, [r.tree for r in restored.values() if r.tree])
+    if not settle_clock(layers_dir, [r.tree for r in restored.values() if r.tree]):
+        restored = {k: replace(r, tree=()) for k, r in restored.items()}     # the stamps tell nothing
     return restored

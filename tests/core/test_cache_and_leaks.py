@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 import cnbsim
 from cnbsim import fs
+from cnbsim.cache import report_digest
 from cnbsim.leaks import SecretLeakError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,6 +127,17 @@ printf '[types]\\nlaunch = true\\ncache = true\\n' > "$CNB_LAYERS_DIR/l.toml"
         third = cnbsim.build(app, buildpacks=[bp], output=out, cache_dir=cache)    # bbbb written again
         assert {k[1]: v for k, v in third.layer_status.items()}["l"] == "restored"   # the same contents
         assert third.report["buildpacks"][0]["layers"][0]["digest"] == fs.tree_digest(layer)[0]
+
+
+def test_report_digests_are_recorded_in_the_cache_only_where_layers_hold_image_paths(app, tmp_path):
+    # on the host a layer holds the output's own paths, which the report normalizes: its report
+    # digest depends on where the output is, so none is kept for another build
+    cnbsim.build(app, output=tmp_path / "host", cache_dir=tmp_path / "host-cache", sandbox="never")
+    index = json.loads((tmp_path / "host-cache" / "index.json").read_text())
+    assert not [k for k in index if k.startswith("report:")]
+    assert report_digest({"report:a": "[" * 100_000}, "a", "sha256:x") is None      # malformed: none
+    assert report_digest({"report:a": json.dumps(["sha256:x", "sha256:n", 3, "/py", "3.11"])}, "a",
+                         "sha256:other") is None                                    # of other contents
 
 
 def test_clear_cache_forces_a_cold_build(app, tmp_path):
