@@ -33,7 +33,6 @@ from cnbsim.fs import (
     special_files,
     temp_dir,
     tree_changes,
-    tree_stamp,
     tree_state,
 )
 from cnbsim.log import Level, Logger, Redactor
@@ -586,11 +585,10 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         _check_default_process(record, outcome)
         host = reportmod.HostPython.exposed(outcome)
         digests = TreeDigests(normalize.pairs, host)     # each layer read once by the reuse check and the report
-        status = reuse_layers(outcome, previous, restored, log, digests, cache)
-        if isolation is not None:
-            # in the namespace layers hold image paths only: a report digest depends on the contents and
-            # the host python alone (on the host, the output's paths in them are normalized too)
-            _seed_restored_digests(digests, outcome, restored, status, host)
+        # in the namespace layers hold image paths only: a report digest depends on the contents and the
+        # host python alone, and the cache keeps it (on the host, the output's paths in them count too)
+        recorded_host = (host.path, host.version) if isolation is not None else None
+        status = reuse_layers(outcome, previous, restored, log, digests, cache, recorded_host)
         secrets = options.secrets()
         for warning in leaks.check(secrets, output=stage, source=app, texts={"the build log": log.text}):
             log.warn(warning)
@@ -603,7 +601,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             log.phase("CACHING")
             # where the buildpacks saw the layers (what restore relocates a cached layer from)
             cache.save(outcome, Path(shown_layers) if isolation else final / "layers", status, log,
-                       digests, (host.path, host.version) if isolation is not None else ("", ""))
+                       digests, recorded_host)
         timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
         report = reportmod.build_report(detected, outcome, layers, status, timings, normalize, host, record, digests)
         report["isolation"] = _isolation_record(isolation)
@@ -619,19 +617,6 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                              warnings=tuple(normalize(m) for lvl, m in log.records[first_record:] if lvl == Level.WARN))
         target.commit()
     return replace(rebase(result, str(stage), str(final)), request=request)   # the request names `final` already
-
-
-def _seed_restored_digests(digests: TreeDigests, outcome: BuildOutcome, restored: Mapping[tuple[str, str], Any],
-                           status: Mapping[tuple[str, str], LayerStatus], host: reportmod.HostPython) -> None:
-    """A layer restored from the cache whose contents the build left as they were (RESTORED: by its
-    tree stamp or its digest) has the report digest the cache recorded for those contents on this
-    host python: the report need not read it again."""
-    for bp in outcome.buildpacks:
-        for layer in bp.layers:
-            before = restored.get((bp.element.id, layer.name))
-            if (status.get((bp.element.id, layer.name)) == LayerStatus.RESTORED and before is not None
-                    and before.report and before.report[2:] == (host.path, host.version)):
-                digests.seed(layer.path, tree_stamp(layer.path), before.digest, before.report[0], before.report[1])
 
 
 def _shown_output(final: Path, stage: Path, isolation: Isolation | None) -> tuple[tuple[str, str], ...]:

@@ -94,7 +94,7 @@ class Cache:
         return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
     def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], LayerStatus],
-             log: Logger, digests: TreeDigests | None = None, host: tuple[str, str] = ("", "")) -> None:
+             log: Logger, digests: TreeDigests | None = None, host: tuple[str, str] | None = None) -> None:
         """Write the new cache aside, then swap it in; on any failure the previous cache stays as it was
         (a warning, as the lifecycle gives: the build itself succeeded). A layer restored from the cache
         and left as it was keeps its cached files (the lifecycle's "Reusing cache layer"). `layers_dir`
@@ -111,7 +111,7 @@ class Cache:
 
     def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path,
                status: dict[tuple[str, str], LayerStatus],
-               log: Logger, digests: TreeDigests | None, host: tuple[str, str]) -> None:
+               log: Logger, digests: TreeDigests | None, host: tuple[str, str] | None) -> None:
         (staging / "layers").mkdir(parents=True)
         before = self.index()
         index = {LAYERS_KEY: str(layers_dir)}
@@ -135,8 +135,8 @@ class Cache:
                 else:
                     index[name] = copy_tree(layer.path, dest / layer.name)   # of what is cached (no sockets, FIFOs)
                     log.debug(f"Adding cache layer '{name}'")
-                known = digests.reusable(layer.path) if digests is not None and all(host) else None
-                if known and known[0] == index[name]:      # of these very contents (no FIFO left out)
-                    index[REPORT_PREFIX + name] = json.dumps([known[0], known[1], known[2], *host])
+                known = digests.reusable(layer.path) if digests is not None and host is not None else None
+                if known and host is not None and known[0] == index[name]:   # these very contents (no FIFO left out)
+                    index[REPORT_PREFIX + name] = json.dumps([*known, *host])
                 shutil.copy2(layer.path.with_name(layer.name + ".toml"), dest / f"{layer.name}.toml")
         (staging / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")

@@ -641,12 +641,12 @@ class TreeDigests:
         self._known: dict[str, tuple[tuple[Any, ...], tuple[str, str, int, bool]]] = {}
 
     def _digests(self, root: Path) -> tuple[str, str, int, bool]:
-        state = _stat_state(root)
+        state = tree_stamp(root)
         known = self._known.get(str(root))
         if known and known[0] == state:
             return known[1]
         result = _digest_tree(root, self._pairs, self._host)
-        if _stat_state(root) == state:      # not changed while it was read
+        if tree_stamp(root) == state:      # not changed while it was read
             self._known[str(root)] = (state, result)
         return result
 
@@ -667,12 +667,6 @@ class TreeDigests:
         host may take as it is."""
         raw, normalized, count, replaced = self._digests(root)
         return None if replaced or not raw else (raw, normalized, count)
-
-
-def tree_stamp(root: Path) -> tuple[Any, ...]:
-    """Every entry's inode, mode, size, mtime and ctime: any write, replacement, addition or removal
-    in the tree changes it, once the file system's clock has passed the stamped ctimes (settle_clock)."""
-    return _stat_state(root)
 
 
 def settle_clock(directory: Path, stamped: Iterable[tuple[Any, ...]]) -> bool:
@@ -704,14 +698,16 @@ def settle_clock(directory: Path, stamped: Iterable[tuple[Any, ...]]) -> bool:
 
 
 def _newest_ctime(state: tuple[Any, ...]) -> int:
-    """The latest ctime in a _stat_state."""
+    """The latest ctime in a tree_stamp."""
     times = [state[0][4]] if state else []
     times += [one[4] for _, one in state[1:] if one is not None]
     return max(times, default=0)
 
 
-def _stat_state(root: Path) -> tuple[Any, ...]:
-    """What changes when anything in a tree is written, replaced, added or removed, without reading it."""
+def tree_stamp(root: Path) -> tuple[Any, ...]:
+    """Every entry's inode, mode, size, mtime and ctime, without reading it: any write, replacement,
+    addition or removal in the tree changes it, once the file system's clock has passed the stamped
+    ctimes (settle_clock)."""
     def one(st: os.stat_result) -> tuple[int, ...]:
         return st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns
     try:
@@ -732,12 +728,13 @@ def _stat_state(root: Path) -> tuple[Any, ...]:
     return tuple(state)
 
 
-def same_contents(tree: Path, stamp: tuple[Any, ...], original: Path) -> bool:
+def same_contents(tree: Path, stamp: tuple[Any, ...], original: Path, now: tuple[Any, ...] | None = None) -> bool:
     """Whether `tree`, stamped `stamp` (tree_stamp) when it was a copy of `original`, still has the
     contents that copy had (the same tree_digest), reading only what changed since: the same entries,
     and each entry whose stamp changed of the same kind with the same bytes (a file, with the same x
-    bit) or target (a link) as in `original`. `original` must not have changed since."""
-    now = _stat_state(tree)
+    bit) or target (a link) as in `original`. `original` must not have changed since. `now`: the
+    tree's stamp, if the caller has just taken it."""
+    now = tree_stamp(tree) if now is None else now
     if now == stamp:
         return True
     if not now or not stamp:

@@ -29,7 +29,7 @@ from typing import Any
 
 from cnbsim.cache import Cache
 from cnbsim.errors import BuildError, CnbsimError, ExportError
-from cnbsim.fs import AtomicDir, DirKind, TreeDigests, same_contents
+from cnbsim.fs import AtomicDir, DirKind, TreeDigests, same_contents, tree_stamp
 from cnbsim.log import Logger, as_logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
@@ -187,11 +187,13 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
 
 
 def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tuple[str, str], Restored],
-                 log: Logger, digests: TreeDigests | None = None,
-                 cache: Cache | None = None) -> dict[tuple[str, str], LayerStatus]:
+                 log: Logger, digests: TreeDigests | None = None, cache: Cache | None = None,
+                 host: tuple[str, str] | None = None) -> dict[tuple[str, str], LayerStatus]:
     """After the build: reuse kept launch layers from the previous output, as the exporter reuses an image's
     layers (lifecycle phase/exporter.go); say of each layer what became of it (LayerStatus). `digests`
-    keeps the layers' digests for the report."""
+    keeps the layers' digests for the report; with `host` (the host python's path and version, given
+    where layers hold image paths only), a restored layer left as it was gets the report digest the
+    cache recorded for it on that host."""
     status: dict[tuple[str, str], LayerStatus] = {}
     digests = digests or TreeDigests()
     for bp in outcome.buildpacks:
@@ -216,17 +218,28 @@ def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tu
             if before is None:
                 status[key] = LayerStatus.NEW
             elif (before.digest and dict(layer.metadata.metadata) == dict(before.metadata)
-                  and dir_stamp(layer.path) == before.stamp and (     # the layer dir kept, not made anew
-                    # every entry as restore left it, or those written since (after the clock settled)
-                    # with the bytes of the cached layer they were copied from: the same contents
-                    (before.tree and before.copied_from and cache is not None
-                     and cache.generation() == before.generation
-                     and same_contents(layer.path, before.tree, before.copied_from))
-                    or digests.raw(layer.path) == before.digest)):
+                  and dir_stamp(layer.path) == before.stamp       # the layer dir kept, not made anew
+                  and (_left_as_restored(layer.path, before, cache, digests, host)
+                       or digests.raw(layer.path) == before.digest)):
                 status[key] = LayerStatus.RESTORED
             else:
                 status[key] = LayerStatus.REBUILT
     return status
+
+
+def _left_as_restored(path: Path, before: Restored, cache: Cache | None, digests: TreeDigests,
+                      host: tuple[str, str] | None) -> bool:
+    """Whether a restored layer has the contents restore copied, without digesting it: every entry as
+    restore left it, or those written since (after the clock settled) with the bytes of the cached
+    layer they were copied from (which has not changed since: the same cache generation)."""
+    if not (before.tree and before.copied_from and cache is not None and cache.generation() == before.generation):
+        return False
+    now = tree_stamp(path)
+    if not same_contents(path, before.tree, before.copied_from, now):
+        return False
+    if host is not None and before.report and before.report[2:] == host:
+        digests.seed(path, now, before.digest, before.report[0], before.report[1])
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
