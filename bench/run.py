@@ -302,8 +302,8 @@ def bench_namespace(b: Bench) -> None:
             cpu[mode].append(after.children_user + after.children_system
                              - before.children_user - before.children_system)
     with_ns, without = statistics.median(samples["auto"]), statistics.median(samples["never"])
-    b.add("CLI build planqk-pip in the namespace (--sandbox auto)", with_ns,
-          f"cpu {statistics.median(cpu['auto']) * 1000:.0f} ms")
+    # no cpu figure for it: bwrap's init does not pass the usage of the processes it reaps up to cnbsim
+    b.add("CLI build planqk-pip in the namespace (--sandbox auto)", with_ns)
     b.add("CLI build planqk-pip on the host (--sandbox never)", without,
           f"cpu {statistics.median(cpu['never']) * 1000:.0f} ms")
     b.ratio("namespace / host (wall)", with_ns / without, "<= 1.15")
@@ -315,7 +315,6 @@ def bench_namespace(b: Bench) -> None:
     done = proc.run([str(big / "bin" / "build")], env={"PATH": "/usr/bin:/bin"}, cwd=b.tmp, timeout=600)
     b.add("proc.run of a buildpack printing one 100 MB line", time.perf_counter() - start,
           f"{len(done.output) // 1_000_000} MB captured")
-    b.ratio("namespace / host (cpu)", statistics.median(cpu["auto"]) / statistics.median(cpu["never"]), "<= 1.15")
 
 
 def main() -> int:

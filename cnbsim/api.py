@@ -63,6 +63,7 @@ from cnbsim.platform import (
     RunTarget,
     Volume,
 )
+from cnbsim.session import Session
 from cnbsim.tomlio import write_toml
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -338,7 +339,7 @@ def _prepare_workspace(app: Path, workspace: Path, skip: Sequence[Path] = (),
         skipped, prefix = by_parent.get(real, set()), work_prefixes.get(real)
         return left_out + [n for n in names if n in skipped or (prefix and n.startswith(prefix))]
     try:
-        shutil.copytree(root, workspace, symlinks=True, ignore=ignore)
+        shutil.copytree(root, workspace, symlinks=True, ignore=ignore, dirs_exist_ok=True)
     except shutil.Error as exc:
         raise ConfigError(f"cannot copy the app into the workspace: {exc.args[0][0][2]}", file=app)
     except OSError as exc:
@@ -488,13 +489,33 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
     _check_volumes(options, isolation)
     _, target = _run_image(options)
     sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
-    with _secrets_redacted(log), temp_dir("detect") as tmp:
+    with _secrets_redacted(log), temp_dir("detect") as tmp, contextlib.ExitStack() as runs:
         workspace, platform_dir = Path(tmp) / "workspace", Path(tmp) / "platform"
-        _prepare_workspace(app, workspace, files=project.file_filter() if project else None)
+        workspace.mkdir()
         write_platform_dir(platform_dir, values)
         (Path(tmp) / "layers").mkdir()
         platform = _platform(workspace, platform_dir, Path(tmp) / "layers", options, isolation, target)
+        platform = runs.enter_context(_session(platform, sources))
+        _prepare_workspace(app, workspace, files=project.file_filter() if project else None)
         return _detect(sources, platform, log, options.strict)
+
+
+@contextlib.contextmanager
+def _session(platform: Platform, sources: Sources) -> Iterator[Platform]:
+    """`platform` with a started session (cnbsim.session) when its buildpacks run in the namespace:
+    one namespace for the build's runs, with the order's buildpacks under /cnb/buildpacks."""
+    if platform.isolation is None:
+        yield platform
+        return
+    with temp_dir("session") as root:
+        platform = replace(platform, scratch_root=Path(root))
+        try:
+            session = Session(platform.session_view(sources.store.order_buildpacks(sources.order)))
+        except OSError:      # bwrap could not start: each run tries on its own, and says why
+            yield platform
+            return
+        with session:
+            yield replace(platform, session=session)
 
 
 def _platform(workspace: Path, platform_dir: Path, layers: Path, options: BuildOptions,
@@ -545,14 +566,17 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     _check_places(app, target.target, cache.path if cache else None)
     if cache:
         cache.check()
-    with _secrets_redacted(log), target, _too_deep_is_an_error(target.target):
+    with _secrets_redacted(log), target, _too_deep_is_an_error(target.target), contextlib.ExitStack() as runs:
         final, stage = target.target, target.path
         workspace, layers = stage / "workspace", stage / "layers"
-        _prepare_workspace(app, workspace, [final, *([cache.path] if cache else [])],
-                           project.file_filter() if project else None)
+        workspace.mkdir()
         layers.mkdir()
         write_platform_dir(target.platform_dir, platform_values)
         platform = _platform(workspace, target.platform_dir, layers, options, isolation, run_target)
+        # the build's namespace comes up while the app is copied in
+        platform = runs.enter_context(_session(platform, sources))
+        _prepare_workspace(app, workspace, [final, *([cache.path] if cache else [])],
+                           project.file_filter() if project else None)
         shown_layers = platform.shown(layers)
         t0 = time.perf_counter()
         log.phase("DETECTING")
@@ -582,6 +606,8 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             # named by its image path, not the staging dir that is removed on the way out
             failed.file = failed.file and normalize(failed.file)
             raise
+        finally:
+            runs.close()     # no buildpack runs after the build phase: its namespace ends
         _check_default_process(record, outcome)
         host = reportmod.HostPython.exposed(outcome)
         digests = TreeDigests(normalize.pairs, host)     # each layer read once by the reuse check and the report

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cnbsim.errors import ConfigError
-from cnbsim.model.buildpack import BuildpackDescriptor, escape_id, read_buildpack_toml
+from cnbsim.model.buildpack import BuildpackDescriptor, CompositeBuildpack, escape_id, read_buildpack_toml
+from cnbsim.model.order import OrderGroup
 
 
 class BuildpackStore:
@@ -61,6 +62,28 @@ class BuildpackStore:
 
     def all(self) -> list[BuildpackDescriptor]:
         return list(self._known.values())
+
+    def order_buildpacks(self, order: Iterable[OrderGroup]) -> list[BuildpackDescriptor]:
+        """The buildpacks (not composites) that `order` names, those of its composites' orders
+        included, each once; an entry that cannot be found is left out (detect reports it)."""
+        found: dict[tuple[str, str], BuildpackDescriptor] = {}
+        seen: set[tuple[str, str]] = set()
+        pending = [order]
+        while pending:
+            for group in pending.pop():
+                for el in group.group:
+                    if (el.id, el.version) in seen:
+                        continue
+                    seen.add((el.id, el.version))
+                    try:
+                        desc = self.lookup(el.id, el.version)
+                    except ConfigError:
+                        continue
+                    if isinstance(desc, CompositeBuildpack):
+                        pending.append(desc.order)
+                    else:
+                        found.setdefault((desc.id, desc.version), desc)
+        return list(found.values())
 
     def versions(self, bp_id: str) -> list[str]:
         return sorted({v for (i, v) in self._known if i == bp_id})

@@ -803,13 +803,14 @@ def cache_home() -> Path:
     return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "cnbsim"
 
 
-def temp_dir(kind: str) -> tempfile.TemporaryDirectory:
-    """A temp dir of this process (as tempfile.TemporaryDirectory), after removing the temp dirs that
-    killed cnbsim processes left (once per process)."""
+def temp_dir(kind: str, parent: Path | None = None) -> tempfile.TemporaryDirectory:
+    """A temp dir of this process (as tempfile.TemporaryDirectory; in `parent`, else the system's
+    temp dir), after removing the temp dirs that killed cnbsim processes left (once per process)."""
     if not _SWEPT:
         _SWEPT.append(True)
         sweep_temp_dirs()
-    return tempfile.TemporaryDirectory(prefix=f"cnbsim-{kind}-{os.getpid()}-{process_start_time(os.getpid())}-")
+    return tempfile.TemporaryDirectory(prefix=f"cnbsim-{kind}-{os.getpid()}-{process_start_time(os.getpid())}-",
+                                       dir=parent)
 
 
 def sweep_temp_dirs(top: Path | None = None) -> list[Path]:

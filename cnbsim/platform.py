@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform as _host
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cnbsim.errors import ConfigError
 from cnbsim.model._fields import Fields
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import BuildpackDescriptor, Target, escape_id
+from cnbsim.session import Session
 from cnbsim.tomlio import read_toml
 
 # platform.md "Inputs": where the lifecycle's containers have the app, layers, platform dir, buildpacks.
@@ -170,14 +172,23 @@ class Platform:
     build_timeout: float = DEFAULT_BUILD_TIMEOUT
     base_env: Env = field(default_factory=Env.for_build)
     isolation: Isolation | None = None   # None: buildpacks run on the host with the host paths
+    # With isolation: the build's session (cnbsim.session), and the host dir its runs' scratch dirs are
+    # made in (shown at /tmp/<its name>); None: each run has a namespace, and a scratch dir, of its own.
+    session: Session | None = field(default=None, compare=False)
+    scratch_root: Path | None = None
 
     def shown(self, path: Path, scratch: Path | None = None) -> str:
         """`path` as the buildpacks see it: under /workspace, /layers, /platform (or /tmp for a
         scratch dir) in the namespace; the host path without one."""
         if self.isolation is None:
             return str(path)
+        if scratch is not None:
+            bind = self._scratch_bind(scratch)
+            scratch_image: tuple[Path | None, str] = (Path(bind.source), bind.target)
+        else:
+            scratch_image = (None, "")
         for host, image in ((self.layers_dir, IMAGE_LAYERS_DIR), (self.app_dir, IMAGE_APP_DIR),
-                            (self.platform_dir, IMAGE_PLATFORM_DIR), (scratch, f"/tmp/{scratch.name}" if scratch else "")):
+                            (self.platform_dir, IMAGE_PLATFORM_DIR), scratch_image):
             if host is None:
                 continue
             if path == host:
@@ -195,33 +206,61 @@ class Platform:
     def run_buildpack(self, bp: BuildpackDescriptor, executable: str, args: list[str], env: dict[str, str],
                       timeout: float, scratch: Path, on_line=None, tracker: proc.Tracker | None = None
                       ) -> proc.Completed:
-        """Run `bin/<executable>` of `bp` with `args` (paths as `shown` gives them) in the app dir."""
+        """Run `bin/<executable>` of `bp` with `args` (paths as `shown` gives them) in the app dir: in
+        the build's session when there is one and it holds this run's view, else in a namespace of its own."""
         host_exe = bp.root / "bin" / executable
         if self.isolation is None:
             return proc.run([str(host_exe), *args], env=env, cwd=self.app_dir, timeout=timeout, on_line=on_line,
                             tracker=tracker)
-        iso = self.isolation
-        bp_dir = self.buildpack_dir(bp)
-        binds = [sandbox.Bind(str(self.app_dir), IMAGE_APP_DIR, writable=True),
-                 sandbox.Bind(str(self.layers_dir), IMAGE_LAYERS_DIR, writable=True),
-                 sandbox.Bind(str(self.platform_dir), IMAGE_PLATFORM_DIR),
-                 sandbox.Bind(str(bp.root), bp_dir),
-                 sandbox.Bind(str(scratch), f"/tmp/{scratch.name}", writable=True)]
-        if self.build_config_dir is not None:
-            binds.append(sandbox.Bind(str(self.build_config_dir), "/cnb/build-config"))
-        if _STUBS_DIR in bp.root.parents and (bp.root.parent / "lib").is_dir():
-            # the stubs share bin helpers in their parent's lib/: shown where $CNB_BUILDPACK_DIR/../lib finds it
-            binds.append(sandbox.Bind(str(bp.root.parent / "lib"), f"{IMAGE_BUILDPACKS_DIR}/{escape_id(bp.id)}/lib"))
-        binds += [sandbox.Bind(p, p) for p in iso.host_paths]
-        binds += [sandbox.Bind(str(v.host), v.target, writable=v.writable) for v in iso.volumes]
+        binds = self._common_binds(scratch) + self._buildpack_binds(bp)
         if bp.id == "paketo-buildpacks/pip" and _STUBS_DIR in bp.root.parents:
             # only cnbsim's own pip stub sees the dependency cache: no other buildpack (nor the code of
             # the packages pip-install builds) can change what later builds install
-            binds += [sandbox.Bind(p, p, writable=True) for p in iso.shared_dirs]
-        view = sandbox.View(binds=tuple(binds), cwd=IMAGE_APP_DIR, root=sandbox.Root.BUILD, network=iso.network,
+            binds += [sandbox.Bind(p, p, writable=True) for p in self.isolation.shared_dirs]
+        return proc.run([f"{self.buildpack_dir(bp)}/bin/{executable}", *args], env=env, cwd=self.app_dir,
+                        timeout=timeout, on_line=on_line, view=self._view(binds), executable=host_exe,
+                        shown=str(host_exe), tracker=tracker, session=self.session)
+
+    def session_view(self, buildpacks: Iterable[BuildpackDescriptor]) -> sandbox.View:
+        """The view a build's session starts with: what every run has, and each of `buildpacks` where
+        a builder image has it (/cnb/buildpacks/<escaped id>/<version>). Needs `scratch_root`."""
+        assert self.isolation is not None and self.scratch_root is not None
+        binds = self._common_binds(self.scratch_root)
+        for bp in buildpacks:
+            binds += self._buildpack_binds(bp)
+        return self._view(list(dict.fromkeys(binds)))
+
+    def _view(self, binds: list[sandbox.Bind]) -> sandbox.View:
+        assert self.isolation is not None
+        iso = self.isolation
+        return sandbox.View(binds=tuple(binds), cwd=IMAGE_APP_DIR, root=sandbox.Root.BUILD, network=iso.network,
                             uid=iso.uid, gid=iso.gid)
-        return proc.run([f"{bp_dir}/bin/{executable}", *args], env=env, cwd=self.app_dir, timeout=timeout,
-                        on_line=on_line, view=view, executable=host_exe, shown=str(host_exe), tracker=tracker)
+
+    def _scratch_bind(self, scratch: Path) -> sandbox.Bind:
+        """A run's scratch dir (its plan file) at /tmp/<name>; all of them at once when they are in `scratch_root`."""
+        if self.scratch_root is not None and (scratch == self.scratch_root or self.scratch_root in scratch.parents):
+            scratch = self.scratch_root
+        return sandbox.Bind(str(scratch), f"/tmp/{scratch.name}", writable=True)
+
+    def _common_binds(self, scratch: Path) -> list[sandbox.Bind]:
+        assert self.isolation is not None
+        iso = self.isolation
+        binds = [sandbox.Bind(str(self.app_dir), IMAGE_APP_DIR, writable=True),
+                 sandbox.Bind(str(self.layers_dir), IMAGE_LAYERS_DIR, writable=True),
+                 sandbox.Bind(str(self.platform_dir), IMAGE_PLATFORM_DIR),
+                 self._scratch_bind(scratch)]
+        if self.build_config_dir is not None:
+            binds.append(sandbox.Bind(str(self.build_config_dir), "/cnb/build-config"))
+        binds += [sandbox.Bind(p, p) for p in iso.host_paths]
+        binds += [sandbox.Bind(str(v.host), v.target, writable=v.writable) for v in iso.volumes]
+        return binds
+
+    def _buildpack_binds(self, bp: BuildpackDescriptor) -> list[sandbox.Bind]:
+        binds = [sandbox.Bind(str(bp.root), self.buildpack_dir(bp))]
+        if _STUBS_DIR in bp.root.parents and (bp.root.parent / "lib").is_dir():
+            # the stubs share bin helpers in their parent's lib/: shown where $CNB_BUILDPACK_DIR/../lib finds it
+            binds.append(sandbox.Bind(str(bp.root.parent / "lib"), f"{IMAGE_BUILDPACKS_DIR}/{escape_id(bp.id)}/lib"))
+        return binds
 
     def buildpack_env(self, env: Env, bp: BuildpackDescriptor, cnb_vars: dict[str, str]) -> dict[str, str]:
         """The env of one bin/detect or bin/build run: the given env with the platform's

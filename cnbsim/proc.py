@@ -1,8 +1,9 @@
 """Running a buildpack executable: explicit argv, env and cwd, a timeout, the output captured.
 
-With a sandbox view the executable runs in its own namespaces (cnbsim.sandbox): when it ends,
-times out or is interrupted, every process it started is gone, `setsid` daemons included (the
-PID namespace dies with it). Without one, its process group is killed on every exit path, but
+With a sandbox view the executable runs in the build's session (cnbsim.session) when that holds
+the view, else in namespaces of its own (cnbsim.sandbox): when it ends, times out or is
+interrupted, every process it started is gone, `setsid` daemons included (the session's shim
+kills them; a PID namespace of its own dies with it). Without one, its process group is killed on every exit path, but
 a process that left the group (`setsid`) can survive.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnbsim import sandbox
+from cnbsim.session import Session, SessionEnded, SessionProcess
 
 
 @dataclass(frozen=True)
@@ -48,16 +50,16 @@ class Tracker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._live: set[subprocess.Popen] = set()
+        self._live: set[subprocess.Popen | SessionProcess] = set()
         self._cancelled = False
 
-    def add(self, proc: subprocess.Popen) -> None:
+    def add(self, proc: subprocess.Popen | SessionProcess) -> None:
         with self._lock:
             self._live.add(proc)
             if self._cancelled:
                 _kill(proc)
 
-    def discard(self, proc: subprocess.Popen) -> None:
+    def discard(self, proc: subprocess.Popen | SessionProcess) -> None:
         with self._lock:
             self._live.discard(proc)
 
@@ -70,23 +72,31 @@ class Tracker:
 
 def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: float,
         on_line: Callable[[str], None] | None = None, view: sandbox.View | None = None,
-        executable: Path | None = None, shown: str | None = None, tracker: Tracker | None = None) -> Completed:
+        executable: Path | None = None, shown: str | None = None, tracker: Tracker | None = None,
+        session: Session | None = None) -> Completed:
     """Run argv[0] with stdout+stderr merged; kill its whole process tree when it ends, on
     timeout and on any exception (KeyboardInterrupt included).
 
     With `view`, argv holds the paths inside the sandbox; `executable` is argv[0]'s host path
-    (checked before the run) and `shown` the name messages use for it. With `tracker`, the process
-    is known to it while it runs."""
+    (checked before the run) and `shown` the name messages use for it; with `session` too, it runs
+    in that namespace when the session holds `view` (else in one of its own). With `tracker`, the
+    process is known to it while it runs."""
     host_exe = executable or Path(argv[0])
     name = shown or argv[0]
     problem = check_executable(host_exe)
     if problem:
         return Completed(-1, "", problem)
+    proc: subprocess.Popen | SessionProcess | None = None
     try:
-        if view is not None:
+        if view is not None and session is not None and session.covers(view):
+            try:
+                proc = session.spawn(argv, env, view.cwd)
+            except SessionEnded:
+                proc = None
+        if proc is None and view is not None:
             proc = sandbox.spawn(view, argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT)
-        else:
+        elif proc is None:
             proc = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     except OSError as exc:  # e.g. a bad #! line
@@ -127,7 +137,8 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: floa
         _kill(proc)        # whatever is left of the tree: the phase is over
         proc.wait()
         proc.stdout.close()
-        sandbox.release(proc)
+        if isinstance(proc, subprocess.Popen):
+            sandbox.release(proc)
         if tracker is not None:
             tracker.discard(proc)
     output = lines.text()
@@ -135,6 +146,9 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: floa
         return Completed(-1, output, f"{name} timed out after {timeout:g}s and was killed "
                          "(raise the limit with --timeout if it needs longer)")
     code = proc.returncode
+    assert code is not None    # it was waited for
+    if isinstance(proc, SessionProcess) and proc.session.gone and code == -9:
+        return Completed(code, output, f"{name} was killed: the build's namespace ended while it ran")
     if code < 0:
         return Completed(code, output, f"{name} was killed by signal {-code}")
     if view is not None and code > 128 and code - 128 in _SIGNALS:
@@ -183,8 +197,12 @@ class _Lines:
         return "".join(self.chunks)
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    """Kill the whole process group (with a sandbox: bwrap, whose PID namespace dies with it)."""
+def _kill(proc: subprocess.Popen | SessionProcess) -> None:
+    """Kill the whole process group (with a sandbox: bwrap, whose PID namespace dies with it; in a
+    session: the run and whatever it started)."""
+    if isinstance(proc, SessionProcess):
+        proc.kill()
+        return
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -377,15 +377,15 @@ def command(view: View, argv: Sequence[str]) -> tuple[list[str], list[bytes]]:
 
 
 def spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: Any = None,
-          stdout: Any = None, stderr: Any = None) -> subprocess.Popen:
+          stdout: Any = None, stderr: Any = None, pass_fds: Sequence[int] = ()) -> subprocess.Popen:
     """Start `argv` in `view`, in its own session; with a bridge network, once the network is up.
-    Call `release(proc)` after it ended."""
+    `pass_fds` stay open in it (bwrap passes its own open fds on). Call `release(proc)` after it ended."""
     # bwrap may end while the network is being attached (seen rarely on a loaded machine, with
     # nothing of the command run yet): once more, then say so
     code = 0
     for _ in range(2):
         try:
-            return _spawn(view, argv, env=env, stdin=stdin, stdout=stdout, stderr=stderr)
+            return _spawn(view, argv, env=env, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=pass_fds)
         except _EndedEarly as ended:
             code = ended.code
     raise ConfigError(f"the sandbox (bwrap) ended with exit status {code} before the process started",
@@ -399,7 +399,7 @@ class _EndedEarly(Exception):
 
 
 def _spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: Any,
-           stdout: Any, stderr: Any) -> subprocess.Popen:
+           stdout: Any, stderr: Any, pass_fds: Sequence[int] = ()) -> subprocess.Popen:
     args, data = command(view, argv)
     fds: list[int] = []
     block_w = info_r = -1
@@ -421,7 +421,7 @@ def _spawn(view: View, argv: Sequence[str], *, env: Mapping[str, str], stdin: An
             args[1:1] = ["--block-fd", str(block_r)]
         cgroup = _pids_cgroup(view.max_processes) if view.max_processes else None
         proc = subprocess.Popen(args, env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
-                                pass_fds=tuple(fds), start_new_session=True,
+                                pass_fds=(*fds, *pass_fds), start_new_session=True,
                                 preexec_fn=_limit_processes(view.max_processes, cgroup) if view.max_processes else None)
         proc.cnbsim_cgroup = cgroup  # type: ignore[attr-defined]
         proc.cnbsim_info = info_r if view.network is not Network.BRIDGE else -1  # type: ignore[attr-defined]

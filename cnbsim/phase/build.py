@@ -139,7 +139,7 @@ def env_changes(env: Env, base: Env) -> dict[str, str]:
 
 def _run_build(desc: BuildpackDescriptor, bp_plan: BuildpackPlan, bp_dir: Path, env: Env,
                platform: Platform, log: Logger) -> str:
-    with temp_dir("build") as tmp:
+    with temp_dir("build", platform.scratch_root) as tmp:
         plan_path = Path(tmp) / escape_id(desc.id) / "plan.toml"
         write_toml(plan_path, bp_plan.to_toml())
         shown_plan, shown_layers = platform.shown(plan_path, scratch=Path(tmp)), platform.shown(bp_dir)

@@ -264,7 +264,7 @@ class _Detector:
         return not targets or any(self.platform.target.satisfies(t) for t in targets)
 
     def _run(self, desc: BuildpackDescriptor, tracker: proc.Tracker | None = None) -> DetectRun:
-        with temp_dir("detect") as tmp:
+        with temp_dir("detect", self.platform.scratch_root) as tmp:
             plan_path = Path(tmp) / "plan.toml"
             plan_path.touch()
             shown_plan = self.platform.shown(plan_path, scratch=Path(tmp))
