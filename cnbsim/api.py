@@ -489,21 +489,23 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
     _check_volumes(options, isolation)
     _, target = _run_image(options)
     sources = resolve_sources(builder, buildpacks, log, options.buildpack_store)
-    with _secrets_redacted(log), temp_dir("detect") as tmp, contextlib.ExitStack() as runs:
+    with _secrets_redacted(log), temp_dir("detect") as tmp, contextlib.ExitStack() as ending, \
+            contextlib.ExitStack() as runs:
         workspace, platform_dir = Path(tmp) / "workspace", Path(tmp) / "platform"
         workspace.mkdir()
         write_platform_dir(platform_dir, values)
         (Path(tmp) / "layers").mkdir()
         platform = _platform(workspace, platform_dir, Path(tmp) / "layers", options, isolation, target)
-        platform = runs.enter_context(_session(platform, sources))
+        platform = runs.enter_context(_session(platform, sources, ending))
         _prepare_workspace(app, workspace, files=project.file_filter() if project else None)
         return _detect(sources, platform, log, options.strict)
 
 
 @contextlib.contextmanager
-def _session(platform: Platform, sources: Sources) -> Iterator[Platform]:
+def _session(platform: Platform, sources: Sources, ending: contextlib.ExitStack) -> Iterator[Platform]:
     """`platform` with a started session (cnbsim.session) when its buildpacks run in the namespace:
-    one namespace for the build's runs, with the order's buildpacks under /cnb/buildpacks."""
+    one namespace for the build's runs, with the order's buildpacks under /cnb/buildpacks. Leaving
+    it starts ending the namespace; `ending`, when it closes, waits until it is gone."""
     if platform.isolation is None:
         yield platform
         return
@@ -514,6 +516,7 @@ def _session(platform: Platform, sources: Sources) -> Iterator[Platform]:
         except OSError:      # bwrap could not start: each run tries on its own, and says why
             yield platform
             return
+        ending.callback(session.join)
         with session:
             yield replace(platform, session=session)
 
@@ -566,7 +569,8 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     _check_places(app, target.target, cache.path if cache else None)
     if cache:
         cache.check()
-    with _secrets_redacted(log), target, _too_deep_is_an_error(target.target), contextlib.ExitStack() as runs:
+    with _secrets_redacted(log), target, _too_deep_is_an_error(target.target), contextlib.ExitStack() as ending, \
+            contextlib.ExitStack() as runs:
         final, stage = target.target, target.path
         workspace, layers = stage / "workspace", stage / "layers"
         workspace.mkdir()
@@ -574,7 +578,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         write_platform_dir(target.platform_dir, platform_values)
         platform = _platform(workspace, target.platform_dir, layers, options, isolation, run_target)
         # the build's namespace comes up while the app is copied in
-        platform = runs.enter_context(_session(platform, sources))
+        platform = runs.enter_context(_session(platform, sources, ending))
         _prepare_workspace(app, workspace, [final, *([cache.path] if cache else [])],
                            project.file_filter() if project else None)
         shown_layers = platform.shown(layers)
@@ -607,7 +611,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             failed.file = failed.file and normalize(failed.file)
             raise
         finally:
-            runs.close()     # no buildpack runs after the build phase: its namespace ends
+            runs.close()     # no buildpack runs after the build phase: its namespace ends (`ending` waits)
         _check_default_process(record, outcome)
         host = reportmod.HostPython.exposed(outcome)
         digests = TreeDigests(normalize.pairs, host)     # each layer read once by the reuse check and the report

@@ -127,7 +127,8 @@ class HostPython:
 def _python_version(path: str) -> str:
     """`3.12.1` of the interpreter at `path`, asked from it; else `3.12` from its name (`python3.12`)."""
     try:
-        done = subprocess.run([path, "-I", "-S", "-c", "import platform; print(platform.python_version())"],
+        # sys.version's first word is platform.python_version() (which parses it), without importing platform
+        done = subprocess.run([path, "-I", "-S", "-c", "import sys; print(sys.version.split()[0])"],
                               capture_output=True, text=True, timeout=10, check=True)
         return done.stdout.strip()
     except (OSError, subprocess.SubprocessError):

@@ -51,6 +51,7 @@ class Session:
         self._gone = False
         self._send_lock = threading.Lock()
         self._errors: IO[bytes] = tempfile.TemporaryFile()
+        self._closer: threading.Thread | None = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         binds = view.binds + tuple(sandbox.Bind(p, p) for p in sandbox.launcher_paths())
@@ -159,11 +160,28 @@ class Session:
             self._ended.pop(run_id, None)
 
     def close(self) -> None:
-        """End the namespace: the runner sees its socket close and exits, and every process in it ends."""
+        """End the namespace and wait until it is gone: the runner sees its socket close and exits, and
+        every process in it ends."""
+        self.end()
+        self.join()
+
+    def end(self) -> None:
+        """Start ending the namespace; `join()` waits until it is gone (its bubblewrap takes some ms to
+        end, which the caller may spend on other work)."""
+        if self._closer is not None:
+            return
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self._closer = threading.Thread(target=self._wait_gone, name="cnbsim-session-end", daemon=True)
+        self._closer.start()
+
+    def join(self) -> None:
+        if self._closer is not None:
+            self._closer.join()
+
+    def _wait_gone(self) -> None:
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -178,7 +196,7 @@ class Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.end()      # joined by whoever holds the session (cnbsim.api: before the build returns)
 
 
 class SessionProcess:

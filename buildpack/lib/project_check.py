@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import platform
 import sys
 from typing import List, Set, Tuple
 
@@ -78,7 +77,7 @@ def check_entry_point(app: str, text: str) -> List[str]:
             tree = ast.parse(fh.read(), filename=path)
     except SyntaxError as exc:
         raise ProjectError(f"{path}: line {exc.lineno}: {exc.msg} (fix the syntax; checked with Python "
-                           f"{platform.python_version()})") from None
+                           f"{sys.version.split()[0]})") from None   # platform.python_version(), without importing platform
     except (OSError, ValueError) as exc:
         raise ProjectError(f"{path}: cannot be read: {exc}") from None
     names, functions = _top_level_names(tree.body)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import runpy
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Tuple
@@ -85,6 +84,7 @@ def load(entry: EntryPoint, cwd: str) -> Optional[Callable[..., Any]]:
     sys.path.insert(0, path)
     try:
         if entry.function is None:
+            import runpy   # here: bin/build imports this module to check a project, and never runs one
             runpy.run_module(entry.module, run_name="__main__", alter_sys=True)
             return None
         module = importlib.import_module(entry.module)
