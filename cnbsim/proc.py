@@ -44,6 +44,19 @@ def check_executable(path: Path) -> str:
 _SIGNALS = {int(sig): sig.name for sig in signal.Signals}
 
 
+def _env_problem(env: Mapping[str, str], name: str) -> str:
+    """'' when `env` can be a process's environment, else why not: no process can be given a NUL
+    byte, and a name holds no '=' (the lifecycle's exec fails on them too)."""
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key:
+            return (f"cannot start {name} with the environment variable {key!r}: a name must be non-empty, without "
+                    "'=' or NUL (check the env file names in the layers' env dirs, --env and --env-file)")
+        if "\0" in value:
+            return (f"cannot start {name}: the environment variable {key} holds a NUL byte, which no process can be "
+                    "given (check the layers' env files, --env and --env-file)")
+    return ""
+
+
 class Tracker:
     """The processes of runs made side by side from several threads: `cancel()` (from the thread
     that was interrupted) kills every one running and any started after it."""
@@ -83,7 +96,7 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: floa
     process is known to it while it runs."""
     host_exe = executable or Path(argv[0])
     name = shown or argv[0]
-    problem = check_executable(host_exe)
+    problem = check_executable(host_exe) or _env_problem(env, name)
     if problem:
         return Completed(-1, "", problem)
     proc: subprocess.Popen | SessionProcess | None = None

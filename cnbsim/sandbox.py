@@ -98,6 +98,7 @@ class View:
     read_only: tuple[str, ...] = ()         # made read-only once everything is mounted (e.g. a tmpfs /layers)
     files: Mapping[str, bytes] = field(default_factory=dict, hash=False)   # image path -> content (read-only)
     ports: tuple[tuple[int, int], ...] = ()  # bridge network: (host port, port inside) published on 127.0.0.1
+    as_pid_1: bool = False                  # the process is its PID namespace's init (not bwrap's own init)
 
 
 @lru_cache(maxsize=1)
@@ -340,6 +341,8 @@ def command(view: View, argv: Sequence[str]) -> tuple[list[str], list[bytes]]:
             "--hostname", "cnbsim", "--cap-drop", "ALL", "--disable-userns"]
     if view.network is not Network.HOST:
         args.append("--unshare-net")
+    if view.as_pid_1:
+        args.append("--as-pid-1")
     data: list[bytes] = []
     # a host executable a launch layer links to (e.g. /usr/bin/python3) cannot be mounted into a run
     # image's exec dir (a read-only staged copy): that dir shows it instead

@@ -16,6 +16,7 @@ cache) gets a bubblewrap of its own, as does any run once the session has ended.
 from __future__ import annotations
 
 import array
+import errno
 import itertools
 import marshal
 import os
@@ -32,6 +33,8 @@ from typing import IO
 from cnbsim import sandbox
 
 RUNNER = str(Path(__file__).resolve().parent / "session_runner.py")
+START_TIMEOUT = 30.0     # seconds for the runner to start a run (it takes milliseconds)
+KILL_GRACE = 5.0         # seconds for a killed run's shim to report
 
 
 class SessionEnded(Exception):
@@ -55,8 +58,11 @@ class Session:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         binds = view.binds + tuple(sandbox.Bind(p, p) for p in sandbox.launcher_paths())
+        # the runner is the namespace's init: the kernel keeps the namespace's own processes from
+        # killing or stopping it, and, not dumpable, it cannot be traced (bwrap's init could be, and
+        # made to fork a process no subreaper holds)
         runner_view = sandbox.View(binds=binds, cwd=view.cwd, root=view.root, network=view.network,
-                                   uid=view.uid, gid=view.gid)
+                                   uid=view.uid, gid=view.gid, as_pid_1=True)
         try:
             self._proc = sandbox.spawn(runner_view, [sys.executable, "-I", "-S", RUNNER, str(theirs.fileno())],
                                        env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL,
@@ -95,8 +101,15 @@ class Session:
         finally:
             os.close(write_end)
         with self._lock:
-            self._lock.wait_for(lambda: run_id in self._started or self._gone)
+            self._lock.wait_for(lambda: run_id in self._started or run_id in self._ended or self._gone,
+                                START_TIMEOUT)
             kind, value = self._started.pop(run_id, ("", 0))
+            if not kind and run_id in self._ended:
+                kind, value = "e", errno.EINVAL     # its shim ended without starting it
+        if not kind and not self._gone:
+            # the runner does not answer (a buildpack stopped it: same uid): end the namespace, whatever
+            # runs in it, and let this run and the later ones have namespaces of their own
+            self.abort()
         if kind == "e":
             os.close(read_end)
             raise OSError(value, os.strerror(value))
@@ -146,6 +159,13 @@ class Session:
             return -1
         return os.waitstatus_to_exitcode(status)
 
+    def abort(self) -> None:
+        """Kill the namespace and everything in it now (its runs end with -9)."""
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def kill(self, run_id: str) -> None:
         with self._send_lock:
             if self._gone:
@@ -183,7 +203,7 @@ class Session:
 
     def _wait_gone(self) -> None:
         try:
-            self._proc.wait(timeout=5)
+            self._proc.wait(timeout=2)     # it takes ms; a runner that does not end is killed
         except subprocess.TimeoutExpired:
             os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
@@ -207,6 +227,7 @@ class SessionProcess:
         self.run_id = run_id
         self.stdout = stdout
         self.returncode: int | None = None
+        self._killed = False
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -215,7 +236,14 @@ class SessionProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            self.returncode = self.session.result(self.run_id, timeout)
+            if timeout is None and self._killed:
+                # killed: its shim reports once it and what it started are gone; a shim that does not (a
+                # buildpack stopped it or the runner) must not hang the build: the namespace ends instead
+                self.returncode = self.session.result(self.run_id, KILL_GRACE)
+                if self.returncode is None:
+                    self.session.abort()
+            if self.returncode is None:
+                self.returncode = self.session.result(self.run_id, timeout)
             if self.returncode is None:
                 raise subprocess.TimeoutExpired(self.run_id, timeout or 0)
             self.session.forget(self.run_id)
@@ -224,4 +252,5 @@ class SessionProcess:
     def kill(self) -> None:
         """End it and everything it started (its result follows once they are gone)."""
         if self.returncode is None:
+            self._killed = True
             self.session.kill(self.run_id)

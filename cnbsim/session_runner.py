@@ -15,8 +15,9 @@ final message about a run counts.
 Each run gets a shim: a fork of this process, a child subreaper, that spawns the executable in a
 session of its own (stdin /dev/null, stdout and stderr the pipe) and, once it has ended, kills and
 reaps whatever it left (a `setsid` daemon is reparented to the shim), then reports. This process is
-a subreaper too: what a killed shim left is reparented here and killed at once. Neither is dumpable,
-so the buildpacks (same uid, no capabilities) cannot ptrace them or open their fds.
+the namespace's init (bwrap --as-pid-1): what a killed shim left is reparented here and killed at
+once, and the kernel does not let the namespace's processes kill or stop it. Neither it nor the
+shims are dumpable, so the buildpacks (same uid, no capabilities) cannot ptrace them or open their fds.
 """
 
 import _signal
@@ -86,9 +87,9 @@ def shim(sock, prctl, run_id: str, argv: list, env: dict, cwd: str, out: int) ->
             child = state["child"] = os.posix_spawn(argv[0], argv, env, setsid=True, file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2), (os.POSIX_SPAWN_CLOSE, out)])
-        except OSError as exc:
+        except Exception as exc:   # OSError from exec; cnbsim checks argv and env before (ValueError)
             os.close(out)
-            sock.send(f"{run_id} e {exc.errno or 0}".encode())
+            sock.send(f"{run_id} e {getattr(exc, 'errno', None) or 22}".encode())
             os._exit(127)
         os.close(out)
         sock.send(f"{run_id} s 0".encode())
@@ -144,6 +145,7 @@ def main() -> None:
                 for pid, run_id in list(shims.items()):
                     if run_id == request[1]:
                         try:
+                            os.kill(pid, _signal.SIGCONT)   # a shim the run stopped: it must handle this
                             os.kill(pid, SIGTERM)
                         except ProcessLookupError:
                             pass

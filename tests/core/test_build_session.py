@@ -4,6 +4,7 @@ is shared, and each run's processes still end with it, whatever the run does to 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 
 import pytest
@@ -111,3 +112,58 @@ def test_the_session_view_holds_what_every_run_sees(tmp_path):
     assert platform.shown(tmp_path / "scratch" / "run-1" / "plan.toml", scratch=tmp_path / "scratch" / "run-1") \
         == "/tmp/scratch/run-1/plan.toml"
     assert sandbox.Root.BUILD is view.root
+
+
+def test_a_buildpack_that_stops_the_runner_does_not_hang_the_build(app, bps, tmp_path, monkeypatch):
+    import cnbsim.session
+    monkeypatch.setattr(cnbsim.session, "START_TIMEOUT", 1.0)
+    token = _token()
+    stopper = bps("test/stopper", build=f"setsid sleep 6{token} </dev/null >/dev/null 2>&1 &\n"
+                                        "runner=$(cut -d ' ' -f 4 /proc/$PPID/stat)\nkill -STOP $runner\necho stopped")
+    after = bps("test/after", build='echo "after as $(id -u) in $PWD"')
+    result = cnbsim.build(app, buildpacks=[stopper, after], output=tmp_path / "out")
+    assert "stopped" in result.output_of("test/stopper")
+    # the next run could not start in the stopped namespace: it ran in one of its own, the same way
+    assert result.output_of("test/after").strip() == "after as 1000 in /workspace"
+    assert _processes_with(token) == []
+
+
+def test_a_run_that_stops_its_parent_still_times_out_and_ends(app, bps, tmp_path):
+    token = _token()
+    bp = bps("test/freeze", build=f"kill -STOP $PPID\nsleep 7{token}")
+    with pytest.raises(BuildError, match="timed out"):
+        cnbsim.build(app, buildpacks=[bp], output=tmp_path / "out", build_timeout=1)
+    assert _processes_with(token) == []
+
+
+@pytest.mark.parametrize("file_name, printf_format, says", [
+    ("FOO.override", r"a\0b", "FOO holds a NUL byte"),
+    ("BAR=BAZ.override", "x", "'BAR=BAZ'"),
+])
+def test_an_env_no_process_can_be_given_is_one_clear_error(app, bps, tmp_path, file_name, printf_format, says):
+    writer = bps("test/writer", build=f'mkdir -p "$CNB_LAYERS_DIR/l/env.build"\n'
+                                      "printf '[types]\\nbuild = true\\n' > \"$CNB_LAYERS_DIR/l.toml\"\n"
+                                      f"printf '{printf_format}' > \"$CNB_LAYERS_DIR/l/env.build/{file_name}\"")
+    reader = bps("test/reader", build="echo ran")
+    with pytest.raises(BuildError) as err:
+        cnbsim.build(app, buildpacks=[writer, reader], output=tmp_path / "out", build_timeout=20)
+    assert says in str(err.value) and "test_reader" in str(err.value.file)
+
+
+def test_the_namespaces_init_is_the_runner_which_runs_cannot_stop_kill_or_trace(app, bps, tmp_path):
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if python is None:
+        pytest.skip("no /usr/bin/python3 to try ptrace with")
+    bp = bps("test/init", build=f'''grep -q session_runner /proc/1/cmdline && echo "init: runner"
+kill -STOP 1; kill -KILL 1; sleep 0.2
+echo "state: $(cut -d ' ' -f 3 /proc/1/stat)"
+{python} -c 'import ctypes; libc = ctypes.CDLL(None, use_errno=True); r = libc.ptrace(16, 1, 0, 0); print("ptrace:", r, ctypes.get_errno())'
+readlink /proc/1/fd/0 >/dev/null 2>&1 && echo "fds: readable" || echo "fds: denied"''')
+    after = bps("test/after", build="echo after ran")
+    result = cnbsim.build(app, buildpacks=[bp, after], output=tmp_path / "out")
+    seen = result.output_of("test/init").splitlines()
+    assert seen[0] == "init: runner"
+    assert seen[1] in ("state: S", "state: R")
+    assert seen[2] == "ptrace: -1 1"        # EPERM
+    assert seen[3] == "fds: denied"
+    assert result.output_of("test/after").strip() == "after ran"
