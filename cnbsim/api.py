@@ -435,8 +435,10 @@ def write_platform_dir(platform_dir: Path, values: Mapping[str, str]) -> None:
     for name, value in values.items():
         path = env_dir / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(value)
+        with os.fdopen(fd, "wb") as fh:
+            # the bytes the user gave: a value from the shell that is not UTF-8 arrives here as
+            # os.environ decodes it (surrogateescape), and goes back to those bytes
+            fh.write(os.fsencode(value))
 
 
 def default_output(app: Path) -> Path:

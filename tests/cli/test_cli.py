@@ -357,3 +357,19 @@ def test_a_build_env_may_not_name_the_host_dirs_cnbsim_binds_into_the_build(tmp_
     assert res.returncode == 1, res.stderr
     assert f"{name} is cnbsim's own setting and cannot be given as a build env var" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_build_env_value_from_the_shell_that_is_not_utf8_reaches_the_buildpacks_as_given(tmp_path, bps):
+    bp = bps("test/env", build='od -An -tx1 "$CNB_PLATFORM_DIR/env/FOO" | tr -d " \\n" > "$CNB_LAYERS_DIR/seen"\n'
+                               'printf "%s" "$FOO" | od -An -tx1 | tr -d " \\n" >> "$CNB_LAYERS_DIR/seen"')
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text("")
+    env = {**os.environb, b"FOO": b"caf\xe9"}       # Latin-1, as a shell on another locale sets it
+    res = subprocess.run([sys.executable, "-m", "cnbsim.cli", "build", str(app), "-b", str(bp), "-o",
+                          str(tmp_path / "out"), "-e", "FOO"], env=env, capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr.decode(errors="replace")
+    # the platform's env file holds the user's bytes, and so does the env of bin/build (the buildpack
+    # does not clear its env, so the lifecycle sets the platform's env vars in it)
+    seen = (tmp_path / "out" / "layers" / "test_env" / "seen").read_text()
+    assert seen == "636166e9" * 2
