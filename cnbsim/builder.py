@@ -17,8 +17,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from cnbsim.buildpackage import descriptors as package_descriptors
-from cnbsim.buildpackage import parse_source, read_buildpackage, saved_images
 from cnbsim.buildpacks import BuildpackStore
 from cnbsim.errors import ConfigError
 from cnbsim.log import Logger
@@ -99,7 +97,31 @@ STORE_ENV = "CNBSIM_BUILDPACK_STORE"
 
 def _add_buildpackage(store: BuildpackStore, path: Path, tag: str) -> list[BuildpackDescriptor]:
     """Every buildpack of a `.cnb` file or an OCI layout, its own first (unpacked once, then reused)."""
-    return [store.add(d) for d in package_descriptors(read_buildpackage(path, tag))]
+    # imported here: cnbsim.buildpackage (tar, gzip, OCI) costs every build ~6 ms of start-up, and
+    # only builds from buildpackages need it
+    from cnbsim.buildpackage import descriptors, read_buildpackage
+    return [store.add(d) for d in descriptors(read_buildpackage(path, tag))]
+
+
+def parse_source(text: str, base: Path | None = None) -> tuple[Path, str] | None:
+    """`FILE.cnb`, `oci:DIR`, `oci:DIR:TAG` or a directory holding an OCI layout -> (path, tag); else None."""
+    tag = ""
+    if text.startswith("oci:"):
+        raw = text[4:]
+        head, sep, last = raw.rpartition(":")
+        if sep and "/" not in last and head:
+            raw, tag = head, last
+        path = Path(raw)
+    else:
+        path = Path(text[len("file://"):] if text.startswith("file://") else text)
+        if not (text.endswith(".cnb") or ((path.is_dir() if not base else (base / path).is_dir())
+                and ((base / path if base else path) / "oci-layout").is_file())):
+            return None
+    if base is not None and not path.is_absolute():
+        path = base / path
+    return path.absolute(), tag
+
+
 
 
 def _add_dir(store: BuildpackStore, path: Path, origin: str) -> list[BuildpackDescriptor]:
@@ -184,6 +206,7 @@ def _saved_images(directory: Path) -> list[tuple[Path, str, str, str]]:
     if not directory.is_dir():
         raise ConfigError("buildpack store not found", file=directory, field="--buildpack-store",
                           hint=f"give a directory of saved buildpackages (or unset {STORE_ENV})")
+    from cnbsim.buildpackage import saved_images  # as in _add_buildpackage
     return saved_images(directory)
 
 

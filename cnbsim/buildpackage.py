@@ -404,25 +404,6 @@ class _Blobs:
         return self._open(self.blob_path(digest, what))
 
 
-def parse_source(text: str, base: Path | None = None) -> tuple[Path, str] | None:
-    """`FILE.cnb`, `oci:DIR`, `oci:DIR:TAG` or a directory holding an OCI layout -> (path, tag); else None."""
-    tag = ""
-    if text.startswith("oci:"):
-        raw = text[4:]
-        head, sep, last = raw.rpartition(":")
-        if sep and "/" not in last and head:
-            raw, tag = head, last
-        path = Path(raw)
-    else:
-        path = Path(text[len("file://"):] if text.startswith("file://") else text)
-        if not (text.endswith(".cnb") or ((path.is_dir() if not base else (base / path).is_dir())
-                and ((base / path if base else path) / "oci-layout").is_file())):
-            return None
-    if base is not None and not path.is_absolute():
-        path = base / path
-    return path.absolute(), tag
-
-
 def default_store() -> Path:
     """Where unpacked buildpackages live: `$XDG_CACHE_HOME/cnbsim/buildpackages` (content-addressed)."""
     return cache_home() / "buildpackages"
