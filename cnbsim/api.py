@@ -498,13 +498,13 @@ def detect(app: Path | str, *, builder: Path | str | None = None,
         write_platform_dir(platform_dir, values)
         (Path(tmp) / "layers").mkdir()
         platform = _platform(workspace, platform_dir, Path(tmp) / "layers", options, isolation, target)
-        platform = runs.enter_context(_session(platform, sources, ending))
+        platform = runs.enter_context(_session(platform, sources, ending, log))
         _prepare_workspace(app, workspace, files=project.file_filter() if project else None)
         return _detect(sources, platform, log, options.strict)
 
 
 @contextlib.contextmanager
-def _session(platform: Platform, sources: Sources, ending: contextlib.ExitStack) -> Iterator[Platform]:
+def _session(platform: Platform, sources: Sources, ending: contextlib.ExitStack, log: Logger) -> Iterator[Platform]:
     """`platform` with a started session (cnbsim.session) when its buildpacks run in the namespace:
     one namespace for the build's runs, with the order's buildpacks under /cnb/buildpacks. Leaving
     it starts ending the namespace; `ending`, when it closes, waits until it is gone."""
@@ -514,7 +514,7 @@ def _session(platform: Platform, sources: Sources, ending: contextlib.ExitStack)
     with temp_dir("session") as root:
         platform = replace(platform, scratch_root=Path(root))
         try:
-            session = Session(platform.session_view(sources.store.order_buildpacks(sources.order)))
+            session = Session(platform.session_view(sources.store.order_buildpacks(sources.order)), notice=log.warn)
         except OSError:      # bwrap could not start: each run tries on its own, and says why
             yield platform
             return
@@ -580,7 +580,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         write_platform_dir(target.platform_dir, platform_values)
         platform = _platform(workspace, target.platform_dir, layers, options, isolation, run_target)
         # the build's namespace comes up while the app is copied in
-        platform = runs.enter_context(_session(platform, sources, ending))
+        platform = runs.enter_context(_session(platform, sources, ending, log))
         _prepare_workspace(app, workspace, [final, *([cache.path] if cache else [])],
                            project.file_filter() if project else None)
         shown_layers = platform.shown(layers)

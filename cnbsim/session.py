@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -44,8 +44,9 @@ class SessionEnded(Exception):
 class Session:
     """A started namespace that runs processes with `view`'s binds; close it when the build ends."""
 
-    def __init__(self, view: sandbox.View) -> None:
+    def __init__(self, view: sandbox.View, notice: Callable[[str], None] | None = None) -> None:
         self.view = view
+        self._notice = notice       # told when the session gives up on its namespace
         self._binds = frozenset(b for b in view.binds if os.path.lexists(b.source))   # what it mounts
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
@@ -110,6 +111,9 @@ class Session:
             # the runner does not answer (a buildpack stopped it: same uid): end the namespace, whatever
             # runs in it, and let this run and the later ones have namespaces of their own
             self.abort()
+            if self._notice is not None:
+                self._notice(f"the build's namespace did not start a run within {START_TIMEOUT:g}s and was ended "
+                             "(was its runner stopped?); the later runs each have a namespace of their own")
         if kind == "e":
             os.close(read_end)
             raise OSError(value, os.strerror(value))
@@ -242,6 +246,9 @@ class SessionProcess:
                 self.returncode = self.session.result(self.run_id, KILL_GRACE)
                 if self.returncode is None:
                     self.session.abort()
+                    if self.session._notice is not None:
+                        self.session._notice(f"a killed run did not end within {KILL_GRACE:g}s: the build's "
+                                             "namespace was ended with it; the later runs each have one of their own")
             if self.returncode is None:
                 self.returncode = self.session.result(self.run_id, timeout)
             if self.returncode is None:
