@@ -9,6 +9,7 @@ a process that left the group (`setsid`) can survive.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -102,14 +103,12 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: floa
     proc: subprocess.Popen | SessionProcess | None = None
     try:
         if view is not None and session is not None and session.covers(view):
-            try:
+            with contextlib.suppress(SessionEnded):     # then in a namespace of its own
                 proc = session.spawn(argv, env, view.cwd)
-            except SessionEnded:
-                proc = None
         if proc is None and view is not None:
             proc = sandbox.spawn(view, argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT)
-        elif proc is None:
+        if proc is None:
             proc = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     except OSError as exc:  # e.g. a bad #! line
@@ -160,7 +159,7 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: floa
                          "(raise the limit with --timeout if it needs longer)")
     code = proc.returncode
     assert code is not None    # it was waited for
-    if isinstance(proc, SessionProcess) and proc.session.gone and code == -9:
+    if isinstance(proc, SessionProcess) and proc.lost:
         return Completed(code, output, f"{name} was killed: the build's namespace ended while it ran")
     if code < 0:
         return Completed(code, output, f"{name} was killed by signal {-code}")

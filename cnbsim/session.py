@@ -108,12 +108,11 @@ class Session:
             if not kind and run_id in self._ended:
                 kind, value = "e", errno.EINVAL     # its shim ended without starting it
         if not kind and not self._gone:
-            # the runner does not answer (a buildpack stopped it: same uid): end the namespace, whatever
-            # runs in it, and let this run and the later ones have namespaces of their own
-            self.abort()
-            if self._notice is not None:
-                self._notice(f"the build's namespace did not start a run within {START_TIMEOUT:g}s and was ended "
-                             "(was its runner stopped?); the later runs each have a namespace of their own")
+            # the runner does not answer (a machine under extreme load; the buildpacks cannot stop it, their
+            # namespace's init): end the namespace, whatever runs in it, and let this run and the later ones
+            # have namespaces of their own
+            self.abort(f"the build's namespace did not start a run within {START_TIMEOUT:g}s and was ended "
+                       "(was its runner stopped?); the later runs each have a namespace of their own")
         if kind == "e":
             os.close(read_end)
             raise OSError(value, os.strerror(value))
@@ -151,24 +150,27 @@ class Session:
     def gone(self) -> bool:
         return self._gone
 
-    def result(self, run_id: str, timeout: float | None) -> int | None:
-        """The exit code of a run (as Popen.returncode: -N for a signal), None while it runs; -9
-        when the namespace ended under it (everything in it was killed)."""
+    def result(self, run_id: str, timeout: float | None) -> tuple[int, bool] | None:
+        """(the exit code of a run, as Popen.returncode: -N for a signal; whether it was lost: the
+        namespace ended under it, killing everything in it, -9), None while it runs."""
         with self._lock:
             self._lock.wait_for(lambda: run_id in self._ended or self._gone, timeout)
             if run_id not in self._ended:
-                return -9 if self._gone else None
+                return (-9, True) if self._gone else None
             kind, status = self._ended[run_id]
         if kind == "e":
-            return -1
-        return os.waitstatus_to_exitcode(status)
+            return -1, False
+        return os.waitstatus_to_exitcode(status), False
 
-    def abort(self) -> None:
-        """Kill the namespace and everything in it now (its runs end with -9)."""
+    def abort(self, why: str = "") -> None:
+        """Kill the namespace and everything in it now (its runs are lost); `why` is told to the
+        session's `notice`."""
         try:
             os.killpg(self._proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if why and self._notice is not None:
+            self._notice(why)
 
     def kill(self, run_id: str) -> None:
         with self._send_lock:
@@ -231,30 +233,33 @@ class SessionProcess:
         self.run_id = run_id
         self.stdout = stdout
         self.returncode: int | None = None
+        self.lost = False        # the namespace ended under it (its returncode is then -9)
         self._killed = False
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            self.returncode = self.session.result(self.run_id, 0)
+            self._take(self.session.result(self.run_id, 0))
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             if timeout is None and self._killed:
-                # killed: its shim reports once it and what it started are gone; a shim that does not (a
-                # buildpack stopped it or the runner) must not hang the build: the namespace ends instead
-                self.returncode = self.session.result(self.run_id, KILL_GRACE)
-                if self.returncode is None:
-                    self.session.abort()
-                    if self.session._notice is not None:
-                        self.session._notice(f"a killed run did not end within {KILL_GRACE:g}s: the build's "
-                                             "namespace was ended with it; the later runs each have one of their own")
-            if self.returncode is None:
-                self.returncode = self.session.result(self.run_id, timeout)
-            if self.returncode is None:
+                # killed: its shim reports once it and what it started are gone; a shim that does not (the
+                # run stopped it) must not hang the build: the namespace ends instead
+                if not self._take(self.session.result(self.run_id, KILL_GRACE)):
+                    self.session.abort(f"a killed run did not end within {KILL_GRACE:g}s: the build's namespace "
+                                       "was ended with it; the later runs each have one of their own")
+            if not self._take(self.session.result(self.run_id, timeout)):
                 raise subprocess.TimeoutExpired(self.run_id, timeout or 0)
             self.session.forget(self.run_id)
+        assert self.returncode is not None
         return self.returncode
+
+    def _take(self, result: tuple[int, bool] | None) -> bool:
+        """Record a result of Session.result; whether there is one (now or from before)."""
+        if self.returncode is None and result is not None:
+            self.returncode, self.lost = result
+        return self.returncode is not None
 
     def kill(self) -> None:
         """End it and everything it started (its result follows once they are gone)."""

@@ -95,13 +95,10 @@ def shim(sock, prctl, run_id: str, argv: list, env: dict, cwd: str, out: int) ->
         sock.send(f"{run_id} s 0".encode())
         if state["killed"]:
             end_child()
-        while True:
-            try:
-                _, status = os.waitpid(child, 0)
-                break
-            except ChildProcessError:
-                status = 0
-                break
+        try:
+            _, status = os.waitpid(child, 0)      # retried after a signal's handler (PEP 475)
+        except ChildProcessError:
+            status = 0
         state["child"] = 0
         kill_all()
         sock.send(f"{run_id} x {status}".encode())

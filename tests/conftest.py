@@ -57,6 +57,21 @@ class BuildpackFactory:
 
     def order(self, groups: list[list[tuple]], path: Path | None = None) -> Path:
         path = path or self.root.parent / "order.toml"
+        path.write_text(self._order_text(groups))
+        return path
+
+    def builder(self, groups: list[list[tuple]], path: Path | None = None) -> Path:
+        """A builder.toml with the order `groups` and, as its [[buildpacks]], each buildpack they name."""
+        path = path or self.root.parent / "builder.toml"
+        named = dict.fromkeys((el[0], el[1]) for group in groups for el in group)
+        text = "".join(f'[[buildpacks]]\nuri = "{self.root / bp_id.replace("/", "_") / version}"\n\n'
+                       for bp_id, version in named)
+        path.write_text(text + self._order_text(groups))
+        return path
+
+    @staticmethod
+    def _order_text(groups: list[list[tuple]]) -> str:
+        """[[order]] tables: [[(id, version[, optional]), ...], ...]."""
         text = ""
         for group in groups:
             text += "[[order]]\n"
@@ -65,8 +80,7 @@ class BuildpackFactory:
                 if len(el) > 2 and el[2]:
                     text += "optional = true\n"
             text += "\n"
-        path.write_text(text)
-        return path
+        return text
 
 
 @pytest.fixture

@@ -43,24 +43,12 @@ def test_a_daemon_of_bin_detect_is_gone_before_the_next_run_starts(app, bps, tmp
 def test_a_buildpack_that_kills_its_parent_still_leaves_no_process(app, bps, tmp_path):
     token = _token()
     # its bin/detect starts two daemons, then kills the process that would clean up after it
-    escape = bps("test/escape", detect=f"setsid sleep 8{token} </dev/null >/dev/null 2>&1 &\necho $! > /tmp/d1\n"
+    bps("test/escape", detect=f"setsid sleep 8{token} </dev/null >/dev/null 2>&1 &\necho $! > /tmp/d1\n"
                                        f"(sleep 9{token} </dev/null >/dev/null 2>&1 & echo $! > /tmp/d2)\n"
                                        "kill -9 $PPID\nsleep 5\necho survived")
-    check = bps("test/check", build='for f in /tmp/d1 /tmp/d2; do pid=$(cat $f)\n'
+    bps("test/check", build='for f in /tmp/d1 /tmp/d2; do pid=$(cat $f)\n'
                                      '  if grep -qs sleep "/proc/$pid/cmdline"; then echo alive; else echo gone; fi\ndone')
-    builder = tmp_path / "builder.toml"
-    builder.write_text(f'''
-[[buildpacks]]
-uri = "{escape}"
-[[buildpacks]]
-uri = "{check}"
-[[order]]
-[[order.group]]
-id = "test/escape"
-optional = true
-[[order.group]]
-id = "test/check"
-''')
+    builder = bps.builder([[("test/escape", "1.0", True), ("test/check", "1.0")]])
     result = cnbsim.build(app, builder=builder, output=tmp_path / "out")
     assert [el.id for el in result.group] == ["test/check"]
     run = result.detect.runs["test/escape@1.0"]

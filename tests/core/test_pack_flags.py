@@ -86,24 +86,11 @@ SHOW_TARGET = 'echo "target $CNB_TARGET_OS/$CNB_TARGET_ARCH ${CNB_TARGET_DISTRO_
 
 
 @pytest.fixture
-def targeted_order(bps, tmp_path):
+def targeted_order(bps):
     """Group 1: a buildpack for linux/arm64 only; group 2: one for any target, that shows its target."""
     bps("test/arm-only", extra=TARGETED)
     bps("test/any", build=SHOW_TARGET)
-    builder = tmp_path / "builder.toml"
-    builder.write_text(f'''
-[[buildpacks]]
-uri = "{bps.root / 'test_arm-only' / '1.0'}"
-[[buildpacks]]
-uri = "{bps.root / 'test_any' / '1.0'}"
-[[order]]
-[[order.group]]
-id = "test/arm-only"
-[[order]]
-[[order.group]]
-id = "test/any"
-''')
-    return builder
+    return bps.builder([[("test/arm-only", "1.0")], [("test/any", "1.0")]])
 
 
 def test_the_run_image_target_decides_which_buildpacks_detect(app, targeted_order, tmp_path, write_run_image):
