@@ -1,7 +1,10 @@
 """Checks of a PlanQK project for bin/detect and bin/build (Python 3.8+, standard library only).
 
     project_check.py detect APP_DIR            prints planqk.json's runtime ("" when absent)
-    project_check.py build APP_DIR ENTRY_POINT checks planqk.json and the entry point's module
+    project_check.py build APP_DIR ENTRY_POINT [TREE FILE]
+                                               checks planqk.json and the entry point's module;
+                                               with TREE and FILE, the last two lines are
+                                               "sha256 TREE-DIGEST" and "sha256 FILE-DIGEST"
 
 Exit 0: fine (notes on stdout). Exit 10: the project has a problem, described on stdout as
 lines "<file>: <what is wrong> (<how to fix it>)". Any other exit is this script failing, and
@@ -14,7 +17,6 @@ import ast
 import json
 import os
 import sys
-from typing import List, Set, Tuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runtime", "python"))
 
@@ -57,7 +59,7 @@ def planqk_runtime(app: str) -> str:
     return runtime
 
 
-def check_entry_point(app: str, text: str) -> List[str]:
+def check_entry_point(app: str, text: str) -> list[str]:
     """Notes about the entry point's module; raises ProjectError if it cannot work."""
     try:
         entry = entrypoint.parse(text)
@@ -99,10 +101,10 @@ def _signature(entry: entrypoint.EntryPoint) -> str:
     return SIGNATURE.replace("run", entry.function or "run", 1)
 
 
-def _top_level_names(body: List[ast.stmt]) -> Tuple[Set[str], Set[str]]:
+def _top_level_names(body: list[ast.stmt]) -> tuple[set[str], set[str]]:
     """Names bound at module level (also inside if/try/with blocks), and which of them are functions."""
-    names: Set[str] = set()
-    functions: Set[str] = set()
+    names: set[str] = set()
+    functions: set[str] = set()
     for node in body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             names.add(node.name)
@@ -123,7 +125,7 @@ def _top_level_names(body: List[ast.stmt]) -> Tuple[Set[str], Set[str]]:
     return names, functions
 
 
-def _missing_keywords(body: List[ast.stmt], name: str) -> List[str]:
+def _missing_keywords(body: list[ast.stmt], name: str) -> list[str]:
     """The keywords data/params that a plain, untyped top-level `def name(...)` cannot take ([] if unsure).
     A typed one (an annotated parameter) gets only its own parameters, so it needs neither."""
     defs = [n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
@@ -136,7 +138,7 @@ def _missing_keywords(body: List[ast.stmt], name: str) -> List[str]:
     return [k for k in ("data", "params") if k not in accepted]
 
 
-def check_build(app: str, entry_point: str) -> List[str]:
+def check_build(app: str, entry_point: str) -> list[str]:
     """planqk.json and the entry point, as bin/build needs them."""
     runtime = planqk_runtime(app)
     if runtime not in ("", PYTHON_TEMPLATE):
@@ -145,13 +147,40 @@ def check_build(app: str, entry_point: str) -> List[str]:
     return [f"planqk.json: runtime {runtime or '(not set)'}"] + check_entry_point(app, entry_point)
 
 
-def main(argv: List[str]) -> int:
+def tree_sha256(root: str) -> str:
+    """The digest bin/build's shell fallback computes for a directory: sha256 over `sha256sum` lines
+    ("<hex>  ./<path>") of its regular files outside __pycache__ and not *.pyc, in byte order."""
+    import hashlib   # here: detect, which runs in every build, needs no digest
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if name.endswith(".pyc") or os.path.islink(path) or not os.path.isfile(path):
+                continue
+            rel = "./" + os.path.relpath(path, root)
+            with open(path, "rb") as fh:
+                lines.append((os.fsencode(rel), hashlib.sha256(fh.read()).hexdigest().encode()))
+    lines.sort()
+    return hashlib.sha256(b"".join(digest + b"  " + rel + b"\n" for rel, digest in lines)).hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    import hashlib
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def main(argv: list[str]) -> int:
     try:
         if len(argv) == 2 and argv[0] == "detect":
             print(planqk_runtime(argv[1]))
             return 0
-        if len(argv) == 3 and argv[0] == "build":
-            print("\n".join(check_build(argv[1], argv[2])))
+        if len(argv) in (3, 5) and argv[0] == "build":
+            notes = check_build(argv[1], argv[2])
+            if len(argv) == 5:   # bin/build's layer metadata: one Python process instead of five shell ones
+                notes += [f"sha256 {tree_sha256(argv[3])}", f"sha256 {file_sha256(argv[4])}"]
+            print("\n".join(notes))
             return 0
     except ProjectError as exc:
         print(exc)

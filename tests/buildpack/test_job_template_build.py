@@ -4,11 +4,11 @@ process of the result running each fixture app."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import secrets
-import shutil
 import stat
 import sys
 from pathlib import Path
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cnbsim.tomlio import tomllib
+from tests.buildpack.conftest import run_build
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = REPO / "buildpack" / "runtime"
@@ -188,6 +189,21 @@ def test_without_python_a_shell_check_does_the_same(fixture_app, build, tools, n
     assert result.returncode == (0 if name == "planqk-pip" else 1), result.output
 
 
+def test_the_layer_digests_are_the_same_with_and_without_python(fixture_app, build, layers, tools, tmp_path):
+    """Python's check computes the runtime's and bin/build's digests; without Python the shell does:
+    a build image with or without python3 must reuse the same layer."""
+    app = fixture_app("planqk-pip")
+    assert build(app).returncode == 0
+    with_python = layer_toml(layers)["metadata"]
+    other = tmp_path / "without-python" / "layers" / layers.name
+    assert run_build(app, other, path=tools(*SHELL_TOOLS)).returncode == 0
+    without = layer_toml(other)["metadata"]
+    assert (with_python["runtime-sha256"], with_python["build-sha256"]) == \
+        (without["runtime-sha256"], without["build-sha256"])
+    bin_build = (REPO / "buildpack" / "bin" / "build").read_bytes()
+    assert with_python["build-sha256"] == hashlib.sha256(bin_build).hexdigest()
+
+
 def test_a_python3_that_cannot_run_the_check_falls_back_to_the_shell_check(fixture_app, build, fake_python3):
     path = fake_python3('echo "SyntaxError: future feature annotations is not defined" >&2\nexit 1\n')
     result = build(fixture_app("planqk-no-run"), path=f"{path}:/usr/bin:/bin")
@@ -275,8 +291,8 @@ def test_the_gitlab_token_reaches_no_file_no_log_and_no_child_process(fixture_ap
               if token.encode() in content and not name.startswith("platform/")]
     assert leaked == []
     calls = record.read_text()
-    detect_uses_python = not shutil.which("jq", path=path)                      # detect prefers jq
-    assert calls.count("project_check.py") == 1 + detect_uses_python and "\nbuild\n" in calls  # the checks ...
+    # detect reads a small planqk.json in bash: only bin/build's check runs Python ...
+    assert calls.count("project_check.py") == 1 and "\nbuild\n" in calls
     assert token not in calls                                                     # ... got no token
 
 

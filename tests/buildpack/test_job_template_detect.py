@@ -4,15 +4,20 @@ in each group of PlanQK's builder."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cnbsim.tomlio import tomllib
+from tests.buildpack.conftest import run_detect
 
 BUILDPACK = Path(__file__).resolve().parents[2] / "buildpack"
 PLAN = {"requires": [{"name": "cpython", "metadata": {"launch": True}}],
@@ -54,8 +59,23 @@ def test_anything_else_fails_detection_with_the_reason(fixture_app, detect, path
     assert result.plan_path.read_text() == ""
 
 
+def padded(app: Path) -> Path:
+    """The app with its planqk.json over 16 KiB (trailing whitespace), which bin/detect reads with
+    jq or python3 (or, without either, by pattern) instead of its JSON reader in bash."""
+    path = app / "planqk.json"
+    path.write_bytes(path.read_bytes() + b" " * 17_000)
+    return app
+
+
+def test_invalid_json_is_located_by_the_bash_reader(fixture_app, detect, tools):
+    result = detect(fixture_app("planqk-invalid-json"), path=tools("bash"))
+    assert result.returncode == 100
+    assert "planqk.json: is not valid JSON: expected a key in double quotes at line 7, column 3 " \
+           "(fix the JSON; `planqk init` writes a valid file)" in result.stderr
+
+
 def test_invalid_json_is_located_when_python_is_there(fixture_app, detect, tools):
-    result = detect(fixture_app("planqk-invalid-json"), path=tools("bash", "python3"))
+    result = detect(padded(fixture_app("planqk-invalid-json")), path=tools("bash", "python3"))
     # CPython's own words and position differ between versions; the file and a location are the buildpack's
     assert re.search(r"planqk\.json: is not valid JSON: [^\n]+ at line \d+ column \d+", result.stderr), result.stderr
 
@@ -63,18 +83,32 @@ def test_invalid_json_is_located_when_python_is_there(fixture_app, detect, tools
 def test_invalid_json_is_located_when_jq_is_there(fixture_app, detect, tools):
     if not shutil.which("jq"):
         pytest.skip("jq is not installed here")
-    result = detect(fixture_app("planqk-invalid-json"), path=tools("bash", "jq"))
+    result = detect(padded(fixture_app("planqk-invalid-json")), path=tools("bash", "jq"))
     assert "planqk.json: is not valid JSON: Expected another key-value pair at line 7, column 3" in result.stderr
 
 
+def test_a_small_planqk_json_is_read_by_bash_alone(fixture_app, detect, tools):
+    result = detect(fixture_app("planqk-pip"), path=tools("bash", "jq", "python3"))
+    assert "(runtime PYTHON_TEMPLATE; checked with bash)" in result.stdout
+
+
+@pytest.mark.parametrize("tool", ["jq", "python3"])
+def test_a_large_planqk_json_is_read_with_jq_or_python(fixture_app, detect, tools, tool):
+    if not shutil.which(tool):
+        pytest.skip(f"{tool} is not installed here")
+    result = detect(padded(fixture_app("planqk-pip")), path=tools("bash", tool))
+    assert result.returncode == 0, result.output
+    assert re.search(rf"\(runtime PYTHON_TEMPLATE; checked with /\S*{tool}\)", result.stdout), result.stdout
+
+
 def test_without_python_the_shell_check_says_so(fixture_app, detect, tools):
-    result = detect(fixture_app("planqk-pip"), path=tools("bash"))
+    result = detect(padded(fixture_app("planqk-pip")), path=tools("bash"))
     assert "checked with a shell check (no jq or python3 on PATH)" in result.stdout
 
 
 def test_a_python3_that_cannot_run_the_check_falls_back_to_the_shell_check(fixture_app, detect, fake_python3, tools):
     path = fake_python3('echo "SyntaxError: future feature annotations is not defined" >&2\nexit 1\n')
-    result = detect(fixture_app("planqk-docker-runtime"), path=f"{path}:{tools('bash')}")
+    result = detect(padded(fixture_app("planqk-docker-runtime")), path=f"{path}:{tools('bash')}")
     assert result.returncode == 100
     assert "field 'runtime' is 'DOCKER'" in result.stderr
 
@@ -88,10 +122,11 @@ def test_a_python3_that_cannot_run_the_check_falls_back_to_the_shell_check(fixtu
     ('\ufeff{"runtime": "PYTHON_TEMPLATE"}', "planqk.json: "),
     ('{\n  "name": "svc",\n  "runtime":\n    "PYTHON_TEMPLATE"\n}\n', None),
 ])
-def test_planqk_json_contents(tmp_path, detect, path_mode, text, message):
+@pytest.mark.parametrize("large", [False, True], ids=["small", "over-16KiB"])
+def test_planqk_json_contents(tmp_path, detect, path_mode, text, message, large):
     app = tmp_path / "app"
     app.mkdir()
-    (app / "planqk.json").write_text(text, encoding="utf-8")
+    (app / "planqk.json").write_text(text + " " * 17_000 * large, encoding="utf-8")
     result = detect(app, path=path_mode)
     if message is None:
         assert result.returncode == 0, result.output
@@ -99,6 +134,70 @@ def test_planqk_json_contents(tmp_path, detect, path_mode, text, message):
     else:
         assert result.returncode == 100, result.output
         assert message in result.stderr
+
+
+# -------------------------------------------------- the JSON reader in bash against Python's json
+
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) \
+    | st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
+                      | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=12)
+
+
+@st.composite
+def planqk_texts(draw: st.DrawFn) -> str:
+    """planqk.json texts: JSON objects in various layouts, with or without a runtime field, some of
+    them broken by one deleted or inserted character."""
+    obj = draw(st.dictionaries(st.text(max_size=6), VALUES, max_size=4))
+    runtime = draw(st.sampled_from([None, "PYTHON_TEMPLATE", "DOCKER", 1, [], {"a": 1}]))
+    if runtime is not None:
+        obj["runtime"] = runtime
+    text = json.dumps(obj, indent=draw(st.sampled_from([None, 0, 2, "\t"])),
+                      ensure_ascii=draw(st.booleans()))
+    cut = draw(st.sampled_from(["none", "delete", "insert"]))
+    at = draw(st.integers(0, len(text)))
+    if cut == "delete" and at < len(text):
+        text = text[:at] + text[at + 1:]
+    elif cut == "insert":
+        text = text[:at] + draw(st.sampled_from(list(',{}[]":\\ \x01'))) + text[at:]
+    return text
+
+
+def python_verdict(text: str) -> str:
+    """What planqk.json means to Python's json (RFC 8259: NaN/Infinity are not JSON)."""
+    def no_constant(name: str) -> None:
+        raise ValueError(name)
+    try:
+        config = json.loads(text, parse_constant=no_constant)
+    except ValueError:
+        return "invalid"
+    if not isinstance(config, dict):
+        return "not an object"
+    runtime = config.get("runtime", "")
+    return f"runtime {runtime}" if isinstance(runtime, str) else "runtime not a string"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=planqk_texts())
+def test_the_bash_json_reader_agrees_with_python(text):
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp) / "app"
+        app.mkdir()
+        (app / "planqk.json").write_text(text, encoding="utf-8")
+        result = run_detect(app, Path(tmp), path="/usr/bin:/bin")
+    verdict = python_verdict(text)
+    if verdict == "invalid":
+        assert result.returncode == 100 and "planqk.json: is not valid JSON: " in result.stderr, result.output
+    elif verdict == "not an object":
+        assert "planqk.json: must be a JSON object" in result.stderr, result.output
+    elif verdict == "runtime not a string":
+        assert "field 'runtime' must be a string" in result.stderr, result.output
+    elif verdict in ("runtime PYTHON_TEMPLATE", "runtime "):
+        assert result.returncode == 0, result.output
+        assert "checked with bash)" in result.stdout
+    else:
+        assert result.returncode == 100 and f"field 'runtime' is '{verdict[len('runtime '):]}'" in result.stderr, \
+            result.output
 
 
 def test_a_missing_runtime_field_is_taken_as_python_template(tmp_path, detect):

@@ -13,8 +13,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Tuple
+from collections import namedtuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # names for the annotations only: bin/build's project check imports this module, and
+    from typing import Any, Callable, Mapping, Optional, Tuple   # typing (and dataclasses) cost it ~10 ms
 
 DEFAULT = "user_code.src.program:run"
 VARIABLE, ALIAS = "ENTRY_POINT", "ENTRYPOINT"
@@ -25,12 +28,15 @@ class EntryPointError(ValueError):
     """The entry point cannot be used; the message names the value and the fix."""
 
 
-@dataclass(frozen=True)
-class EntryPoint:
-    text: str                  # as configured
-    directory: str             # "" = the working directory
-    module: str                # dotted module name
-    function: Optional[str]    # None = run the module as __main__
+class EntryPoint(namedtuple("EntryPoint", "text directory module function")):
+    """text: as configured; directory: "" = the working directory; module: dotted module name;
+    function: None = run the module as __main__."""
+
+    __slots__ = ()
+    text: str
+    directory: str
+    module: str
+    function: Optional[str]
 
     def module_files(self) -> Tuple[str, str]:
         """The two files the module can be, relative to the working directory."""
