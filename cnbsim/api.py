@@ -50,9 +50,9 @@ from cnbsim.phase.build import BuildOutcome, BuildpackBuild
 from cnbsim.phase.build import build as build_phase
 from cnbsim.phase.detect import DetectFailed, DetectResult
 from cnbsim.phase.detect import detect as detect_phase
-from cnbsim.phase.export import reuse_layers
 from cnbsim.phase.launch import launch_env
 from cnbsim.phase.restore import restore
+from cnbsim.phase.reuse import reuse_layers
 from cnbsim.platform import (
     DEFAULT_BUILD_TIMEOUT,
     DEFAULT_DETECT_TIMEOUT,

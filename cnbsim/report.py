@@ -10,10 +10,10 @@ golden files hold it: without those keys, the host interpreter written as placeh
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnbsim.fs import TreeDigests
+from cnbsim.fs import TreeDigests, cache_home
 from cnbsim.log import NO_SECRETS, Redactor
 from cnbsim.model.platform_toml import PlatformRecord
 from cnbsim.phase.build import BuildOutcome
@@ -53,7 +53,8 @@ class HostPython:
     @classmethod
     def current(cls) -> HostPython:
         """The base interpreter (not a venv) behind the running one: what cnbsim gives the stubs."""
-        return cls(os.path.realpath(getattr(sys, "_base_executable", sys.executable)), platform.python_version())
+        # sys.version's first word is platform.python_version() (which parses it), without importing platform
+        return cls(os.path.realpath(getattr(sys, "_base_executable", sys.executable)), sys.version.split()[0])
 
     @classmethod
     def exposed(cls, outcome: BuildOutcome) -> HostPython:
@@ -125,15 +126,68 @@ class HostPython:
 
 @functools.lru_cache(maxsize=8)
 def _python_version(path: str) -> str:
-    """`3.12.1` of the interpreter at `path`, asked from it; else `3.12` from its name (`python3.12`)."""
+    """`3.12.1` of the interpreter at `path`, asked from it; else `3.12` from its name (`python3.12`).
+    The answer is kept in cnbsim's cache dir per interpreter file (path, inode, size, mtime): asking
+    costs a process, about 9 ms of every build that reports a cpython layer."""
+    known = _KnownVersions()
+    version = known.get(path)
+    if version:
+        return version
     try:
         # sys.version's first word is platform.python_version() (which parses it), without importing platform
         done = subprocess.run([path, "-I", "-S", "-c", "import sys; print(sys.version.split()[0])"],
                               capture_output=True, text=True, timeout=10, check=True)
-        return done.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         match = re.search(r"python(\d+\.\d+)$", path)
         return match.group(1) if match else ""
+    version = done.stdout.strip()
+    if re.fullmatch(r"\d+\.\d+\.\d+\S*", version):
+        known.put(path, version)
+    return version
+
+
+class _KnownVersions:
+    """`python-versions.json` in cnbsim's cache dir: interpreter path -> [inode, size, mtime_ns, version].
+    A replaced or upgraded interpreter has another inode, size or mtime and is asked again; an
+    unreadable or damaged file is taken as empty (it is only a cache)."""
+
+    def __init__(self) -> None:
+        self.file = cache_home() / "python-versions.json"
+
+    def _key(self, path: str) -> list[int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, path: str) -> str:
+        entry, key = self._load().get(path), self._key(path)
+        if key and isinstance(entry, list) and entry[:3] == key and len(entry) == 4 and isinstance(entry[3], str):
+            return entry[3]
+        return ""
+
+    def put(self, path: str, version: str) -> None:
+        key = self._key(path)
+        if key is None:
+            return
+        data = self._load()
+        data[path] = [*key, version]
+        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}")
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self.file)   # whole or not at all, beside builds running at the same time
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 class Normalizer:

@@ -94,3 +94,33 @@ def test_neutral_bytes_is_neutral_on_the_decoded_text(parts):
     data = b"".join(parts)
     assert PY311.neutral_bytes(data) == PY311.neutral(
         data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
+
+
+def test_an_interpreters_version_is_asked_once_per_interpreter_file(tmp_path, monkeypatch):
+    """The report asks the exposed interpreter its version in a process; cnbsim's cache dir keeps
+    the answer for that file (path, inode, size, mtime), so that later builds need no process, and
+    an interpreter replaced in place is asked again."""
+    from cnbsim import report
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = tmp_path / "calls"
+    python = tmp_path / "bin" / "python3.12"
+    python.parent.mkdir()
+
+    def install(version: str) -> None:
+        python.write_text(f'#!/bin/sh\necho x >> "{calls}"\necho "{version}"\n')
+        python.chmod(0o755)
+
+    def version() -> str:
+        report._python_version.cache_clear()        # a new cnbsim process
+        return report._python_version(str(python))
+
+    install("3.12.1")
+    assert version() == "3.12.1" and version() == "3.12.1"
+    assert calls.read_text().count("x") == 1
+    assert (tmp_path / "cache" / "cnbsim" / "python-versions.json").is_file()
+    install("3.12.10")                               # upgraded in place: another size
+    assert version() == "3.12.10"
+    assert calls.read_text().count("x") == 2
+    (tmp_path / "cache" / "cnbsim" / "python-versions.json").write_text("{not json")
+    assert version() == "3.12.10"                    # a damaged cache is only a cache
+    assert calls.read_text().count("x") == 3

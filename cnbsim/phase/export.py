@@ -20,16 +20,14 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnbsim.cache import Cache
-from cnbsim.errors import BuildError, CnbsimError, ExportError
-from cnbsim.fs import AtomicDir, DirKind, TreeDigests, same_contents, tree_stamp
+from cnbsim.errors import CnbsimError, ExportError
+from cnbsim.fs import AtomicDir, DirKind
 from cnbsim.log import Logger, as_logger
 from cnbsim.model.api import DEFAULT_PLATFORM_API, ApiVersion
 from cnbsim.model.buildpack import escape_id
@@ -38,7 +36,6 @@ from cnbsim.model.layers import Layer, read_layers_dir
 from cnbsim.model.metadata import BuildMetadata
 from cnbsim.model.order import GroupElement
 from cnbsim.model.project import read_project_toml
-from cnbsim.model.states import LayerStatus
 from cnbsim.oci.layout import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -59,14 +56,11 @@ from cnbsim.oci.layout import (
 from cnbsim.oci.slices import app_slices, glob_regex
 from cnbsim.oci.tar import NORMALIZED_TIME, TarWriter, dir_header, dir_layer, files_layer
 from cnbsim.output import BuiltOutput
-from cnbsim.phase.build import BuildOutcome
-from cnbsim.phase.restore import Restored, dir_stamp
 from cnbsim.platform import RunTarget
 
 # Re-exported: the exporter's public names (tests and callers import them from here).
 __all__ = ["APP_DIR", "LAUNCHER_PATH", "LAYERS_DIR", "OCI_CONFIG", "OCI_INDEX", "OCI_LAYER", "OCI_LAYER_GZIP",
-           "OCI_MANIFEST", "ExportError", "ExportResult", "ExportedLayer", "export_oci", "glob_regex",
-           "reuse_layers"]
+           "OCI_MANIFEST", "ExportError", "ExportResult", "ExportedLayer", "export_oci", "glob_regex"]
 
 LAYERS_DIR = "/layers"
 APP_DIR = "/workspace"
@@ -180,66 +174,6 @@ def export_oci(output_dir: Path | str, oci_dir: Path | str, *, tag: str | None =
     return ExportResult(oci_dir=oci_dir, tag=tag, manifest_digest=manifest_desc["digest"],
                         manifest_size=manifest_desc["size"], config_digest=config_desc["digest"],
                         layers=tuple(image.layers), log=say.lines(first_line, ("info", "warn")))
-
-
-# ---------------------------------------------------------------------------------------------
-# The build output: launch layers kept without contents come from the previous output
-
-
-def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tuple[str, str], Restored],
-                 log: Logger, digests: TreeDigests | None = None, cache: Cache | None = None,
-                 host: tuple[str, str] | None = None) -> dict[tuple[str, str], LayerStatus]:
-    """After the build: reuse kept launch layers from the previous output, as the exporter reuses an image's
-    layers (lifecycle phase/exporter.go); say of each layer what became of it (LayerStatus). `digests`
-    keeps the layers' digests for the report; with `host` (the host python's path and version, given
-    where layers hold image paths only), a restored layer left as it was gets the report digest the
-    cache recorded for it on that host."""
-    status: dict[tuple[str, str], LayerStatus] = {}
-    digests = digests or TreeDigests()
-    for bp in outcome.buildpacks:
-        for layer in bp.layers:
-            key = (bp.element.id, layer.name)
-            if layer.launch and not layer.path.exists():
-                src = previous / escape_id(bp.element.id) / layer.name if previous else None
-                if layer.cache:
-                    raise BuildError(f"layer '{bp.element.id}:{layer.name}' is cache=true but has no contents",
-                                     file=layer.path.with_name(layer.name + ".toml"),
-                                     hint="create the layer directory, or set cache = false")
-                if src is None or not src.is_dir():
-                    raise BuildError(f"cannot reuse '{bp.element.id}:{layer.name}', previous image has no "
-                                     f"metadata for layer '{bp.element.id}:{layer.name}'",
-                                     file=layer.path.with_name(layer.name + ".toml"),
-                                     hint="the buildpack must create the layer directory on a first build")
-                shutil.copytree(src, layer.path, symlinks=True)
-                status[key] = LayerStatus.REUSED
-                log.info(f"Reusing layer '{bp.element.id}:{layer.name}'")
-                continue
-            before = restored.get(key)
-            if before is None:
-                status[key] = LayerStatus.NEW
-            elif (before.digest and dict(layer.metadata.metadata) == dict(before.metadata)
-                  and dir_stamp(layer.path) == before.stamp       # the layer dir kept, not made anew
-                  and (_left_as_restored(layer.path, before, cache, digests, host)
-                       or digests.raw(layer.path) == before.digest)):
-                status[key] = LayerStatus.RESTORED
-            else:
-                status[key] = LayerStatus.REBUILT
-    return status
-
-
-def _left_as_restored(path: Path, before: Restored, cache: Cache | None, digests: TreeDigests,
-                      host: tuple[str, str] | None) -> bool:
-    """Whether a restored layer has the contents restore copied, without digesting it: every entry as
-    restore left it, or those written since (after the clock settled) with the bytes of the cached
-    layer they were copied from (which has not changed since: the same cache generation)."""
-    if not (before.tree and before.copied_from and cache is not None and cache.generation() == before.generation):
-        return False
-    now = tree_stamp(path)
-    if not same_contents(path, before.tree, before.copied_from, now):
-        return False
-    if host is not None and before.report and before.report[2:] == host:
-        digests.seed(path, now, before.digest, before.report[0], before.report[1])
-    return True
 
 
 # ---------------------------------------------------------------------------------------------
