@@ -51,7 +51,7 @@ from cnbsim.phase.build import build as build_phase
 from cnbsim.phase.detect import DetectFailed, DetectResult
 from cnbsim.phase.detect import detect as detect_phase
 from cnbsim.phase.launch import launch_env
-from cnbsim.phase.restore import restore
+from cnbsim.phase.restore import put_back, restore
 from cnbsim.phase.reuse import reuse_layers
 from cnbsim.platform import (
     DEFAULT_BUILD_TIMEOUT,
@@ -595,6 +595,9 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
         previous = final / "layers" if target.current and (final / "layers").is_dir() else None
         log.phase("RESTORING")
         restored = restore(detected.group, layers, previous, cache, log, shown_layers=shown_layers)
+        # layers moved out of the cache go back to it if the build stops before saving the cache
+        saved: list[bool] = []
+        ending.callback(put_back, restored, layers, cache, unless=saved)
         for toml in layers.glob("*/*.toml"):     # restored metadata names the output: buildpacks see theirs
             for old, new in _shown_output(final, stage, isolation):
                 relocate(toml, old, new)
@@ -629,11 +632,13 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
             # (In the namespace they saw /layers and /workspace, as in an image: nothing to relocate.)
             relocate(stage, str(stage), str(final))
         t3 = time.perf_counter()
+        pending: list[Path] = []
         if cache:
             log.phase("CACHING")
             # where the buildpacks saw the layers (what restore relocates a cached layer from)
-            cache.save(outcome, Path(shown_layers) if isolation else final / "layers", status, log,
-                       digests, recorded_host)
+            pending = cache.save(outcome, Path(shown_layers) if isolation else final / "layers", status, log,
+                                 digests, recorded_host, previous)
+        saved.append(True)
         timings = {"detect": t1 - t0, "restore": t2 - t1, "build": t3 - t2, "cache": time.perf_counter() - t3}
         report = reportmod.build_report(detected, outcome, layers, status, timings, normalize, host, record, digests)
         report["isolation"] = _isolation_record(isolation)
@@ -648,6 +653,8 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                              platform=record, image_paths=isolation is not None,
                              warnings=tuple(normalize(m) for lvl, m in log.records[first_record:] if lvl == Level.WARN))
         target.commit()
+        if cache:
+            cache.adopt(pending, target.replaced, log)
     return replace(rebase(result, str(stage), str(final)), request=request)   # the request names `final` already
 
 

@@ -19,10 +19,11 @@ from cnbsim.fs import (
     TreeDigests,
     cache_home,
     check_replaceable,
+    content_key,
     copy_tree,
-    link_tree,
     remove_owned,
     target_path,
+    tree_stamp,
 )
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
@@ -32,6 +33,8 @@ from cnbsim.phase.build import BuildOutcome
 INDEX = "index.json"
 LAYERS_KEY = "layers-dir"     # in the index: where the cached layers were built
 REPORT_PREFIX = "report:"     # in the index: "report:<layer>" -> a layer's report digest (report_digest)
+STAMP_PREFIX = "stamp:"       # "stamp:<layer>" -> fs.content_key of the cached copy as saved
+OUTPUT_PREFIX = "output:"     # "output:<layer>" -> fs.content_key of the output's copy as the build left it
 
 
 def report_digest(index: dict[str, str], name: str, digest: str) -> tuple[str, int, str, str] | None:
@@ -94,27 +97,59 @@ class Cache:
         return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
     def save(self, outcome: BuildOutcome, layers_dir: Path, status: dict[tuple[str, str], LayerStatus],
-             log: Logger, digests: TreeDigests | None = None, host: tuple[str, str] | None = None) -> None:
+             log: Logger, digests: TreeDigests | None = None, host: tuple[str, str] | None = None,
+             previous: Path | None = None) -> list[Path]:
         """Write the new cache aside, then swap it in; on any failure the previous cache stays as it was
         (a warning, as the lifecycle gives: the build itself succeeded). A layer restored from the cache
         and left as it was keeps its cached files (the lifecycle's "Reusing cache layer"). `layers_dir`
         is where the buildpacks' layers are seen (/layers in the namespace), recorded for restore.
         With `digests` and `host` (the report's, and the host python's path and version), a layer's
         report digest is recorded too where it depends on its contents and that host only, so that a
-        later build that restores the same contents need not read them again for its report."""
+        later build that restores the same contents need not read them again for its report.
+
+        A layer restore moved out of the cache (phase/restore.py) and the build left as it was is not
+        copied: the new cache takes the previous output's copy of it (`previous`, its layers dir), which
+        has the same contents, once the new output has replaced it (`adopt`). Returns those layers, as
+        paths relative to an output's layers dir, for `adopt`; the index already names them, so a build
+        stopped before `adopt` leaves a cache that misses them, as if they had never been cached."""
+        taken: list[tuple[Path, Path]] = []     # (where in the staged cache, where in the previous one)
         try:
             with AtomicDir(self.path, DirKind.CACHE, "cache dir", notice=log.warn) as staging:
-                self._write(staging.path, outcome, layers_dir, status, log, digests, host)
-                staging.commit()
+                try:
+                    pending = self._write(staging.path, outcome, layers_dir, status, log, digests, host,
+                                          previous, taken)
+                    staging.commit()
+                except BaseException:
+                    for now, then in reversed(taken):     # the previous cache gets its layers back
+                        try:
+                            os.rename(now, then)
+                        except OSError:
+                            pass
+                    raise
         except (OSError, shutil.Error, ConfigError) as exc:
             log.warn(f"failed to save the cache to {self.path}: {exc}; the previous cache is kept")
+            return []
+        return pending
+
+    def adopt(self, pending: list[Path], replaced: Path | None, log: Logger) -> None:
+        """Move the layers `save` left pending from the replaced output (`replaced`, after the new output's
+        commit: removed with its work dir) into the cache; one that cannot be moved is a cache miss."""
+        for rel in pending:
+            if replaced is None:
+                break
+            try:
+                os.rename(replaced / "layers" / rel, self.layers / rel)
+            except OSError as exc:
+                log.debug(f"cache layer {rel} not kept ({exc.strerror}): the next build rebuilds it")
 
     def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path,
                status: dict[tuple[str, str], LayerStatus],
-               log: Logger, digests: TreeDigests | None, host: tuple[str, str] | None) -> None:
+               log: Logger, digests: TreeDigests | None, host: tuple[str, str] | None,
+               previous: Path | None, taken: list[tuple[Path, Path]]) -> list[Path]:
         (staging / "layers").mkdir(parents=True)
         before = self.index()
         index = {LAYERS_KEY: str(layers_dir)}
+        pending: list[Path] = []
         for bp in outcome.buildpacks:
             for layer in bp.layers:
                 if not layer.cache:
@@ -126,17 +161,32 @@ class Cache:
                 dest = staging / "layers" / escape_id(bp.element.id)
                 dest.mkdir(parents=True, exist_ok=True)
                 cached = self.layers / escape_id(bp.element.id) / layer.name
-                if status.get((bp.element.id, layer.name)) == LayerStatus.RESTORED and name in before and cached.is_dir() \
-                        and before.get(LAYERS_KEY) == str(layers_dir):
-                    # unchanged: the new cache shares the cached files (never written in place: restore copies)
-                    link_tree(cached, dest / layer.name)
+                rel = Path(escape_id(bp.element.id), layer.name)
+                unchanged = status.get((bp.element.id, layer.name)) == LayerStatus.RESTORED and name in before \
+                    and before.get(LAYERS_KEY) == str(layers_dir)
+                if unchanged and cached.is_dir():
+                    # restore copied it: the new cache takes the cached dir itself (put back on failure)
+                    os.rename(cached, dest / layer.name)
+                    taken.append((dest / layer.name, cached))
                     index[name] = before[name]
+                    index[STAMP_PREFIX + name] = content_key(tree_stamp(dest / layer.name))
+                    log.debug(f"Reusing cache layer '{name}'")
+                elif unchanged and previous is not None and before.get(OUTPUT_PREFIX + name) \
+                        and content_key(tree_stamp(previous / rel)) == before[OUTPUT_PREFIX + name]:
+                    # restore moved it into this build: the previous output's copy, as that build left it
+                    # (the same contents), becomes the cached one (adopt), never the new output's own
+                    pending.append(rel)
+                    index[name] = before[name]
+                    index[STAMP_PREFIX + name] = before[OUTPUT_PREFIX + name]
                     log.debug(f"Reusing cache layer '{name}'")
                 else:
                     index[name] = copy_tree(layer.path, dest / layer.name)   # of what is cached (no sockets, FIFOs)
+                    index[STAMP_PREFIX + name] = content_key(tree_stamp(dest / layer.name))
                     log.debug(f"Adding cache layer '{name}'")
+                index[OUTPUT_PREFIX + name] = content_key(tree_stamp(layer.path))
                 known = digests.reusable(layer.path) if digests is not None and host is not None else None
                 if known and host is not None and known[0] == index[name]:   # these very contents (no FIFO left out)
                     index[REPORT_PREFIX + name] = json.dumps([*known, *host])
                 shutil.copy2(layer.path.with_name(layer.name + ".toml"), dest / f"{layer.name}.toml")
         (staging / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")
+        return pending

@@ -285,6 +285,7 @@ class AtomicDir:
         self.path = self.work / "new"
         self.current: Path | None = None
         self.committed = False
+        self.replaced: Path | None = None     # after commit(): where the replaced version waits for __exit__
 
     def __enter__(self) -> AtomicDir:
         try:
@@ -310,9 +311,12 @@ class AtomicDir:
         """Swap the new directory in; the replaced one is removed with the work dir."""
         try:
             if os.path.lexists(self.target):
-                if not exchange(self.path, self.target):
+                if exchange(self.path, self.target):
+                    self.replaced = self.path
+                else:
                     os.rename(self.target, self.work / "old")    # a crash here: recover() moves it back
                     os.rename(self.path, self.target)
+                    self.replaced = self.work / "old"
             else:
                 os.rename(self.path, self.target)
         except OSError as exc:
@@ -355,8 +359,7 @@ def relocate(root: Path, old: str, new: str) -> None:
     itself, when it is a file).
 
     Files holding a NUL byte (compiled `.pyc`, executables) are left as they are: a path of
-    another length would corrupt them. A changed file is written anew, never in place, so a
-    hard link shared with a cache keeps its contents.
+    another length would corrupt them. A changed file is written anew (a new inode), never in place.
     """
     old_b, new_b = os.fsencode(old), os.fsencode(new)
     if not os.path.isdir(root) or os.path.islink(root):
@@ -454,13 +457,12 @@ _CHUNK = 1 << 20
 
 
 def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | None,
-                 copy_to: Path | None = None, link: bool = False, digest: bool = True,
+                 copy_to: Path | None = None, digest: bool = True,
                  expect: str | None = None) -> tuple[str, str, int, bool]:
     """One pass over `root`: its raw digest, the digest with `pairs` and `host` applied (the raw one
     again without them), its file count and whether a pair replaced anything (if not, the fixed
-    digest depends on the contents and `host` only); with `copy_to`, a copy made on the way (see copy_tree),
-    files hard-linked where they can be with `link`. Without `digest` nothing is hashed (nor a linked
-    file read) and the digests are "". With `expect`, a copy whose raw digest differs is removed
+    digest depends on the contents and `host` only); with `copy_to`, a copy made on the way (see
+    copy_tree). Without `digest` nothing is hashed and the digests are "". With `expect`, a copy whose raw digest differs is removed
     (before its directories get their modes: a read-only one could not be emptied)."""
     raw = hashlib.sha256() if digest else None
     fixed = hashlib.sha256() if digest and (pairs or host) else None
@@ -527,12 +529,12 @@ def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | N
                     continue
                 update_name("f", rel, f" {'x' if st.st_mode & 0o111 else '-'} ".encode())
                 if raw is None:
-                    _file_contents(entry.path, dest, st, link, None)
+                    _file_contents(entry.path, dest, st, None)
                 elif fixed is None:
-                    _file_contents(entry.path, dest, st, link, raw.update)     # streamed: any size
+                    _file_contents(entry.path, dest, st, raw.update)     # streamed: any size
                 else:
                     chunks: list[bytes] = []        # whole: a path replaced in it must not be cut in two
-                    _file_contents(entry.path, dest, st, link, chunks.append)
+                    _file_contents(entry.path, dest, st, chunks.append)
                     update(b"".join(chunks), entry.name)
                 update(b"\n")
     except OSError as exc:
@@ -551,20 +553,9 @@ def _digest_tree(root: Path, pairs: list[tuple[bytes, bytes]], host: Neutral | N
     return result, ("sha256:" + fixed.hexdigest() if fixed is not None else result), count, replaced
 
 
-def _file_contents(src: str, dest: str, st: os.stat_result, link: bool,
-                   sink: Callable[[bytes], object] | None) -> None:
+def _file_contents(src: str, dest: str, st: os.stat_result, sink: Callable[[bytes], object] | None) -> None:
     """Give a regular file's contents to `sink`, chunk by chunk; with `dest`, copy it there too
-    (contents, mode, times), or hard-link it when `link` (and then, without `sink`, not read it).
-    Without `sink` the copy is made in the kernel (sendfile), as shutil's is."""
-    if dest and link:
-        try:
-            os.link(src, dest)
-        except OSError:
-            pass
-        else:
-            if sink is None:
-                return
-            dest = ""
+    (contents, mode, times). Without `sink` the copy is made in the kernel (sendfile), as shutil's is."""
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600) if dest else -1
@@ -620,12 +611,6 @@ def copy_tree(src: Path, dest: Path, expect: str | None = None, digest: bool = T
     1.3-1.5x as long). With `expect`, a copy of another digest is removed again (the digest is still
     returned); without `digest`, none is made ("") and file contents are copied in the kernel."""
     return _digest_tree(src, [], None, copy_to=dest, digest=digest, expect=expect)[0]
-
-
-def link_tree(src: Path, dest: Path) -> None:
-    """As copy_tree, with files hard-linked where the file system allows (copied where not): for
-    trees no one writes in place (between two generations of the cache)."""
-    _digest_tree(src, [], None, copy_to=dest, link=True, digest=False)
 
 
 class TreeDigests:
@@ -726,6 +711,16 @@ def tree_stamp(root: Path) -> tuple[Any, ...]:
             except OSError:
                 state.append((name, None))
     return tuple(state)
+
+
+def content_key(stamp: tuple[Any, ...]) -> str:
+    """A tree_stamp in a few bytes, leaving out the top directory's times: renaming a tree (which sets the
+    moved directory's ctime) keeps its key; any change inside it, once the clock has settled, changes it.
+    "" for no stamp."""
+    if not stamp:
+        return ""
+    items = [stamp[0][:3], *((rel, one[:3] if rel == "." and one else one) for rel, one in stamp[1:])]
+    return hashlib.sha256(repr(items).encode()).hexdigest()
 
 
 def same_contents(tree: Path, stamp: tuple[Any, ...], original: Path, now: tuple[Any, ...] | None = None) -> bool:

@@ -10,6 +10,14 @@ phase/restorer.go), for each buildpack of the group:
   image layer;
 - `store.toml` comes back from the previous output.
 
+A cached layer is moved into the build, not copied, where the cache recorded its stamp and it still
+has it (the cache and the output on one file system, no relocation). The lifecycle extracts a copy
+(cache/volume_cache.go), so that what a buildpack writes never reaches the cache; a move keeps that
+too, as the cache takes back only trees it can tell are unchanged: its next generation takes the
+previous output's copy of a layer the build left as it was (cnbsim.cache), a failed build puts back
+the moved layers it did not change (`put_back`), a build stopped in between leaves a cache that
+misses them (the next build rebuilds them).
+
 A real lifecycle always builds in `/layers`, so absolute paths that buildpacks write into
 layers (env files, virtualenv scripts, symlinks) stay valid; so does cnbsim's build namespace.
 A build on the host (no bubblewrap) sees its work dir's own layers path: a layer restored from a
@@ -19,14 +27,15 @@ relocated, its old layers path replaced by the one its buildpack sees, in files 
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cnbsim.cache import Cache, report_digest
-from cnbsim.fs import copy_tree, relocate, settle_clock, tree_digest, tree_stamp
+from cnbsim.cache import OUTPUT_PREFIX, STAMP_PREFIX, Cache, report_digest
+from cnbsim.fs import content_key, copy_tree, relocate, settle_clock, tree_digest, tree_stamp
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.layer import LayerMetadata
@@ -47,6 +56,9 @@ class Restored:
                                       # contents to be: (normalized digest, files, host python, its version)
     copied_from: Path | None = None   # the cached layer the contents were copied from
     generation: tuple[int, ...] = ()  # Cache.generation() then: while it holds, `copied_from` is unchanged
+    moved_from: Path | None = None    # the cached layer dir the contents were moved from (not copied)
+    twin: tuple[Path, str] | None = None   # for a moved layer: the previous output's copy, and the content_key
+                                      # it had when it had these contents (the cache's index says)
 
 
 def dir_stamp(path: Path) -> tuple[int, int]:
@@ -54,6 +66,44 @@ def dir_stamp(path: Path) -> tuple[int, int]:
     (even with the same files) or adds or removes an entry of it changes them; one that keeps it does not."""
     st = path.stat()
     return st.st_ino, st.st_ctime_ns
+
+
+def _move(src: Path, dest: Path, key: str) -> bool:
+    """Move a cached layer into the build instead of copying it, when the cache recorded its stamp
+    (content_key) and the layer still has it: the contents are the ones the index's digest was taken
+    of, unread. False (nothing moved) where it cannot be: no stamp, another one, another file system;
+    the caller copies then, checking the digest."""
+    if not key or content_key(tree_stamp(src)) != key:
+        return False
+    try:
+        os.rename(src, dest)
+    except OSError:        # EXDEV: the cache on another file system than the output
+        return False
+    return True
+
+
+def put_back(restored: Mapping[tuple[str, str], Restored], layers_dir: Path, cache: Cache | None,
+             unless: list[bool] | None = None) -> None:
+    """After a build that failed (`unless` empty: the cache was not saved), as a failed build leaves the
+    lifecycle's cache as it was: move the layers restore moved out of the cache back into it, those left
+    as restore put them (same stamp, same cache generation); one the build changed is copied back from
+    the previous output's copy of the same contents, if that has them; any other is missed by the next
+    build (never a changed layer in the cache)."""
+    if cache is None or unless:
+        return
+    for r in restored.values():
+        if r.moved_from is None or not r.tree or cache.generation() != r.generation:
+            continue
+        path = layers_dir / escape_id(r.key[0]) / r.key[1]
+        try:
+            if os.path.lexists(r.moved_from):
+                continue
+            if content_key(tree_stamp(path)) == content_key(r.tree):
+                os.rename(path, r.moved_from)
+            elif r.twin and content_key(tree_stamp(r.twin[0])) == r.twin[1]:
+                copy_tree(r.twin[0], r.moved_from, expect=r.digest)     # removed again if it differs
+        except (OSError, RecursionError):
+            continue
 
 
 def _metadata_only(path: Path, meta: LayerMetadata) -> None:
@@ -88,17 +138,23 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
                 log.warn(f"Removing \"{key}\", wrong sha")
                 continue
             bp_dir.mkdir(parents=True, exist_ok=True)
-            # a copy, never links: a buildpack may change a restored file in place, even in a build
-            # that then fails, and the cache must not change with it; checked against the cache's
-            # index on the way (a copy that differs is removed again), as the lifecycle checks a
-            # cached layer's sha (cache/volume_cache.go)
-            digest = copy_tree(src, bp_dir / name, expect=expect)
+            built_in = cache.built_in() if cache else ""
+            relocated = bool(built_in) and built_in != shown_layers
+            moved = not relocated and _move(src, bp_dir / name, cache_index.get(STAMP_PREFIX + key, ""))
+            if moved:
+                digest = expect
+            else:
+                # a copy, never links: a buildpack may change a restored file in place, even in a build
+                # that then fails, and the cache must not change with it; checked against the cache's
+                # index on the way (a copy that differs is removed again), as the lifecycle checks a
+                # cached layer's sha (cache/volume_cache.go)
+                digest = copy_tree(src, bp_dir / name, expect=expect)
             if digest != expect:
                 log.warn(f"Removing \"{key}\", wrong sha")
                 continue
             _metadata_only(bp_dir / f"{name}.toml", meta)
-            built_in = cache.built_in() if cache else ""
-            relocated = bool(built_in) and built_in != shown_layers
+            twin = (prev.path / name, cache_index[OUTPUT_PREFIX + key]) \
+                if prev and cache_index.get(OUTPUT_PREFIX + key) else None
             if relocated:
                 relocate(bp_dir / name, built_in, shown_layers)
                 digest = tree_digest(bp_dir / name)[0]
@@ -106,7 +162,8 @@ def restore(group: tuple[GroupElement, ...], layers_dir: Path, previous: Path | 
             restored[(el.id, name)] = Restored((el.id, name), "cache", digest, meta.metadata,
                                                dir_stamp(bp_dir / name), tree_stamp(bp_dir / name),
                                                report_digest(cache_index, key, digest),
-                                               None if relocated else src, generation)
+                                               None if relocated or moved else src, generation,
+                                               src if moved else None, twin if moved else None)
             log.debug(f"Restoring data for \"{key}\" from cache")
         for layer in prev.launch_layers() if prev else ():
             name, meta, t = layer.name, layer.metadata, layer.types

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cnbsim.cache import Cache
 from cnbsim.errors import BuildError
-from cnbsim.fs import TreeDigests, same_contents, tree_stamp
+from cnbsim.fs import TreeDigests, content_key, same_contents, tree_stamp
 from cnbsim.log import Logger
 from cnbsim.model.buildpack import escape_id
 from cnbsim.model.states import LayerStatus
@@ -63,13 +63,25 @@ def reuse_layers(outcome: BuildOutcome, previous: Path | None, restored: dict[tu
 
 def _left_as_restored(path: Path, before: Restored, cache: Cache | None, digests: TreeDigests,
                       host: tuple[str, str] | None) -> bool:
-    """Whether a restored layer has the contents restore copied, without digesting it: every entry as
-    restore left it, or those written since (after the clock settled) with the bytes of the cached
-    layer they were copied from (which has not changed since: the same cache generation)."""
-    if not (before.tree and before.copied_from and cache is not None and cache.generation() == before.generation):
+    """Whether a restored layer has the contents restore put back, without digesting it: every entry as
+    restore left it, or (for a copy) those written since (after the clock settled) with the bytes of
+    the cached layer they were copied from (which has not changed since: the same cache generation) or,
+    for a moved one, of the previous output's copy of the same contents."""
+    if not before.tree:
         return False
-    now = tree_stamp(path)
-    if not same_contents(path, before.tree, before.copied_from, now):
+    if before.moved_from is not None:
+        # moved, not copied: an entry written since is compared with the previous output's copy, if that
+        # still has the contents restore moved in (its stamp then, as the cache recorded it)
+        now = tree_stamp(path)
+        twin = before.twin
+        if now != before.tree and not (twin and content_key(tree_stamp(twin[0])) == twin[1]
+                                       and same_contents(path, before.tree, twin[0], now)):
+            return False
+    elif before.copied_from and cache is not None and cache.generation() == before.generation:
+        now = tree_stamp(path)
+        if not same_contents(path, before.tree, before.copied_from, now):
+            return False
+    else:
         return False
     if host is not None and before.report and before.report[2:] == host:
         digests.seed(path, now, before.digest, before.report[0], before.report[1])

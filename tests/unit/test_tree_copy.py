@@ -76,16 +76,6 @@ def test_copy_tree_takes_any_depth(tmp_path):
             fs.remove_tree(tmp_path / top)
 
 
-def test_link_tree_shares_files_and_copies_directories(tmp_path):
-    src = _tree(tmp_path / "src")
-    fs.link_tree(src, tmp_path / "dst")
-    assert os.stat(tmp_path / "dst" / "bin" / "tool").st_ino == os.stat(src / "bin" / "tool").st_ino
-    assert os.stat(tmp_path / "dst" / "bin").st_ino != os.stat(src / "bin").st_ino
-    assert fs.tree_digest(tmp_path / "dst") == fs.tree_digest(src / ".." / "dst")
-    (src / "ro").chmod(0o755)
-    (tmp_path / "dst" / "ro").chmod(0o755)
-
-
 def test_tree_digests_reads_a_tree_again_only_when_it_changed(tmp_path, monkeypatch):
     src = _tree(tmp_path / "src")
     pairs = [("/old/layers", "/layers")]
