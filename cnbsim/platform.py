@@ -6,7 +6,7 @@ the Buildpack API the buildpack declares (buildpacks/spec buildpack.md, per Buil
 
 from __future__ import annotations
 
-import platform as _host
+import os
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,7 +61,7 @@ class RunTarget:
                     values[key.strip()] = value.strip().strip('"').strip("'")
         except OSError:
             pass
-        machine = _host.machine().lower()
+        machine = os.uname().machine.lower()      # platform.machine()'s answer, without importing it
         return cls("linux", _ARCH.get(machine, machine), "", values.get("ID", ""), values.get("VERSION_ID", ""))
 
     @classmethod
