@@ -654,7 +654,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
                              warnings=tuple(normalize(m) for lvl, m in log.records[first_record:] if lvl == Level.WARN))
         target.commit()
         if cache:
-            cache.adopt(pending, target.replaced, log)
+            cache.adopt(pending, target.replaced, final, log)
     return replace(rebase(result, str(stage), str(final)), request=request)   # the request names `final` already
 
 

@@ -22,6 +22,7 @@ from cnbsim.fs import (
     content_key,
     copy_tree,
     remove_owned,
+    remove_tree,
     target_path,
     tree_stamp,
 )
@@ -48,6 +49,16 @@ def report_digest(index: dict[str, str], name: str, digest: str) -> tuple[str, i
             or not isinstance(files, int) or isinstance(files, bool):
         return None
     return normalized, files, python, version
+
+
+def _rename(src: Path, dest: Path) -> bool:
+    """Rename a layer dir; False where it cannot be (a read-only directory cannot change its parent
+    but as root; another file system): the caller copies then."""
+    try:
+        os.rename(src, dest)
+    except OSError:
+        return False
+    return True
 
 
 def default_cache_dir(app: Path) -> Path:
@@ -131,16 +142,19 @@ class Cache:
             return []
         return pending
 
-    def adopt(self, pending: list[Path], replaced: Path | None, log: Logger) -> None:
+    def adopt(self, pending: list[Path], replaced: Path | None, output: Path, log: Logger) -> None:
         """Move the layers `save` left pending from the replaced output (`replaced`, after the new output's
-        commit: removed with its work dir) into the cache; one that cannot be moved is a cache miss."""
+        commit: removed with its work dir) into the cache; where one cannot be moved (a read-only layer
+        dir of a build not run as root), the new output's copy (`output`) is copied; failing that, the
+        cache misses it."""
         for rel in pending:
-            if replaced is None:
-                break
+            if replaced is not None and _rename(replaced / "layers" / rel, self.layers / rel):
+                continue
             try:
-                os.rename(replaced / "layers" / rel, self.layers / rel)
-            except OSError as exc:
-                log.debug(f"cache layer {rel} not kept ({exc.strerror}): the next build rebuilds it")
+                copy_tree(output / "layers" / rel, self.layers / rel, digest=False)
+            except (OSError, RecursionError) as exc:
+                remove_tree(self.layers / rel)
+                log.debug(f"cache layer {rel} not kept ({exc}): the next build rebuilds it")
 
     def _write(self, staging: Path, outcome: BuildOutcome, layers_dir: Path,
                status: dict[tuple[str, str], LayerStatus],
@@ -164,9 +178,8 @@ class Cache:
                 rel = Path(escape_id(bp.element.id), layer.name)
                 unchanged = status.get((bp.element.id, layer.name)) == LayerStatus.RESTORED and name in before \
                     and before.get(LAYERS_KEY) == str(layers_dir)
-                if unchanged and cached.is_dir():
+                if unchanged and cached.is_dir() and _rename(cached, dest / layer.name):
                     # restore copied it: the new cache takes the cached dir itself (put back on failure)
-                    os.rename(cached, dest / layer.name)
                     taken.append((dest / layer.name, cached))
                     index[name] = before[name]
                     index[STAMP_PREFIX + name] = content_key(tree_stamp(dest / layer.name))

@@ -3,7 +3,9 @@ a failed or interrupted build costs at most a cache miss, and a cache on another
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -118,3 +120,31 @@ def test_a_cache_on_another_file_system_is_copied(setup, tmp_path):
         assert not inodes(in_output) & inodes(in_cache)
     finally:
         cnbsim.fs.remove_tree(cache)
+
+
+def test_a_read_only_layer_dir_that_cannot_be_moved_is_copied(bps, tmp_path, monkeypatch):
+    # as a non-root user: a directory without write permission cannot be renamed into another parent
+    # (its ".." entry must change); root can, so the kernel's rule is applied here by hand
+    real = os.rename
+
+    def rename(src, dest, *args, **kwargs):
+        st = os.lstat(src)
+        if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IWUSR \
+                and os.path.dirname(os.path.abspath(src)) != os.path.dirname(os.path.abspath(dest)):
+            raise PermissionError(errno.EACCES, "Permission denied", src)
+        return real(src, dest, *args, **kwargs)
+    monkeypatch.setattr(os, "rename", rename)
+    app = tmp_path / "app"
+    app.mkdir()
+    bp = bps("mover", build=LAYER.replace('more.txt"; fi', 'more.txt"; chmod 555 "$L"; fi'))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cnbsim.build(app, buildpacks=[bp], output=out, cache_dir=cache)
+    for _ in range(3):
+        again = cnbsim.build(app, buildpacks=[bp], output=out, cache_dir=cache)
+        assert "restored: v1" in again.output_of("mover")
+        assert again.layer_status[("mover", "deps")] == "restored"
+        assert not again.warnings
+    in_output, in_cache = out / "layers" / "mover" / "deps", cache / "layers" / "mover" / "deps"
+    assert not in_cache.stat().st_mode & stat.S_IWUSR       # the case at hand: it could not be moved
+    assert (in_cache / "sub" / "more.txt").read_text() == "more\n"
+    assert not inodes(in_output) & inodes(in_cache)
