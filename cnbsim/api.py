@@ -571,6 +571,7 @@ def build(app: Path | str, *, builder: Path | str | None = None, buildpacks: Seq
     _check_places(app, target.target, cache.path if cache else None)
     if cache:
         cache.check()
+        cache.reclaim(target.target, log)    # before the output's recovery removes what a killed build left
     with _secrets_redacted(log), target, _too_deep_is_an_error(target.target), contextlib.ExitStack() as ending, \
             contextlib.ExitStack() as runs:
         final, stage = target.target, target.path

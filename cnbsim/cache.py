@@ -23,6 +23,7 @@ from cnbsim.fs import (
     copy_tree,
     remove_owned,
     remove_tree,
+    stale_work_dirs,
     target_path,
     tree_stamp,
 )
@@ -122,7 +123,8 @@ class Cache:
         copied: the new cache takes the previous output's copy of it (`previous`, its layers dir), which
         has the same contents, once the new output has replaced it (`adopt`). Returns those layers, as
         paths relative to an output's layers dir, for `adopt`; the index already names them, so a build
-        stopped before `adopt` leaves a cache that misses them, as if they had never been cached."""
+        killed before `adopt` leaves a cache that misses them until the next build takes them back
+        (`reclaim`)."""
         taken: list[tuple[Path, Path]] = []     # (where in the staged cache, where in the previous one)
         try:
             with AtomicDir(self.path, DirKind.CACHE, "cache dir", notice=log.warn) as staging:
@@ -141,6 +143,32 @@ class Cache:
             log.warn(f"failed to save the cache to {self.path}: {exc}; the previous cache is kept")
             return []
         return pending
+
+    def reclaim(self, output: Path, log: Logger) -> None:
+        """Before a build cleans what an interrupted one left: take back into the cache the cached layers
+        that build had moved out (restore) or not yet moved in (adopt), from the work dirs it left beside
+        `output` and beside the cache, each only if it has the stamp the index recorded (unchanged since
+        the cache had it). Not from a work dir's `old` while its target is missing: that is the last
+        good version, which recovery puts back."""
+        index = self.index()
+        missing = {}
+        for key, stamp in index.items():
+            if key.startswith(STAMP_PREFIX) and ":" in key[len(STAMP_PREFIX):]:
+                bp, name = key[len(STAMP_PREFIX):].rsplit(":", 1)
+                rel = Path(escape_id(bp), name)
+                if not os.path.lexists(self.layers / rel) and (self.layers / rel.parent).is_dir():
+                    missing[rel] = stamp
+        if not missing:
+            return
+        for target in (output, self.path):
+            for work in stale_work_dirs(target):
+                for part in ("new", "old") if os.path.lexists(target) else ("new",):
+                    for rel, stamp in list(missing.items()):
+                        left = work / part / "layers" / rel
+                        if left.is_dir() and not left.is_symlink() and content_key(tree_stamp(left)) == stamp \
+                                and _rename(left, self.layers / rel):
+                            del missing[rel]
+                            log.debug(f"cache layer {rel} taken back from {work.name}, left by an interrupted build")
 
     def adopt(self, pending: list[Path], replaced: Path | None, output: Path, log: Logger) -> None:
         """Move the layers `save` left pending from the replaced output (`replaced`, after the new output's

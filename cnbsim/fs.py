@@ -332,19 +332,26 @@ class AtomicDir:
 _WORK_NAME = re.compile(r"^\.(?P<name>.+)\.cnbsim-(?P<pid>[0-9]+)-[0-9a-f]{4}$")
 
 
-def recover(target: Path, kind: DirKind, what: str, notice: Callable[[str], None]) -> None:
-    """Clean the work dirs an interrupted run left beside `target`, putting its last good version back."""
+def stale_work_dirs(target: Path) -> list[Path]:
+    """The work dirs beside `target` that an interrupted run left (its process is gone), cnbsim's only."""
     try:
         siblings = list(os.scandir(target.parent))
     except OSError:
-        return
+        return []
+    stale = []
     for entry in siblings:
         m = _WORK_NAME.match(entry.name)
         if not m or m.group("name") != target.name or _pid_alive(int(m.group("pid"))):
             continue
-        work = Path(entry.path)
-        if entry.is_symlink() or owner_kind(work) is not DirKind.WORK:
+        if entry.is_symlink() or owner_kind(Path(entry.path)) is not DirKind.WORK:
             continue                  # not ours: left alone
+        stale.append(Path(entry.path))
+    return stale
+
+
+def recover(target: Path, kind: DirKind, what: str, notice: Callable[[str], None]) -> None:
+    """Clean the work dirs an interrupted run left beside `target`, putting its last good version back."""
+    for work in stale_work_dirs(target):
         old = work / "old"
         if not os.path.lexists(target) and owner_kind(old) is kind:
             os.rename(old, target)

@@ -15,8 +15,8 @@ has it (the cache and the output on one file system, no relocation). The lifecyc
 (cache/volume_cache.go), so that what a buildpack writes never reaches the cache; a move keeps that
 too, as the cache takes back only trees it can tell are unchanged: its next generation takes the
 previous output's copy of a layer the build left as it was (cnbsim.cache), a failed build puts back
-the moved layers it did not change (`put_back`), a build stopped in between leaves a cache that
-misses them (the next build rebuilds them).
+the moved layers it did not change (`put_back`), and the build after a killed one takes back those
+it finds unchanged in the work dir the killed one left (Cache.reclaim); the others it rebuilds.
 
 A real lifecycle always builds in `/layers`, so absolute paths that buildpacks write into
 layers (env files, virtualenv scripts, symlinks) stay valid; so does cnbsim's build namespace.

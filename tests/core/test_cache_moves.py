@@ -6,7 +6,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +151,55 @@ def test_a_read_only_layer_dir_that_cannot_be_moved_is_copied(bps, tmp_path, mon
     assert not in_cache.stat().st_mode & stat.S_IWUSR       # the case at hand: it could not be moved
     assert (in_cache / "sub" / "more.txt").read_text() == "more\n"
     assert not inodes(in_output) & inodes(in_cache)
+
+
+def _killed_build(argv: list[str], out: Path | None = None, script: str | None = None) -> None:
+    """A build in a process of its own, SIGKILLed once its bin/build has touched /workspace/.building
+    (found in the work dir beside `out`), or ending itself by `script`."""
+    if script is not None:
+        done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 9, done.stderr
+        return
+    proc = subprocess.Popen([sys.executable, "-m", "cnbsim.cli", *argv],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while out is not None and not list(out.parent.glob(f".{out.name}.cnbsim-*/new/workspace/.building")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the build did not get to its bin/build"
+            time.sleep(0.02)
+        proc.kill()
+    finally:
+        proc.wait(timeout=30)
+
+
+def test_a_killed_build_gives_its_moved_layers_back_to_the_next_build(bps, tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    slow = bps("mover", build=LAYER + '[ -n "${SLOW:-}" ] && { touch /workspace/.building; sleep 60; }; exit 0')
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cnbsim.build(app, buildpacks=[slow], output=out, cache_dir=cache)
+    argv = ["build", str(app), "-b", str(slow), "-o", str(out), "--cache-dir", str(cache)]
+    _killed_build([*argv, "-e", "SLOW=1"], out)                          # killed in its bin/build
+    assert not (cache / "layers" / "mover" / "deps").exists()             # moved into the killed build
+    again = cnbsim.build(app, buildpacks=[slow], output=out, cache_dir=cache)
+    assert "restored: v1" in again.output_of("mover")
+    assert again.layer_status[("mover", "deps")] == "restored"
+    # killed after the cache was saved, before it took the previous output's copy (Cache.adopt)
+    _killed_build(argv, script="import os, sys; from cnbsim.cli import main; from cnbsim.cache import Cache; "
+                               "Cache.adopt = lambda *a: os._exit(9); sys.exit(main(sys.argv[1:]))")
+    again = cnbsim.build(app, buildpacks=[slow], output=out, cache_dir=cache)
+    assert "restored: v1" in again.output_of("mover")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app", "buildpacks", "cache", "out"]
+
+
+def test_a_killed_build_that_changed_a_moved_layer_gives_nothing_back(bps, tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    bp = bps("mover", build=LAYER + '''if [ -n "${SLOW:-}" ]; then
+  echo changed >> "$CNB_LAYERS_DIR/deps/data.txt"; touch /workspace/.building; sleep 60; fi''')
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cnbsim.build(app, buildpacks=[bp], output=out, cache_dir=cache)
+    _killed_build(["build", str(app), "-b", str(bp), "-o", str(out), "--cache-dir", str(cache), "-e", "SLOW=1"],
+                  out)
+    again = cnbsim.build(app, buildpacks=[bp], output=out, cache_dir=cache)
+    assert again.output_of("mover").strip() == "fresh"
